@@ -1,0 +1,97 @@
+/* The one layer that touches the device or image file.
+ *
+ * I/O goes through io_uring (a small pool of rings so that threads do not
+ * serialise on one ring), with O_DIRECT where the device allows it and
+ * plain pread/pwrite when io_uring is unavailable.  All calls are
+ * thread-safe.  Every call returns 0 or a negative errno.
+ */
+#ifndef VDFS_DEVICE_H
+#define VDFS_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct vdfs_dev;
+
+enum {
+    VDFS_DEV_RDONLY = 1u << 0,
+    VDFS_DEV_DIRECT = 1u << 1,  /* ask for O_DIRECT; falls back to buffered if refused */
+    VDFS_DEV_NO_URING = 1u << 2, /* force the pread/pwrite path (tests) */
+};
+
+int vdfs_dev_open(const char *path, unsigned flags, struct vdfs_dev **out);
+void vdfs_dev_close(struct vdfs_dev *dev);
+
+uint64_t vdfs_dev_size(const struct vdfs_dev *dev);
+bool vdfs_dev_is_blockdev(const struct vdfs_dev *dev);
+bool vdfs_dev_is_direct(const struct vdfs_dev *dev);
+bool vdfs_dev_is_readonly(const struct vdfs_dev *dev);
+/* Buffers, offsets and lengths passed to read/write/submit must be
+ * multiples of this (1 when buffered, the logical block size when
+ * O_DIRECT).  Metadata I/O is always 4096-aligned, so it always fits. */
+uint32_t vdfs_dev_alignment(const struct vdfs_dev *dev);
+int vdfs_dev_fd(const struct vdfs_dev *dev);
+
+/* Whole-length I/O.  Reading past the end of the device is -EIO. */
+int vdfs_dev_read(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off);
+int vdfs_dev_write(struct vdfs_dev *dev, const void *buf, size_t len, uint64_t off);
+
+/* A batch: all requests are queued, submitted together and waited for.
+ * Each request's `result` gets 0 or -errno; the call returns the first
+ * error or 0. */
+enum vdfs_io_op { VDFS_IO_READ = 0, VDFS_IO_WRITE = 1 };
+struct vdfs_io {
+    enum vdfs_io_op op;
+    void *buf;
+    size_t len;
+    uint64_t off;
+    int result;
+};
+int vdfs_dev_submit(struct vdfs_dev *dev, struct vdfs_io *ios, unsigned count);
+
+/* Makes every completed write durable (fdatasync). */
+int vdfs_dev_flush(struct vdfs_dev *dev);
+
+/* Makes a range read as zeros without writing data where the device can
+ * (fallocate ZERO_RANGE on files, BLKZEROOUT on block devices), otherwise
+ * by writing zeros. */
+int vdfs_dev_zero(struct vdfs_dev *dev, uint64_t off, uint64_t len);
+
+/* Returns a range's backing space to the host (punch hole / BLKDISCARD).
+ * Best effort: the range's content is unspecified afterwards. */
+int vdfs_dev_discard(struct vdfs_dev *dev, uint64_t off, uint64_t len);
+
+/* Sector-atomic compare-and-write.  Under an OFD write lock on the range
+ * it reads `len` bytes at `off`; if they equal `expect` it writes `data`
+ * and makes it durable, else it copies what it found into `found` (when
+ * not NULL) and returns -EAGAIN.  len and off are multiples of 512. */
+int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len,
+                               const void *expect, const void *data, void *found);
+
+/* Reads a sector range under a shared OFD lock, so that it never sees a
+ * compare-and-write half done. */
+int vdfs_dev_read_atomic(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off);
+
+/* OFD byte-range locks on the device, for process liveness on one machine:
+ * a mounted host holds a read lock on its heartbeat slot so that others on
+ * the same machine can tell a dead process at once.  try_lock returns 0 or
+ * -EAGAIN; probe returns 1 if some other open file description holds a
+ * conflicting lock, 0 if not. */
+int vdfs_dev_try_lock(struct vdfs_dev *dev, uint64_t off, uint64_t len, bool exclusive);
+int vdfs_dev_unlock(struct vdfs_dev *dev, uint64_t off, uint64_t len);
+int vdfs_dev_probe_lock(struct vdfs_dev *dev, uint64_t off, uint64_t len);
+
+/* Crash testing: when the environment variable VDFS_TRACE_WRITES names a
+ * file at open time, every write, zero, discard and flush that reaches the
+ * device is appended to it in order (see tests/crash/). */
+#define VDFS_TRACE_ENV "VDFS_TRACE_WRITES"
+enum vdfs_trace_op { VDFS_TRACE_WRITE = 1, VDFS_TRACE_FLUSH = 2, VDFS_TRACE_ZERO = 3, VDFS_TRACE_DISCARD = 4 };
+/* Trace record: le32 op, le32 reserved, le64 offset, le64 length, then
+ * `length` data bytes for VDFS_TRACE_WRITE only. */
+
+/* Aligned buffer helpers for O_DIRECT (alignment 4096). */
+void *vdfs_aligned_alloc(size_t len);
+void vdfs_aligned_free(void *p);
+
+#endif

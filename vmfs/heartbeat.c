@@ -1,0 +1,1 @@
+/* heartbeat.c: being written */

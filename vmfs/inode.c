@@ -1,0 +1,1 @@
+/* inode.c: being written */

@@ -1,0 +1,171 @@
+/* libvdfs: the public, thread-safe API of a vdfs datastore.
+ *
+ * A struct vdfs is one mounted volume: one cluster host with its own
+ * heartbeat slot and redo journal.  Objects are named by descriptor number
+ * (ino), which suits the FUSE low-level API; vdfs_resolve() turns a path
+ * into an ino for tools.  Every call returns 0 (or a count) on success and
+ * a negative errno on failure.
+ */
+#ifndef VDFS_H
+#define VDFS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+struct vdfs;
+
+struct vdfs_mount_opts {
+    bool readonly;
+    const char *host_uuid;   /* 36-char UUID string; NULL: the persistent host UUID */
+    const char *host_name;   /* shown in `vdfsctl hosts`; NULL: gethostname() */
+    bool no_direct;          /* do not try O_DIRECT */
+    uint32_t commit_ms;      /* journal commit interval; 0: default 5000 */
+};
+
+int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vdfs **out);
+/* Commits the journal, releases the heartbeat slot and frees everything. */
+int vdfs_unmount(struct vdfs *fs);
+/* Commits the running transaction and makes all data durable. */
+int vdfs_sync(struct vdfs *fs);
+
+/* Messages from the library (corruption found, replay, ...). */
+typedef void (*vdfs_log_fn)(int level, const char *msg, void *ctx);
+void vdfs_set_logger(vdfs_log_fn fn, void *ctx);
+enum { VDFS_LOG_ERR = 3, VDFS_LOG_WARN = 4, VDFS_LOG_INFO = 6, VDFS_LOG_DEBUG = 7 };
+
+struct vdfs_stat {
+    uint32_t ino;
+    uint32_t ino_gen;
+    uint32_t mode;
+    uint32_t nlink;
+    uint32_t uid, gid;
+    uint32_t rdev;
+    uint64_t size;
+    uint64_t alloc_bytes; /* bytes of data space allocated to the file */
+    struct timespec atime, mtime, ctime, btime;
+};
+
+uint32_t vdfs_root_ino(const struct vdfs *fs);
+uint32_t vdfs_block_size(const struct vdfs *fs);
+
+int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st);
+int vdfs_lookup(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_stat *st);
+/* Path from the root, '/'-separated.  Symlinks in the middle are followed;
+ * the last component's is followed only when follow_last. */
+int vdfs_resolve(struct vdfs *fs, const char *path, bool follow_last, struct vdfs_stat *st);
+
+struct vdfs_cred {
+    uint32_t uid, gid;
+};
+
+/* mode carries the file type: S_IFREG, S_IFDIR, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK. */
+int vdfs_create(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, uint32_t rdev,
+                const struct vdfs_cred *cred, struct vdfs_stat *st);
+int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *target,
+                 const struct vdfs_cred *cred, struct vdfs_stat *st);
+ssize_t vdfs_readlink(struct vdfs *fs, uint32_t ino, char *buf, size_t size);
+int vdfs_link(struct vdfs *fs, uint32_t ino, uint32_t newdir, const char *newname, struct vdfs_stat *st);
+int vdfs_unlink(struct vdfs *fs, uint32_t dir, const char *name);
+int vdfs_rmdir(struct vdfs *fs, uint32_t dir, const char *name);
+
+#define VDFS_RENAME_NOREPLACE (1u << 0)
+#define VDFS_RENAME_EXCHANGE  (1u << 1)
+int vdfs_rename(struct vdfs *fs, uint32_t olddir, const char *oldname, uint32_t newdir,
+                const char *newname, unsigned flags);
+
+enum {
+    VDFS_SET_MODE = 1u << 0,
+    VDFS_SET_UID = 1u << 1,
+    VDFS_SET_GID = 1u << 2,
+    VDFS_SET_SIZE = 1u << 3,
+    VDFS_SET_ATIME = 1u << 4,
+    VDFS_SET_MTIME = 1u << 5,
+    VDFS_SET_ATIME_NOW = 1u << 6,
+    VDFS_SET_MTIME_NOW = 1u << 7,
+    VDFS_SET_CTIME = 1u << 8,
+};
+struct vdfs_setattr {
+    unsigned valid;
+    uint32_t mode, uid, gid;
+    uint64_t size;
+    struct timespec atime, mtime, ctime;
+};
+int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, struct vdfs_stat *st);
+
+/* Open/release keep an unlinked file alive while it is open, and (for the
+ * multi-host protocol) take the file's lock. */
+int vdfs_open(struct vdfs *fs, uint32_t ino, int flags);
+int vdfs_release(struct vdfs *fs, uint32_t ino, int flags);
+
+ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_t off);
+ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, uint64_t off);
+int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync);
+
+/* mode: 0 or a combination of FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
+ * (with KEEP_SIZE) and FALLOC_FL_ZERO_RANGE.  Mode 0 allocates lazily
+ * zeroed blocks (thick, lazy-zeroed). */
+int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64_t len);
+/* whence is SEEK_DATA or SEEK_HOLE; -ENXIO past the end. */
+int64_t vdfs_lseek(struct vdfs *fs, uint32_t ino, uint64_t off, int whence);
+
+/* Calls fn for each entry from `cookie` on ("." and ".." first); fn returns
+ * non-zero to stop.  next_cookie resumes after that entry. */
+typedef int (*vdfs_readdir_fn)(void *ctx, const char *name, uint32_t ino, uint32_t mode,
+                               uint64_t next_cookie);
+int vdfs_readdir(struct vdfs *fs, uint32_t dir, uint64_t cookie, vdfs_readdir_fn fn, void *ctx);
+
+#define VDFS_XATTR_CREATE  1
+#define VDFS_XATTR_REPLACE 2
+int vdfs_setxattr(struct vdfs *fs, uint32_t ino, const char *name, const void *value, size_t size,
+                  int flags);
+ssize_t vdfs_getxattr(struct vdfs *fs, uint32_t ino, const char *name, void *value, size_t size);
+ssize_t vdfs_listxattr(struct vdfs *fs, uint32_t ino, char *list, size_t size);
+int vdfs_removexattr(struct vdfs *fs, uint32_t ino, const char *name);
+
+struct vdfs_statfs {
+    uint64_t block_size;
+    uint64_t total_blocks, free_blocks;
+    uint64_t total_files, free_files;
+    uint32_t name_max;
+};
+int vdfs_statfs(struct vdfs *fs, struct vdfs_statfs *sf);
+
+struct vdfs_usage {
+    uint64_t capacity_bytes;    /* the file-block region */
+    uint64_t free_bytes;
+    uint64_t provisioned_bytes; /* sum of file sizes: what thin files promise */
+    uint64_t allocated_bytes;   /* data space actually handed out */
+    uint64_t files, directories;
+    uint64_t used[4], total[4]; /* per resource type: FB, SB, PB, FD */
+};
+int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u);
+
+/* A file's block map in logical order: allocated ranges and holes. */
+struct vdfs_extent {
+    uint64_t logical;  /* byte offset in the file */
+    uint64_t length;
+    uint64_t physical; /* byte offset on the device; 0 for a hole */
+    bool hole;
+    bool unwritten;    /* allocated but to-be-zeroed (reads as zeros) */
+    bool subblock;
+};
+typedef int (*vdfs_map_fn)(void *ctx, const struct vdfs_extent *ext);
+int vdfs_map(struct vdfs *fs, uint32_t ino, vdfs_map_fn fn, void *ctx);
+
+/* Volume facts for `vdfsctl info`. */
+struct vdfs_info {
+    char uuid[37];
+    char label[65];
+    uint32_t version;
+    uint64_t total_bytes;
+    uint32_t block_size, subblock_size, max_hosts, journal_blocks;
+    uint32_t my_slot;
+};
+int vdfs_get_info(struct vdfs *fs, struct vdfs_info *info);
+
+const char *vdfs_strerror(int err);
+
+#endif

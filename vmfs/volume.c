@@ -1,0 +1,1 @@
+/* volume.c: being written */
