@@ -24,6 +24,7 @@
 struct loop_fixture {
     char image[256];
     char device[64];
+    struct loop_fixture *sector4k; /* a second device with 4 KiB sectors */
 };
 
 static bool have_losetup(void)
@@ -32,27 +33,52 @@ static bool have_losetup(void)
            system("command -v losetup >/dev/null 2>&1") == 0;
 }
 
-static int loop_setup(void **state)
+static int loop_attach(struct loop_fixture *fx, unsigned sector_size)
 {
-    if (geteuid() != 0 || !have_losetup()) {
-        *state = NULL;
-        return 0;
-    }
-    struct loop_fixture *fx = calloc(1, sizeof *fx);
     temp_image_create("/var/tmp", LOOP_BYTES, fx->image);
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "losetup -f --show '%s'", fx->image);
+    snprintf(cmd, sizeof cmd, "losetup -b %u -f --show '%s'", sector_size, fx->image);
     FILE *p = popen(cmd, "r");
     if (!p || !fgets(fx->device, sizeof fx->device, p)) {
         fprintf(stderr, "losetup failed for %s\n", fx->image);
         if (p)
             pclose(p);
         unlink(fx->image);
-        free(fx);
         return -1;
     }
     pclose(p);
     fx->device[strcspn(fx->device, "\n")] = 0;
+    return 0;
+}
+
+static int loop_detach(struct loop_fixture *fx)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "losetup -d '%s'", fx->device);
+    int rc = system(cmd);
+    unlink(fx->image);
+    return rc == 0 ? 0 : -1;
+}
+
+static int loop_setup(void **state)
+{
+    *state = NULL;
+    if (geteuid() != 0 || !have_losetup())
+        return 0;
+    struct loop_fixture *fx = calloc(1, sizeof *fx);
+    struct loop_fixture *fx4k = calloc(1, sizeof *fx4k);
+    if (loop_attach(fx, 512) != 0) {
+        free(fx);
+        free(fx4k);
+        return -1;
+    }
+    if (loop_attach(fx4k, 4096) != 0) {
+        loop_detach(fx);
+        free(fx);
+        free(fx4k);
+        return -1;
+    }
+    fx->sector4k = fx4k;
     *state = fx;
     return 0;
 }
@@ -62,12 +88,11 @@ static int loop_teardown(void **state)
     struct loop_fixture *fx = *state;
     if (!fx)
         return 0;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "losetup -d '%s'", fx->device);
-    int rc = system(cmd);
-    unlink(fx->image);
+    int rc = loop_detach(fx->sector4k);
+    rc |= loop_detach(fx);
+    free(fx->sector4k);
     free(fx);
-    return rc == 0 ? 0 : -1;
+    return rc;
 }
 
 static struct loop_fixture *fixture_or_skip(void **state)
@@ -226,6 +251,35 @@ static void test_caw_counter_processes(void **state)
     vdfs_dev_close(dev);
 }
 
+/* A 4 KiB-sector device: alignment follows the sector size, and 512-byte
+ * compare-and-write widens to the sector without disturbing neighbours. */
+static void test_4k_sector_device(void **state)
+{
+    struct loop_fixture *fx4k = fixture_or_skip(state)->sector4k;
+    struct vdfs_dev *dev;
+    assert_int_equal(vdfs_dev_open(fx4k->device, VDFS_DEV_DIRECT, &dev), 0);
+    assert_int_equal(vdfs_dev_alignment(dev), 4096);
+    assert_int_equal(sysfs_logical_block_size(fx4k->device), 4096);
+    unsigned char *page = vdfs_aligned_alloc(4096), *got = vdfs_aligned_alloc(4096);
+    fill_pattern(page, 4096, 44);
+    assert_int_equal(vdfs_dev_write(dev, page, 4096, 8192), 0);
+    assert_int_equal(vdfs_dev_write(dev, page, 512, 8192), -EINVAL);
+    unsigned char sector[512], fresh[512];
+    memcpy(sector, page + 1536, 512);
+    fill_pattern(fresh, sizeof fresh, 45);
+    assert_int_equal(vdfs_dev_compare_and_write(dev, 8192 + 1536, 512, sector, fresh, NULL), 0);
+    assert_int_equal(vdfs_dev_read(dev, got, 4096, 8192), 0);
+    assert_memory_equal(got, page, 1536);
+    assert_memory_equal(got + 1536, fresh, 512);
+    assert_memory_equal(got + 2048, page + 2048, 2048);
+    assert_int_equal(vdfs_dev_zero(dev, 8192, 4096), 0);
+    assert_int_equal(vdfs_dev_read(dev, got, 4096, 8192), 0);
+    assert_true(is_zero(got, 4096));
+    vdfs_aligned_free(page);
+    vdfs_aligned_free(got);
+    vdfs_dev_close(dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -233,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_io_zero_discard),
         cmocka_unit_test(test_compare_and_write),
         cmocka_unit_test(test_caw_counter_processes),
+        cmocka_unit_test(test_4k_sector_device),
     };
     return cmocka_run_group_tests(tests, loop_setup, loop_teardown);
 }
