@@ -1,0 +1,744 @@
+/* virtio-blk device: request parsing and validation, the per-disk I/O
+ * thread, and the io_uring plain-file backend. */
+#include "virtio_blk.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "virtio_pci.h"
+#include "virtqueue.h"
+
+#define VIRTIO_BLK_DEVICE_ID 2
+
+#define VIRTIO_BLK_F_SEG_MAX 2
+#define VIRTIO_BLK_F_RO 5
+#define VIRTIO_BLK_F_BLK_SIZE 6
+#define VIRTIO_BLK_F_FLUSH 9
+#define VIRTIO_BLK_F_DISCARD 13
+#define VIRTIO_BLK_F_WRITE_ZEROES 14
+
+#define VIRTIO_BLK_T_IN 0
+#define VIRTIO_BLK_T_OUT 1
+#define VIRTIO_BLK_T_FLUSH 4
+#define VIRTIO_BLK_T_GET_ID 8
+#define VIRTIO_BLK_T_DISCARD 11
+#define VIRTIO_BLK_T_WRITE_ZEROES 13
+
+#define VIRTIO_BLK_S_OK 0
+#define VIRTIO_BLK_S_IOERR 1
+#define VIRTIO_BLK_S_UNSUPP 2
+
+#define VIRTIO_BLK_ID_BYTES 20
+#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1
+#define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request */
+#define DISCARD_ALIGN_SECTORS 8
+#define BLK_CONFIG_LEN 60
+
+/* ---------------------------------------------------------------------- */
+/* io_uring file backend                                                   */
+
+enum file_op { FILE_READ, FILE_WRITE, FILE_FLUSH, FILE_PUNCH, FILE_ZERO_RANGE };
+
+struct blk_file {
+    struct blk_backend be;
+    int fd;
+    int efd;
+    uint64_t capacity;
+    struct io_uring ring;
+};
+
+static struct io_uring_sqe *file_sqe(struct blk_file *f)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&f->ring);
+    if (!sqe) { /* the batch outgrew the ring: push what we have */
+        io_uring_submit(&f->ring);
+        sqe = io_uring_get_sqe(&f->ring);
+    }
+    return sqe;
+}
+
+static int file_queue(struct blk_file *f, struct blk_io *io, enum file_op op)
+{
+    struct io_uring_sqe *sqe = file_sqe(f);
+    if (!sqe)
+        return -EBUSY;
+    switch (op) {
+    case FILE_READ:
+        io_uring_prep_readv(sqe, f->fd, io->iov, (unsigned)io->iovcnt, io->offset);
+        break;
+    case FILE_WRITE:
+        io_uring_prep_writev(sqe, f->fd, io->iov, (unsigned)io->iovcnt, io->offset);
+        break;
+    case FILE_FLUSH:
+        io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
+        break;
+    case FILE_PUNCH:
+        io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                                io->offset, io->len);
+        break;
+    case FILE_ZERO_RANGE:
+        io_uring_prep_fallocate(sqe, f->fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+                                io->offset, io->len);
+        break;
+    }
+    io->backend_state = op;
+    io_uring_sqe_set_data(sqe, io);
+    return 0;
+}
+
+static struct blk_file *to_file(struct blk_backend *be)
+{
+    return (struct blk_file *)((char *)be - offsetof(struct blk_file, be));
+}
+
+static int file_read(struct blk_backend *be, struct blk_io *io)
+{
+    return file_queue(to_file(be), io, FILE_READ);
+}
+static int file_write(struct blk_backend *be, struct blk_io *io)
+{
+    return be->readonly ? -EROFS : file_queue(to_file(be), io, FILE_WRITE);
+}
+static int file_flush(struct blk_backend *be, struct blk_io *io)
+{
+    return file_queue(to_file(be), io, FILE_FLUSH);
+}
+static int file_discard(struct blk_backend *be, struct blk_io *io)
+{
+    return be->readonly ? -EROFS : file_queue(to_file(be), io, FILE_PUNCH);
+}
+static int file_write_zeroes(struct blk_backend *be, struct blk_io *io)
+{
+    if (be->readonly)
+        return -EROFS;
+    return file_queue(to_file(be), io, io->unmap ? FILE_PUNCH : FILE_ZERO_RANGE);
+}
+static uint64_t file_capacity(struct blk_backend *be)
+{
+    return to_file(be)->capacity;
+}
+static void file_submit(struct blk_backend *be)
+{
+    io_uring_submit(&to_file(be)->ring);
+}
+static int file_completion_fd(struct blk_backend *be)
+{
+    return to_file(be)->efd;
+}
+
+static void file_reap(struct blk_backend *be)
+{
+    struct blk_file *f = to_file(be);
+    eventfd_t ignored;
+    eventfd_read(f->efd, &ignored);
+    bool resubmitted = false;
+    struct io_uring_cqe *cqe;
+    while (io_uring_peek_cqe(&f->ring, &cqe) == 0) {
+        struct blk_io *io = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&f->ring, cqe);
+        if (res == -EOPNOTSUPP && io->backend_state == FILE_ZERO_RANGE) {
+            /* e.g. tmpfs: a punched range reads as zeros just the same */
+            if (file_queue(f, io, FILE_PUNCH) == 0) {
+                resubmitted = true;
+                continue;
+            }
+            res = -EIO;
+        }
+        if (res >= 0 && (io->backend_state == FILE_READ || io->backend_state == FILE_WRITE) &&
+            (uint64_t)res != io->len)
+            res = -EIO; /* short transfer: the file shrank or the disk filled */
+        io->complete(io, res < 0 ? res : 0);
+    }
+    if (resubmitted)
+        io_uring_submit(&f->ring);
+}
+
+static void file_close(struct blk_backend *be)
+{
+    struct blk_file *f = to_file(be);
+    io_uring_queue_exit(&f->ring);
+    close(f->efd);
+    close(f->fd);
+    free(f);
+}
+
+static const struct blk_backend_ops file_ops = {
+    .read = file_read,
+    .write = file_write,
+    .flush = file_flush,
+    .discard = file_discard,
+    .write_zeroes = file_write_zeroes,
+    .capacity = file_capacity,
+    .close = file_close,
+    .submit = file_submit,
+    .completion_fd = file_completion_fd,
+    .reap = file_reap,
+};
+
+struct blk_backend *blk_file_open(const char *path, bool readonly, char *err, size_t errlen)
+{
+    struct blk_file *f = calloc(1, sizeof(*f));
+    if (!f) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    if (f->fd < 0) {
+        snprintf(err, errlen, "cannot open disk %s: %s", path, strerror(errno));
+        free(f);
+        return NULL;
+    }
+    struct stat st;
+    uint64_t size = 0;
+    if (fstat(f->fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+        if (ioctl(f->fd, BLKGETSIZE64, &size) < 0)
+            size = 0;
+    } else if (fstat(f->fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        size = (uint64_t)st.st_size;
+    } else {
+        snprintf(err, errlen, "disk %s is not a regular file or block device", path);
+        close(f->fd);
+        free(f);
+        return NULL;
+    }
+    f->capacity = size / VIRTIO_BLK_SECTOR_SIZE * VIRTIO_BLK_SECTOR_SIZE;
+    f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    int rc = f->efd < 0 ? -errno : io_uring_queue_init(VIRTIO_BLK_QUEUE_SIZE, &f->ring, 0);
+    if (rc == 0) {
+        rc = io_uring_register_eventfd(&f->ring, f->efd);
+        if (rc)
+            io_uring_queue_exit(&f->ring);
+    }
+    if (rc) {
+        snprintf(err, errlen, "disk %s: cannot set up io_uring: %s", path, strerror(-rc));
+        if (f->efd >= 0)
+            close(f->efd);
+        close(f->fd);
+        free(f);
+        return NULL;
+    }
+    f->be.ops = &file_ops;
+    f->be.readonly = readonly;
+    return &f->be;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The device                                                              */
+
+struct virtio_blk;
+
+struct blk_req {
+    struct blk_io io;
+    struct virtio_blk *blk;
+    struct blk_req *next_free;
+    uint16_t head;
+    uint8_t *status;
+    uint32_t used_len;
+    struct iovec chain_iov[VIRTIO_BLK_SEG_MAX + 2];
+    struct iovec data_iov[VIRTIO_BLK_SEG_MAX];
+};
+
+struct virtio_blk {
+    struct virtio_blk *next;
+    struct virtio_pci *vp;
+    struct blk_backend *be;
+    char path[CONFIG_PATH_MAX];
+    char serial[VIRTIO_BLK_ID_BYTES];
+    uint64_t capacity_sectors;
+    uint8_t config[BLK_CONFIG_LEN];
+
+    pthread_t thread;
+    int epfd;
+    int stop_fd;
+    pthread_cond_t idle;   /* signalled when inflight drops to 0 */
+    unsigned inflight;
+    bool resetting;        /* completions are dropped, not pushed */
+    bool request_error_logged;
+    bool used_pending;     /* pushed entries not yet published */
+    struct blk_req *free_reqs;
+};
+
+static struct virtio_blk *all_disks;
+static pthread_mutex_t all_disks_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static struct blk_req *req_get(struct virtio_blk *blk)
+{
+    struct blk_req *r = blk->free_reqs;
+    if (r) {
+        blk->free_reqs = r->next_free;
+        return r;
+    }
+    r = malloc(sizeof(*r));
+    if (r)
+        r->blk = blk;
+    return r;
+}
+
+static void req_put(struct virtio_blk *blk, struct blk_req *r)
+{
+    r->next_free = blk->free_reqs;
+    blk->free_reqs = r;
+}
+
+static void log_request_error(struct virtio_blk *blk, const char *what)
+{
+    if (blk->request_error_logged)
+        return;
+    blk->request_error_logged = true;
+    fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): request failed: %s (further errors not "
+                    "logged until reset)\n",
+            virtio_pci_location(blk->vp), blk->path, what);
+}
+
+/* Completes a request (lock held): status byte, used entry. */
+static void req_finish(struct blk_req *r, uint8_t status)
+{
+    struct virtio_blk *blk = r->blk;
+    struct virtqueue *vq = virtio_pci_live_queue(blk->vp, 0);
+    if (!blk->resetting && vq) {
+        *r->status = status;
+        virtqueue_push(vq, r->head, status == VIRTIO_BLK_S_OK ? r->used_len : 1);
+        blk->used_pending = true;
+    }
+    req_put(blk, r);
+}
+
+static void blk_publish(struct virtio_blk *blk)
+{
+    struct virtqueue *vq = virtio_pci_live_queue(blk->vp, 0);
+    if (!blk->used_pending || !vq)
+        return;
+    blk->used_pending = false;
+    if (virtqueue_publish(vq))
+        virtio_pci_interrupt_queue(blk->vp, 0);
+}
+
+static void req_complete(struct blk_io *io, int result)
+{
+    struct blk_req *r = (struct blk_req *)io;
+    struct virtio_blk *blk = r->blk;
+    if (result < 0 && result != -EOPNOTSUPP) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "backend I/O at byte %llu: %s",
+                 (unsigned long long)io->offset, strerror(-result));
+        log_request_error(blk, msg);
+    }
+    req_finish(r, result == 0 ? VIRTIO_BLK_S_OK
+                              : result == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+    if (--blk->inflight == 0)
+        pthread_cond_broadcast(&blk->idle);
+}
+
+static bool range_ok(struct virtio_blk *blk, uint64_t sector, uint64_t nsectors)
+{
+    return sector <= blk->capacity_sectors && nsectors <= blk->capacity_sectors - sector;
+}
+
+/* Hands a request to the backend; on refusal completes it with an error. */
+static void req_submit(struct virtio_blk *blk, struct blk_req *r,
+                       int (*op)(struct blk_backend *, struct blk_io *))
+{
+    r->io.complete = req_complete;
+    blk->inflight++;
+    int rc = op(blk->be, &r->io);
+    if (rc < 0) {
+        blk->inflight--;
+        char msg[96];
+        snprintf(msg, sizeof(msg), "backend refused the request: %s", strerror(-rc));
+        log_request_error(blk, msg);
+        req_finish(r, rc == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+    }
+}
+
+/* Validates and starts one request.  Returns false if the chain broke the
+ * virtio rules (the device is then in NEEDS_RESET). */
+static bool blk_handle(struct virtio_blk *blk, struct blk_req *r, const struct virtq_chain *c)
+{
+    char why[160];
+    if (c->out_len < 16 || c->in_len < 1) {
+        snprintf(why, sizeof(why), "request at head %u has %llu readable and %llu writable "
+                                   "bytes; needs a 16-byte header and a status byte",
+                 c->head, (unsigned long long)c->out_len, (unsigned long long)c->in_len);
+        virtio_pci_set_needs_reset(blk->vp, why);
+        return false;
+    }
+    const struct iovec *last = &r->chain_iov[c->nout + c->nin - 1];
+    r->status = (uint8_t *)last->iov_base + last->iov_len - 1;
+    r->head = c->head;
+    r->used_len = 1;
+    uint8_t hdr[16];
+    iov_copy_from(r->chain_iov, c->nout, 0, hdr, sizeof(hdr));
+    uint32_t type = pci_get32(hdr);
+    uint64_t sector = pci_get32(hdr + 8) | (uint64_t)pci_get32(hdr + 12) << 32;
+    const struct iovec *in_iov = &r->chain_iov[c->nout];
+    uint64_t payload_out = c->out_len - 16, payload_in = c->in_len - 1;
+
+    bool directions_ok = true;
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_GET_ID:
+        directions_ok = payload_out == 0;
+        break;
+    case VIRTIO_BLK_T_OUT:
+    case VIRTIO_BLK_T_FLUSH:
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        directions_ok = payload_in == 0;
+        break;
+    }
+    if (!directions_ok) {
+        snprintf(why, sizeof(why), "request type %u at head %u has data in the wrong "
+                                   "direction (%llu readable, %llu writable bytes)",
+                 type, c->head, (unsigned long long)c->out_len, (unsigned long long)c->in_len);
+        virtio_pci_set_needs_reset(blk->vp, why);
+        return false;
+    }
+
+    switch (type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT: {
+        bool in = type == VIRTIO_BLK_T_IN;
+        uint64_t len = in ? payload_in : payload_out;
+        if (!in && blk->be->readonly) {
+            log_request_error(blk, "write to a read-only disk");
+            req_finish(r, VIRTIO_BLK_S_IOERR);
+            return true;
+        }
+        if (len % VIRTIO_BLK_SECTOR_SIZE || !range_ok(blk, sector, len / VIRTIO_BLK_SECTOR_SIZE)) {
+            snprintf(why, sizeof(why), "%s of %llu bytes at sector %llu (capacity %llu sectors)",
+                     in ? "read" : "write", (unsigned long long)len,
+                     (unsigned long long)sector, (unsigned long long)blk->capacity_sectors);
+            log_request_error(blk, why);
+            req_finish(r, VIRTIO_BLK_S_IOERR);
+            return true;
+        }
+        int n = in ? iov_slice(in_iov, c->nin, 0, len, r->data_iov, VIRTIO_BLK_SEG_MAX)
+                   : iov_slice(r->chain_iov, c->nout, 16, len, r->data_iov, VIRTIO_BLK_SEG_MAX);
+        if (n < 0) {
+            log_request_error(blk, "more data segments than seg_max");
+            req_finish(r, VIRTIO_BLK_S_IOERR);
+            return true;
+        }
+        if (len == 0) {
+            req_finish(r, VIRTIO_BLK_S_OK);
+            return true;
+        }
+        r->io.iov = r->data_iov;
+        r->io.iovcnt = n;
+        r->io.offset = sector * VIRTIO_BLK_SECTOR_SIZE;
+        r->io.len = len;
+        r->used_len = (uint32_t)(in ? len + 1 : 1);
+        req_submit(blk, r, in ? blk->be->ops->read : blk->be->ops->write);
+        return true;
+    }
+    case VIRTIO_BLK_T_FLUSH:
+        r->io.iov = NULL;
+        r->io.iovcnt = 0;
+        r->io.offset = r->io.len = 0;
+        req_submit(blk, r, blk->be->ops->flush);
+        return true;
+    case VIRTIO_BLK_T_GET_ID: {
+        uint64_t n = payload_in < VIRTIO_BLK_ID_BYTES ? payload_in : VIRTIO_BLK_ID_BYTES;
+        iov_copy_to(in_iov, c->nin, 0, blk->serial, n);
+        r->used_len = (uint32_t)n + 1;
+        req_finish(r, VIRTIO_BLK_S_OK);
+        return true;
+    }
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES: {
+        bool discard = type == VIRTIO_BLK_T_DISCARD;
+        int (*op)(struct blk_backend *, struct blk_io *) =
+            discard ? blk->be->ops->discard : blk->be->ops->write_zeroes;
+        if (blk->be->readonly || !op) {
+            log_request_error(blk, discard ? "discard on a read-only disk"
+                                           : "write-zeroes on a read-only disk");
+            req_finish(r, VIRTIO_BLK_S_UNSUPP);
+            return true;
+        }
+        if (payload_out != 16) { /* max_discard_seg = max_write_zeroes_seg = 1 */
+            log_request_error(blk, "discard/write-zeroes with other than one segment");
+            req_finish(r, VIRTIO_BLK_S_UNSUPP);
+            return true;
+        }
+        uint8_t seg[16];
+        iov_copy_from(r->chain_iov, c->nout, 16, seg, sizeof(seg));
+        uint64_t start = pci_get32(seg) | (uint64_t)pci_get32(seg + 4) << 32;
+        uint32_t count = pci_get32(seg + 8), flags = pci_get32(seg + 12);
+        if ((discard && flags) || (!discard && (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))) {
+            log_request_error(blk, "discard/write-zeroes with unsupported flags");
+            req_finish(r, VIRTIO_BLK_S_UNSUPP);
+            return true;
+        }
+        if (count > MAX_DISCARD_SECTORS || !range_ok(blk, start, count)) {
+            snprintf(why, sizeof(why), "%s of %u sectors at sector %llu (capacity %llu)",
+                     discard ? "discard" : "write-zeroes", count, (unsigned long long)start,
+                     (unsigned long long)blk->capacity_sectors);
+            log_request_error(blk, why);
+            req_finish(r, VIRTIO_BLK_S_IOERR);
+            return true;
+        }
+        if (count == 0) {
+            req_finish(r, VIRTIO_BLK_S_OK);
+            return true;
+        }
+        r->io.iov = NULL;
+        r->io.iovcnt = 0;
+        r->io.offset = start * VIRTIO_BLK_SECTOR_SIZE;
+        r->io.len = (uint64_t)count * VIRTIO_BLK_SECTOR_SIZE;
+        r->io.unmap = flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+        req_submit(blk, r, op);
+        return true;
+    }
+    default:
+        req_finish(r, VIRTIO_BLK_S_UNSUPP);
+        return true;
+    }
+}
+
+/* Takes every available request (lock held) and submits them as one batch. */
+static void blk_process_queue(struct virtio_blk *blk)
+{
+    char err[256];
+    struct virtqueue *vq;
+    bool broken = false;
+    while (!broken && (vq = virtio_pci_live_queue(blk->vp, 0))) {
+        virtqueue_disable_notify(vq);
+        for (;;) {
+            struct blk_req *r = req_get(blk);
+            if (!r)
+                break; /* out of memory: the chains stay available for the next kick */
+            struct virtq_chain c = {.iov = r->chain_iov, .iov_cap = VIRTIO_BLK_SEG_MAX + 2};
+            int rc = virtqueue_pop(vq, &c, err, sizeof(err));
+            if (rc <= 0) {
+                req_put(blk, r);
+                if (rc < 0) {
+                    virtio_pci_set_needs_reset(blk->vp, err);
+                    broken = true;
+                }
+                break;
+            }
+            if (!blk_handle(blk, r, &c)) {
+                req_put(blk, r);
+                broken = true;
+                break;
+            }
+        }
+        if (broken || !virtqueue_enable_notify(vq))
+            break;
+    }
+    if (blk->be->ops->submit)
+        blk->be->ops->submit(blk->be);
+    blk_publish(blk);
+}
+
+static void *blk_thread(void *arg)
+{
+    struct virtio_blk *blk = arg;
+    int kick_fd = virtio_pci_queue_eventfd(blk->vp, 0);
+    for (;;) {
+        struct epoll_event ev[4];
+        int n = epoll_wait(blk->epfd, ev, 4, -1);
+        if (n < 0 && errno != EINTR) {
+            perror("vdfs-vm: virtio-blk: epoll_wait");
+            return NULL;
+        }
+        for (int i = 0; i < n; i++) {
+            int fd = ev[i].data.fd;
+            if (fd == blk->stop_fd)
+                return NULL;
+            virtio_pci_lock(blk->vp);
+            if (fd == kick_fd) {
+                eventfd_t ignored;
+                eventfd_read(kick_fd, &ignored);
+                blk_process_queue(blk);
+            } else {
+                blk->be->ops->reap(blk->be);
+                blk_publish(blk);
+            }
+            virtio_pci_unlock(blk->vp);
+        }
+    }
+}
+
+/* Transport callbacks (lock held). */
+static void blk_reset(void *opaque)
+{
+    struct virtio_blk *blk = opaque;
+    blk->resetting = true;
+    /* The I/O thread reaps (taking the lock cond_wait releases). */
+    while (blk->inflight)
+        pthread_cond_wait(&blk->idle, virtio_pci_mutex(blk->vp));
+    blk->resetting = false;
+    blk->used_pending = false;
+    blk->request_error_logged = false;
+}
+
+static void blk_activate(void *opaque)
+{
+    struct virtio_blk *blk = opaque;
+    /* Chains made available before DRIVER_OK get looked at now. */
+    eventfd_write(virtio_pci_queue_eventfd(blk->vp, 0), 1);
+}
+
+static const struct virtio_pci_ops blk_ops = {.reset = blk_reset, .activate = blk_activate};
+
+static void blk_fill_config(struct virtio_blk *blk)
+{
+    uint8_t *c = blk->config;
+    memset(c, 0, sizeof(blk->config));
+    pci_put32(c + 0, (uint32_t)blk->capacity_sectors);
+    pci_put32(c + 4, (uint32_t)(blk->capacity_sectors >> 32));
+    pci_put32(c + 12, VIRTIO_BLK_SEG_MAX);
+    pci_put32(c + 20, VIRTIO_BLK_SECTOR_SIZE);
+    pci_put16(c + 34, 1);
+    pci_put32(c + 36, MAX_DISCARD_SECTORS);
+    pci_put32(c + 40, 1);
+    pci_put32(c + 44, DISCARD_ALIGN_SECTORS);
+    pci_put32(c + 48, MAX_DISCARD_SECTORS);
+    pci_put32(c + 52, 1);
+    c[56] = 1; /* write_zeroes_may_unmap */
+}
+
+static void blk_free(struct virtio_blk *blk)
+{
+    while (blk->free_reqs) {
+        struct blk_req *r = blk->free_reqs;
+        blk->free_reqs = r->next_free;
+        free(r);
+    }
+    if (blk->epfd >= 0)
+        close(blk->epfd);
+    if (blk->stop_fd >= 0)
+        close(blk->stop_fd);
+    pthread_cond_destroy(&blk->idle);
+    if (blk->be)
+        blk->be->ops->close(blk->be);
+    free(blk);
+}
+
+int virtio_blk_create_backend(struct pci_bus *pci, struct vm_services *svc,
+                              const struct disk_config *cfg, struct blk_backend *be)
+{
+    struct virtio_blk *blk = calloc(1, sizeof(*blk));
+    if (!blk) {
+        be->ops->close(be);
+        return -ENOMEM;
+    }
+    blk->be = be;
+    blk->epfd = blk->stop_fd = -1;
+    pthread_cond_init(&blk->idle, NULL);
+    snprintf(blk->path, sizeof(blk->path), "%s", cfg->path);
+    memcpy(blk->serial, cfg->serial, strnlen(cfg->serial, VIRTIO_BLK_ID_BYTES));
+    blk->capacity_sectors = be->ops->capacity(be) / VIRTIO_BLK_SECTOR_SIZE;
+    blk_fill_config(blk);
+
+    uint64_t features = 1ull << VIRTIO_F_RING_EVENT_IDX | 1ull << VIRTIO_BLK_F_SEG_MAX |
+                        1ull << VIRTIO_BLK_F_BLK_SIZE | 1ull << VIRTIO_BLK_F_FLUSH;
+    if (be->readonly)
+        features |= 1ull << VIRTIO_BLK_F_RO;
+    else
+        features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
+    struct virtio_pci_params params = {
+        .name = "virtio-blk",
+        .device_type = VIRTIO_BLK_DEVICE_ID,
+        .class_code = 0x018000,
+        .features = features,
+        .num_queues = 1,
+        .queue_max_size = VIRTIO_BLK_QUEUE_SIZE,
+        .device_config = blk->config,
+        .device_config_len = BLK_CONFIG_LEN,
+    };
+    int rc = -ENOMEM;
+    blk->epfd = epoll_create1(EPOLL_CLOEXEC);
+    blk->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (blk->epfd < 0 || blk->stop_fd < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    blk->vp = virtio_pci_create(pci, svc, &params, &blk_ops, blk);
+    if (!blk->vp) {
+        rc = -ENODEV;
+        goto fail;
+    }
+    int fds[3] = {virtio_pci_queue_eventfd(blk->vp, 0), blk->stop_fd,
+                  be->ops->completion_fd ? be->ops->completion_fd(be) : -1};
+    for (int i = 0; i < 3; i++) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[i]};
+        if (fds[i] >= 0 && epoll_ctl(blk->epfd, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+            rc = -errno;
+            goto fail_vp;
+        }
+    }
+    rc = -pthread_create(&blk->thread, NULL, blk_thread, blk);
+    if (rc)
+        goto fail_vp;
+    pthread_mutex_lock(&all_disks_lock);
+    blk->next = all_disks;
+    all_disks = blk;
+    pthread_mutex_unlock(&all_disks_lock);
+    return 0;
+fail_vp:
+    virtio_pci_destroy(blk->vp);
+fail:
+    fprintf(stderr, "vdfs-vm: virtio-blk %s: cannot create device: %s\n", cfg->path,
+            strerror(-rc));
+    blk_free(blk);
+    return rc;
+}
+
+int virtio_blk_create(struct pci_bus *pci, struct vm_services *svc, const struct disk_config *cfg)
+{
+    if (strncmp(cfg->path, "vdfs:", 5) == 0) {
+        fprintf(stderr, "vdfs-vm: disk %s: datastore disks need the libvdfs backend\n",
+                cfg->path);
+        return -ENOTSUP;
+    }
+    char err[512];
+    struct blk_backend *be = blk_file_open(cfg->path, cfg->readonly, err, sizeof(err));
+    if (!be) {
+        fprintf(stderr, "vdfs-vm: %s\n", err);
+        return -ENOENT;
+    }
+    return virtio_blk_create_backend(pci, svc, cfg, be);
+}
+
+void virtio_blk_destroy_all(void)
+{
+    pthread_mutex_lock(&all_disks_lock);
+    struct virtio_blk *list = all_disks;
+    all_disks = NULL;
+    pthread_mutex_unlock(&all_disks_lock);
+    while (list) {
+        struct virtio_blk *blk = list;
+        list = blk->next;
+        eventfd_write(blk->stop_fd, 1);
+        pthread_join(blk->thread, NULL);
+        /* Drain what the backend still holds so no completion outlives us. */
+        virtio_pci_lock(blk->vp);
+        blk->resetting = true;
+        while (blk->inflight && blk->be->ops->reap) {
+            virtio_pci_unlock(blk->vp);
+            struct epoll_event ev;
+            epoll_wait(blk->epfd, &ev, 1, 100);
+            virtio_pci_lock(blk->vp);
+            blk->be->ops->reap(blk->be);
+        }
+        virtio_pci_unlock(blk->vp);
+        virtio_pci_destroy(blk->vp);
+        blk_free(blk);
+    }
+}
