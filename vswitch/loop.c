@@ -1,0 +1,291 @@
+/* Daemon setup and the single-threaded epoll loop.  Everything runs on one
+ * thread, so forwarding needs no locks; batching (recvmmsg/sendmmsg) rather
+ * than threads is what keeps the per-frame cost low. */
+#include "loop.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "hello.h"
+#include "mactable.h"
+#include "port.h"
+#include "portgroup.h"
+#include "uplink_tap.h"
+
+uint64_t vsw_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t vsw_now_s(void) { return vsw_monotonic_ns() / 1000000000u; }
+
+int loop_watch(struct vswitch *sw, int fd, uint32_t events, struct event_source *source)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = source};
+    return epoll_ctl(sw->epoll_fd, EPOLL_CTL_ADD, fd, &ev);
+}
+
+void loop_unwatch(struct vswitch *sw, int fd) { epoll_ctl(sw->epoll_fd, EPOLL_CTL_DEL, fd, NULL); }
+
+/* Binds a listening unix socket at path, replacing a stale socket file but
+ * refusing to steal the path from a live switch. */
+static int listen_unix(const char *path, int type, const char *what)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(addr.sun_path)) {
+        fprintf(stderr, "vdfs-switch: %s path too long: %s\n", what, path);
+        return -1;
+    }
+    strcpy(addr.sun_path, path);
+    int fd = socket(AF_UNIX, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        fprintf(stderr, "vdfs-switch: socket: %s\n", strerror(errno));
+        return -1;
+    }
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno == EADDRINUSE) {
+        int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+        bool live = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
+        if (probe >= 0)
+            close(probe);
+        if (live) {
+            fprintf(stderr, "vdfs-switch: a switch is already listening on %s\n", path);
+            close(fd);
+            return -1;
+        }
+        unlink(path);
+        errno = 0;
+        bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    }
+    if (errno || listen(fd, 64) < 0) {
+        fprintf(stderr, "vdfs-switch: cannot listen on %s %s: %s\n", what, path, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int setup(struct vswitch *sw, const struct daemon_options *opts)
+{
+    snprintf(sw->name, sizeof(sw->name), "%s", opts->name);
+    sw->mtu = opts->mtu;
+    sw->security = (struct security_policy){POLICY_REJECT, POLICY_REJECT, POLICY_REJECT};
+    sw->shaping.state = 0;
+    sw->epoll_fd = sw->listen_fd = sw->control_fd = sw->timer_fd = sw->signal_fd = -1;
+    for (int id = 0; id < VSW_MAX_PORTS; id++) {
+        sw->ports[id].id = id;
+        sw->ports[id].fd = -1;
+    }
+    if (opts->socket_path) {
+        snprintf(sw->socket_path, sizeof(sw->socket_path), "%s", opts->socket_path);
+    } else {
+        mkdir(VDSW_SOCKET_DIR, 0755);
+        snprintf(sw->socket_path, sizeof(sw->socket_path), "%s/%s.sock", VDSW_SOCKET_DIR, sw->name);
+    }
+    if (opts->control_path)
+        snprintf(sw->control_path, sizeof(sw->control_path), "%s", opts->control_path);
+    else if (snprintf(sw->control_path, sizeof(sw->control_path), "%s.ctl", sw->socket_path) >=
+             (int)sizeof(sw->control_path)) {
+        fprintf(stderr, "vdfs-switch: control path too long\n");
+        return -1;
+    }
+    sw->in = malloc(sizeof(*sw->in));
+    if (!sw->in || mac_table_init(&sw->macs, opts->mac_cap, opts->mac_aging_s)) {
+        fprintf(stderr, "vdfs-switch: out of memory\n");
+        return -1;
+    }
+    char err[200];
+    if (portgroup_add(sw, "default", 0, err, sizeof(err)))
+        return -1;
+    for (unsigned i = 0; i < opts->portgroup_count; i++) {
+        char spec[64];
+        snprintf(spec, sizeof(spec), "%s", opts->portgroups[i]);
+        char *colon = strchr(spec, ':');
+        long vlan = 0;
+        if (colon) {
+            char *end;
+            *colon = '\0';
+            vlan = strtol(colon + 1, &end, 10);
+            if (colon[1] == '\0' || *end != '\0')
+                vlan = -1;
+        }
+        struct portgroup *existing = portgroup_find(sw, spec);
+        int rc = existing ? portgroup_set_vlan(sw, existing, vlan, err, sizeof(err))
+                          : portgroup_add(sw, spec, vlan, err, sizeof(err));
+        if (rc) {
+            fprintf(stderr, "vdfs-switch: --portgroup %s: %s\n", opts->portgroups[i], err);
+            return -1;
+        }
+    }
+    sw->listen_fd = listen_unix(sw->socket_path, SOCK_SEQPACKET, "port socket");
+    if (sw->listen_fd < 0)
+        return -1;
+    sw->control_fd = listen_unix(sw->control_path, SOCK_STREAM, "control socket");
+    if (sw->control_fd < 0) {
+        unlink(sw->socket_path);
+        return -1;
+    }
+    return 0;
+}
+
+static int start_loop(struct vswitch *sw, const struct daemon_options *opts)
+{
+    sw->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGTERM);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sw->signal_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+    sw->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    struct itimerspec tick = {.it_interval = {1, 0}, .it_value = {1, 0}};
+    if (sw->epoll_fd < 0 || sw->signal_fd < 0 || sw->timer_fd < 0 || timerfd_settime(sw->timer_fd, 0, &tick, NULL)) {
+        fprintf(stderr, "vdfs-switch: event setup failed: %s\n", strerror(errno));
+        return -1;
+    }
+    sw->listen_ev.kind = EV_LISTEN;
+    sw->control_ev.kind = EV_CONTROL_LISTEN;
+    sw->timer_ev.kind = EV_TIMER;
+    sw->signal_ev.kind = EV_SIGNAL;
+    if (loop_watch(sw, sw->listen_fd, EPOLLIN, &sw->listen_ev) || loop_watch(sw, sw->control_fd, EPOLLIN, &sw->control_ev) ||
+        loop_watch(sw, sw->timer_fd, EPOLLIN, &sw->timer_ev) || loop_watch(sw, sw->signal_fd, EPOLLIN, &sw->signal_ev)) {
+        fprintf(stderr, "vdfs-switch: epoll: %s\n", strerror(errno));
+        return -1;
+    }
+    if (opts->uplink) {
+        char err[200];
+        if (uplink_open(sw, opts->uplink, err, sizeof(err))) {
+            fprintf(stderr, "vdfs-switch: %s\n", err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void on_timer(struct vswitch *sw)
+{
+    uint64_t expirations;
+    if (read(sw->timer_fd, &expirations, sizeof(expirations)) < 0)
+        return;
+    uint64_t now = vsw_now_s();
+    mac_table_expire(&sw->macs, now);
+    hello_expire(sw, now);
+    control_expire(sw, now);
+}
+
+static void dispatch(struct vswitch *sw, struct epoll_event *ev, bool *tick)
+{
+    struct event_source *src = ev->data.ptr;
+    switch (src->kind) {
+    case EV_PORT: {
+        struct port *port = (struct port *)src;
+        if (port->is_uplink) {
+            uplink_receive(sw);
+            break;
+        }
+        bool closed = ev->events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+        if (!port_receive(sw, port, closed) || (closed && !(ev->events & EPOLLIN)))
+            port_detach(sw, port);
+        break;
+    }
+    case EV_LISTEN:
+        hello_accept(sw);
+        break;
+    case EV_HELLO:
+        hello_receive(sw, (struct hello_conn *)src);
+        break;
+    case EV_CONTROL_LISTEN:
+        control_accept(sw);
+        break;
+    case EV_CONTROL:
+        control_handle(sw, (struct control_conn *)src, ev->events);
+        break;
+    case EV_TIMER:
+        *tick = true; /* expiring connections now could free one whose event is later in this batch */
+        break;
+    case EV_SIGNAL: {
+        struct signalfd_siginfo info;
+        if (read(sw->signal_fd, &info, sizeof(info)) > 0)
+            sw->stop = true;
+        break;
+    }
+    }
+}
+
+static void teardown(struct vswitch *sw)
+{
+    for (int id = 1; id < VSW_MAX_PORTS; id++)
+        port_detach(sw, &sw->ports[id]);
+    if (sw->epoll_fd >= 0) {
+        uplink_close(sw);
+        hello_close_all(sw);
+        control_close_all(sw);
+    }
+    if (sw->listen_fd >= 0) {
+        close(sw->listen_fd);
+        unlink(sw->socket_path);
+    }
+    if (sw->control_fd >= 0) {
+        close(sw->control_fd);
+        unlink(sw->control_path);
+    }
+    for (int *fd = (int[]){sw->timer_fd, sw->signal_fd, sw->epoll_fd, -2}; *fd != -2; fd++)
+        if (*fd >= 0)
+            close(*fd);
+    portgroups_free(sw);
+    mac_table_free(&sw->macs);
+    free(sw->in);
+    free(sw);
+}
+
+int daemon_run(const struct daemon_options *opts)
+{
+    struct vswitch *sw = calloc(1, sizeof(*sw));
+    if (!sw) {
+        fprintf(stderr, "vdfs-switch: out of memory\n");
+        return 1;
+    }
+    if (setup(sw, opts)) {
+        teardown(sw);
+        return 1;
+    }
+    if (!opts->foreground && daemon(0, 0) < 0) {
+        fprintf(stderr, "vdfs-switch: cannot daemonise: %s\n", strerror(errno));
+        teardown(sw);
+        return 1;
+    }
+    if (start_loop(sw, opts)) {
+        teardown(sw);
+        return 1;
+    }
+    if (opts->foreground)
+        fprintf(stderr, "vdfs-switch %s: ports on %s, control on %s\n", sw->name, sw->socket_path, sw->control_path);
+    struct epoll_event events[64];
+    while (!sw->stop) {
+        int n = epoll_wait(sw->epoll_fd, events, 64, -1);
+        if (n < 0 && errno != EINTR) {
+            fprintf(stderr, "vdfs-switch: epoll_wait: %s\n", strerror(errno));
+            break;
+        }
+        bool tick = false;
+        for (int i = 0; i < n && !sw->stop; i++)
+            dispatch(sw, &events[i], &tick);
+        if (tick)
+            on_timer(sw);
+    }
+    teardown(sw);
+    return 0;
+}

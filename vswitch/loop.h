@@ -1,0 +1,26 @@
+/* The daemon's epoll event loop. */
+#ifndef VDFS_VSWITCH_LOOP_H
+#define VDFS_VSWITCH_LOOP_H
+
+#include "vswitch.h"
+
+struct daemon_options {
+    const char *name;
+    const char *socket_path;
+    const char *control_path;
+    const char *uplink;
+    unsigned mtu;
+    size_t mac_cap;
+    unsigned mac_aging_s;
+    bool foreground;
+    const char *portgroups[64]; /* "NAME[:VLAN]" */
+    unsigned portgroup_count;
+};
+
+int loop_watch(struct vswitch *sw, int fd, uint32_t events, struct event_source *source);
+void loop_unwatch(struct vswitch *sw, int fd);
+uint64_t vsw_now_s(void);
+/* Runs the daemon until SIGTERM/SIGINT; returns the process exit code. */
+int daemon_run(const struct daemon_options *opts);
+
+#endif
