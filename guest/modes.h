@@ -1,0 +1,12 @@
+/* The guest's modes (mode= on the command line); each returns the status
+ * guest_finish reports. */
+#ifndef GUEST_MODES_H
+#define GUEST_MODES_H
+
+#include "platform.h"
+
+enum guest_status mode_pci(void);
+enum guest_status mode_blktest(void);
+enum guest_status mode_blkbench(void);
+
+#endif
