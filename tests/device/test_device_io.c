@@ -540,6 +540,89 @@ static void test_trace_records(void **state)
     unlink(image);
 }
 
+struct trace_writer {
+    struct vdfs_dev *dev;
+    uint32_t index;
+    int failures;
+};
+
+enum { TRACE_THREADS = 4, TRACE_WRITES = 200, TRACE_FLUSH_EVERY = 50 };
+
+static void *trace_writer_main(void *arg)
+{
+    struct trace_writer *w = arg;
+    unsigned char sector[512];
+    for (uint32_t seq = 0; seq < TRACE_WRITES; seq++) {
+        memset(sector, (int)w->index, sizeof sector);
+        memcpy(sector, &w->index, 4);
+        memcpy(sector + 4, &seq, 4);
+        uint64_t off = ((uint64_t)seq * TRACE_THREADS + w->index) * 512;
+        if (vdfs_dev_write(w->dev, sector, sizeof sector, off) != 0)
+            w->failures++;
+        if (w->index == 0 && (seq + 1) % TRACE_FLUSH_EVERY == 0 && vdfs_dev_flush(w->dev) != 0)
+            w->failures++;
+    }
+    return NULL;
+}
+
+/* Records from many threads never interleave, and each thread's writes
+ * appear in the order it issued them. */
+static void test_trace_concurrent(void **state)
+{
+    char image[256], trace[256];
+    temp_image_create(TMPFS_DIR, (uint64_t)TRACE_THREADS * TRACE_WRITES * 512, image);
+    temp_image_create(TMPFS_DIR, 0, trace);
+    assert_int_equal(setenv(VDFS_TRACE_ENV, trace, 1), 0);
+    struct vdfs_dev *dev = open_ok(image, 0);
+    assert_int_equal(unsetenv(VDFS_TRACE_ENV), 0);
+    struct trace_writer writers[TRACE_THREADS];
+    pthread_t threads[TRACE_THREADS];
+    for (uint32_t t = 0; t < TRACE_THREADS; t++) {
+        writers[t] = (struct trace_writer){ .dev = dev, .index = t };
+        assert_int_equal(pthread_create(&threads[t], NULL, trace_writer_main, &writers[t]), 0);
+    }
+    for (int t = 0; t < TRACE_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+        assert_int_equal(writers[t].failures, 0);
+    }
+    vdfs_dev_close(dev);
+
+    struct stat st;
+    assert_int_equal(stat(trace, &st), 0);
+    unsigned char *buf = malloc((size_t)st.st_size);
+    int fd = open(trace, O_RDONLY);
+    assert_int_equal(read(fd, buf, (size_t)st.st_size), st.st_size);
+    close(fd);
+    enum { MAX_RECS = TRACE_THREADS * TRACE_WRITES + TRACE_WRITES };
+    struct trace_rec *recs = calloc(MAX_RECS, sizeof *recs);
+    size_t n = parse_trace(buf, (size_t)st.st_size, recs, MAX_RECS);
+    uint32_t next_seq[TRACE_THREADS] = { 0 };
+    unsigned flushes = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (recs[i].op == VDFS_TRACE_FLUSH) {
+            flushes++;
+            continue;
+        }
+        assert_int_equal(recs[i].op, VDFS_TRACE_WRITE);
+        assert_int_equal(recs[i].len, 512);
+        uint32_t t, seq;
+        memcpy(&t, recs[i].data, 4);
+        memcpy(&seq, recs[i].data + 4, 4);
+        assert_true(t < TRACE_THREADS);
+        assert_int_equal(seq, next_seq[t]);
+        assert_int_equal(recs[i].off, ((uint64_t)seq * TRACE_THREADS + t) * 512);
+        assert_int_equal(recs[i].data[511], t);
+        next_seq[t]++;
+    }
+    for (int t = 0; t < TRACE_THREADS; t++)
+        assert_int_equal(next_seq[t], TRACE_WRITES);
+    assert_int_equal(flushes, TRACE_WRITES / TRACE_FLUSH_EVERY);
+    free(recs);
+    free(buf);
+    unlink(trace);
+    unlink(image);
+}
+
 /* ------------------------------------------------------------ concurrency */
 
 struct worker {
@@ -650,6 +733,7 @@ int main(void)
         cmocka_unit_test(test_direct_on_tmpfs),
         cmocka_unit_test(test_direct_fallback_on_ramfs),
         cmocka_unit_test(test_trace_records),
+        cmocka_unit_test(test_trace_concurrent),
         cmocka_unit_test(test_concurrent_uring),
         cmocka_unit_test(test_concurrent_syscalls),
         cmocka_unit_test(test_concurrent_pool_exhausted),
