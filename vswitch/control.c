@@ -12,6 +12,13 @@
 #include "commands.h"
 #include "loop.h"
 
+/* At the client limit new connections wait in the listen backlog rather than being refused. */
+static void listen_for_clients(struct vswitch *sw, bool on)
+{
+    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &sw->control_ev};
+    epoll_ctl(sw->epoll_fd, EPOLL_CTL_MOD, sw->control_fd, &ev);
+}
+
 static void drop(struct vswitch *sw, struct control_conn *conn)
 {
     for (struct control_conn **link = &sw->controls; *link; link = &(*link)->next) {
@@ -24,18 +31,19 @@ static void drop(struct vswitch *sw, struct control_conn *conn)
     close(conn->fd);
     free(conn->out);
     free(conn);
-    sw->control_count--;
+    if (sw->control_count-- == VSW_MAX_CONTROL_CLIENTS)
+        listen_for_clients(sw, true);
 }
 
 void control_accept(struct vswitch *sw)
 {
-    for (;;) {
+    while (sw->control_count < VSW_MAX_CONTROL_CLIENTS) {
         int fd = accept4(sw->control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
-        struct control_conn *conn = sw->control_count < VSW_MAX_CONTROL_CLIENTS ? calloc(1, sizeof(*conn)) : NULL;
+        struct control_conn *conn = calloc(1, sizeof(*conn));
         if (!conn) {
-            static const char busy[] = "ERR too many control clients\n";
+            static const char busy[] = "ERR out of memory\n";
             send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
             close(fd);
             continue;
@@ -52,6 +60,7 @@ void control_accept(struct vswitch *sw)
         sw->controls = conn;
         sw->control_count++;
     }
+    listen_for_clients(sw, false);
 }
 
 static void start_response(struct vswitch *sw, struct control_conn *conn, struct output *response)
