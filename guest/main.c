@@ -17,7 +17,7 @@ extern char __image_end[];
 
 static const char *const known_keys[] = {
 	"mode", "op", "bs", "qd", "seconds", "count", "span", "tsc_khz", "timeout_ms",
-	"disk", "pci", "bar_window", "mem_mb",
+	"disk", "pci", "ecam", "bar_window", "mem_mb",
 };
 
 /* The RAM region holding the image, from the PVH memory map (or mem_mb=). */
@@ -53,10 +53,19 @@ static bool setup_pci(const struct hvm_start_info *info)
 	if (!cmdline_u64("bar_window", DEFAULT_BAR_WINDOW, &window))
 		return false;
 	pci_set_bar_window(window, window + BAR_WINDOW_SIZE);
-	if (!cmdline_value_is("pci", "cf8"))
+	/* ecam= wins: some VMMs (QEMU microvm) describe ECAM only in AML. */
+	if (!cmdline_u64("ecam", 0, &ecam))
+		return false;
+	if (!ecam && !cmdline_value_is("pci", "cf8"))
 		ecam = acpi_find_ecam(info->rsdp_paddr);
+	if (cmdline_value_is("pci", "cf8"))
+		ecam = 0;
 	if (cmdline_value_is("pci", "ecam") && !ecam) {
-		console_write("VDFS-GUEST ERROR pci=ecam but the ACPI tables have no MCFG\n");
+		console_write("VDFS-GUEST ERROR pci=ecam but no ecam= and no ACPI MCFG\n");
+		return false;
+	}
+	if (ecam >= FOUR_GIB) {
+		console_write("VDFS-GUEST ERROR the ECAM window must lie below 4 GiB\n");
 		return false;
 	}
 	pci_init(ecam);
@@ -69,7 +78,8 @@ void guest_main(const struct hvm_start_info *info)
 	size_t mode_len;
 	uint64_t tsc_khz;
 
-	console_write("VDFS-GUEST READY\n");
+	/* Leading newline: firmware (SeaBIOS) may leave a line unterminated. */
+	console_write("\nVDFS-GUEST READY\n");
 	if (!info || info->magic != HVM_START_MAGIC) {
 		console_write("VDFS-GUEST ERROR no hvm_start_info in EBX (not a PVH boot?)\n");
 		guest_finish(STATUS_BAD_BOOT);
