@@ -1,0 +1,281 @@
+/* The VM registry and the admission decision. */
+#include "admission.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define REGISTRY_SUFFIX ".vm"
+
+static char registered_path[4096];
+
+void host_capacity_read(struct host_capacity *host)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+    host->cores = cores > 0 ? (unsigned)cores : 1;
+    host->memory_bytes = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+}
+
+const char *admission_dir(void)
+{
+    const char *dir = getenv("VDFS_VM_RUN_DIR");
+    return dir && *dir ? dir : "/run/vdfs-vm";
+}
+
+static bool process_alive(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static int parse_record(const char *text, struct vm_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    const char *p;
+    int pid;
+    unsigned long long mem;
+    if (!(p = strstr(text, "\"pid\":")) || sscanf(p, "\"pid\": %d", &pid) != 1)
+        return -1;
+    if (!(p = strstr(text, "\"cpus\":")) || sscanf(p, "\"cpus\": %u", &r->cpus) != 1)
+        return -1;
+    if (!(p = strstr(text, "\"memory\":")) || sscanf(p, "\"memory\": %llu", &mem) != 1)
+        return -1;
+    if ((p = strstr(text, "\"started\":")))
+        sscanf(p, "\"started\": %lld", &r->started);
+    if ((p = strstr(text, "\"name\": \""))) {
+        p += strlen("\"name\": \"");
+        size_t len = strcspn(p, "\"");
+        if (len >= sizeof(r->name))
+            len = sizeof(r->name) - 1;
+        memcpy(r->name, p, len);
+    }
+    r->pid = pid;
+    r->memory_bytes = mem;
+    return 0;
+}
+
+static int ensure_dir(const char *dir)
+{
+    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+/* Takes the registry lock so that check-and-register is atomic across VMs
+ * starting at once.  Returns the lock fd or -errno. */
+static int lock_registry(void)
+{
+    const char *dir = admission_dir();
+    int rc = ensure_dir(dir);
+    if (rc < 0)
+        return rc;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int admission_list(struct vm_record **out)
+{
+    *out = NULL;
+    const char *dir = admission_dir();
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? 0 : -1;
+    struct vm_record *list = NULL;
+    int n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len <= strlen(REGISTRY_SUFFIX) ||
+            strcmp(de->d_name + len - strlen(REGISTRY_SUFFIX), REGISTRY_SUFFIX) != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        char text[1024];
+        size_t got = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[got] = '\0';
+        struct vm_record r;
+        if (parse_record(text, &r) < 0)
+            continue;
+        if (!process_alive(r.pid)) {
+            unlink(path); /* the VM's process died without cleaning up */
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            struct vm_record *grown = realloc(list, (size_t)cap * sizeof(*grown));
+            if (!grown) {
+                free(list);
+                closedir(d);
+                return -1;
+            }
+            list = grown;
+        }
+        list[n++] = r;
+    }
+    closedir(d);
+    *out = list;
+    return n;
+}
+
+int admission_admit(const struct admission_request *req, char *err, size_t errlen)
+{
+    struct host_capacity host;
+    host_capacity_read(&host);
+    int lock = lock_registry();
+    if (lock < 0) {
+        snprintf(err, errlen, "admission: cannot lock the VM registry in %s: %s",
+                 admission_dir(), strerror(-lock));
+        return -1;
+    }
+    struct vm_record *vms;
+    int n = admission_list(&vms);
+    if (n < 0) {
+        snprintf(err, errlen, "admission: cannot read the VM registry in %s", admission_dir());
+        close(lock);
+        return -1;
+    }
+    unsigned used_cpus = 0;
+    uint64_t used_mem = 0;
+    for (int i = 0; i < n; i++) {
+        if (vms[i].pid == getpid())
+            continue;
+        used_cpus += vms[i].cpus;
+        used_mem += vms[i].memory_bytes;
+    }
+    free(vms);
+    int rc = -1;
+    double cpu_limit = req->cpu_ratio * host.cores;
+    if ((double)(used_cpus + req->cpus) > cpu_limit + 1e-9) {
+        snprintf(err, errlen,
+                 "admission refused: %u vCPUs already running + %u requested > %.1f allowed "
+                 "(%u host cores x CPU overcommit ratio %.2f; raise it with --cpu-ratio)",
+                 used_cpus, req->cpus, cpu_limit, host.cores, req->cpu_ratio);
+        goto out;
+    }
+    uint64_t total_mem = used_mem + req->memory_bytes;
+    if (total_mem > host.memory_bytes) {
+        if (!req->allow_mem_overcommit) {
+            snprintf(err, errlen,
+                     "admission refused: %" PRIu64 " MiB of VM memory already running + %" PRIu64
+                     " MiB requested > %" PRIu64
+                     " MiB host RAM (memory overcommit needs --allow-mem-overcommit)",
+                     used_mem >> 20, req->memory_bytes >> 20, host.memory_bytes >> 20);
+            goto out;
+        }
+        fprintf(stderr,
+                "vdfs-vm: warning: memory overcommitted: %" PRIu64 " MiB of VM memory on %" PRIu64
+                " MiB host RAM; the host may swap or kill VMs\n",
+                total_mem >> 20, host.memory_bytes >> 20);
+    }
+    snprintf(registered_path, sizeof(registered_path), "%s/%d" REGISTRY_SUFFIX, admission_dir(),
+             (int)getpid());
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", registered_path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        snprintf(err, errlen, "admission: cannot write %s: %s", tmp, strerror(errno));
+        registered_path[0] = '\0';
+        goto out;
+    }
+    fprintf(f,
+            "{\"pid\": %d, \"name\": \"%s\", \"cpus\": %u, \"memory\": %" PRIu64
+            ", \"started\": %lld}\n",
+            (int)getpid(), req->name, req->cpus, req->memory_bytes, (long long)time(NULL));
+    if (fclose(f) != 0 || rename(tmp, registered_path) < 0) {
+        snprintf(err, errlen, "admission: cannot write %s: %s", registered_path,
+                 strerror(errno));
+        unlink(tmp);
+        registered_path[0] = '\0';
+        goto out;
+    }
+    rc = 0;
+out:
+    close(lock);
+    return rc;
+}
+
+void admission_release(void)
+{
+    if (registered_path[0]) {
+        unlink(registered_path);
+        registered_path[0] = '\0';
+    }
+}
+
+static void json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(out, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(out, "\\u%04x", (unsigned char)*s);
+        else
+            fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+int admission_ps(bool json, FILE *out)
+{
+    struct host_capacity host;
+    host_capacity_read(&host);
+    struct vm_record *vms;
+    int n = admission_list(&vms);
+    if (n < 0) {
+        fprintf(stderr, "vdfs-vm: cannot read the VM registry in %s: %s\n", admission_dir(),
+                strerror(errno));
+        return 1;
+    }
+    unsigned cpus = 0;
+    uint64_t mem = 0;
+    for (int i = 0; i < n; i++) {
+        cpus += vms[i].cpus;
+        mem += vms[i].memory_bytes;
+    }
+    if (json) {
+        fprintf(out, "{\"host\": {\"cores\": %u, \"memory\": %" PRIu64 "}, \"vms\": [",
+                host.cores, host.memory_bytes);
+        for (int i = 0; i < n; i++) {
+            fprintf(out, "%s{\"pid\": %d, \"name\": ", i ? ", " : "", (int)vms[i].pid);
+            json_string(out, vms[i].name);
+            fprintf(out, ", \"cpus\": %u, \"memory\": %" PRIu64 ", \"started\": %lld}",
+                    vms[i].cpus, vms[i].memory_bytes, vms[i].started);
+        }
+        fprintf(out, "], \"total\": {\"cpus\": %u, \"memory\": %" PRIu64 "}}\n", cpus, mem);
+    } else {
+        fprintf(out, "%-20s %8s %5s %10s\n", "NAME", "PID", "CPUS", "MEMORY");
+        for (int i = 0; i < n; i++)
+            fprintf(out, "%-20s %8d %5u %7" PRIu64 " MiB\n", vms[i].name, (int)vms[i].pid,
+                    vms[i].cpus, vms[i].memory_bytes >> 20);
+        fprintf(out,
+                "host: %u vCPUs on %u cores (%.2f per core); %" PRIu64 " MiB of %" PRIu64
+                " MiB RAM (%.1f%%)\n",
+                cpus, host.cores, (double)cpus / host.cores, mem >> 20, host.memory_bytes >> 20,
+                host.memory_bytes ? 100.0 * (double)mem / (double)host.memory_bytes : 0.0);
+    }
+    free(vms);
+    return 0;
+}

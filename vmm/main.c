@@ -1,0 +1,380 @@
+/* vdfs-vm: run a VM from a .vmx-like config, list running VMs, or check
+ * the seccomp policy.  See docs/vmm.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "acpi.h"
+#include "admission.h"
+#include "boot.h"
+#include "bus_core.h"
+#include "config.h"
+#include "kvm.h"
+#include "memory.h"
+#include "platform.h"
+#include "serial.h"
+#include "vmm_seccomp.h"
+#ifdef VDFS_VMM_HAVE_PCI
+#include "pci.h"
+#endif
+#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
+#include "virtio_blk.h"
+#endif
+#ifdef VDFS_VMM_HAVE_VIRTIO_NET
+#include "virtio_net.h"
+#endif
+
+/* Exit codes besides the guest's own debug-exit status. */
+#define EXIT_VMM_ERROR   1
+#define EXIT_GUEST_CRASH 2
+#define EXIT_GUEST_RESET 3
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: vdfs-vm run [CONFIG.vmx] [options]   boot a VM\n"
+            "       vdfs-vm ps [--json]                  list VMs against host capacity\n"
+            "       vdfs-vm --seccomp-selftest           prove the vCPU allow-list blocks\n"
+            "\n"
+            "run options (override the config file):\n"
+            "  --name NAME             VM name (registry, ps)\n"
+            "  --cpus N                vCPUs (1-%d)\n"
+            "  --memory SIZE           guest RAM, e.g. 256M, 2G\n"
+            "  --kernel PATH           ELF with a PVH note, or a bzImage\n"
+            "  --initrd PATH           initial ramdisk\n"
+            "  --cmdline STRING        kernel command line\n"
+            "  --disk PATH[,ro][,serial=X]   virtio-blk disk (repeatable; replaces the config's)\n"
+            "  --nic PORTGROUP[,mac=M] virtio-net NIC on the switch (repeatable)\n"
+            "  --switch SOCKET         vdfs-switch control socket\n"
+            "  --serial stdout|file:PATH     where the guest console goes\n"
+            "  --cpu-ratio R           vCPUs allowed per host core (default 4.0)\n"
+            "  --allow-mem-overcommit  admit beyond host RAM, with a warning\n"
+            "  --no-seccomp            do not confine vCPU threads (debugging)\n"
+            "  -v, --verbose           report how the VM ended and unclaimed port accesses\n"
+            "\n"
+            "exit status: the guest's byte written to port 0xf4; 0 after ACPI poweroff;\n"
+            "%d VMM error; %d guest crashed (emulation failure, triple fault); %d guest reset\n",
+            CONFIG_MAX_CPUS, EXIT_VMM_ERROR, EXIT_GUEST_CRASH, EXIT_GUEST_RESET);
+}
+
+enum {
+    OPT_NAME = 256, OPT_CPUS, OPT_MEMORY, OPT_KERNEL, OPT_INITRD, OPT_CMDLINE, OPT_DISK,
+    OPT_NIC, OPT_SWITCH, OPT_SERIAL, OPT_CPU_RATIO, OPT_ALLOW_MEM, OPT_NO_SECCOMP, OPT_HELP,
+};
+
+struct run_options {
+    bool allow_mem_overcommit;
+    bool seccomp;
+    bool verbose;
+};
+
+static int parse_run_args(int argc, char **argv, struct vm_config *cfg, struct run_options *opt)
+{
+    static const struct option longopts[] = {
+        { "name", required_argument, NULL, OPT_NAME },
+        { "cpus", required_argument, NULL, OPT_CPUS },
+        { "memory", required_argument, NULL, OPT_MEMORY },
+        { "kernel", required_argument, NULL, OPT_KERNEL },
+        { "initrd", required_argument, NULL, OPT_INITRD },
+        { "cmdline", required_argument, NULL, OPT_CMDLINE },
+        { "disk", required_argument, NULL, OPT_DISK },
+        { "nic", required_argument, NULL, OPT_NIC },
+        { "switch", required_argument, NULL, OPT_SWITCH },
+        { "serial", required_argument, NULL, OPT_SERIAL },
+        { "cpu-ratio", required_argument, NULL, OPT_CPU_RATIO },
+        { "allow-mem-overcommit", no_argument, NULL, OPT_ALLOW_MEM },
+        { "no-seccomp", no_argument, NULL, OPT_NO_SECCOMP },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, OPT_HELP },
+        { NULL, 0, NULL, 0 },
+    };
+    static const char *const keys[] = {
+        [OPT_NAME - OPT_NAME] = "name",       [OPT_CPUS - OPT_NAME] = "cpus",
+        [OPT_MEMORY - OPT_NAME] = "memory",   [OPT_KERNEL - OPT_NAME] = "kernel",
+        [OPT_INITRD - OPT_NAME] = "initrd",   [OPT_CMDLINE - OPT_NAME] = "cmdline",
+        [OPT_DISK - OPT_NAME] = "disk",       [OPT_NIC - OPT_NAME] = "nic",
+        [OPT_SWITCH - OPT_NAME] = "switch",   [OPT_SERIAL - OPT_NAME] = "serial",
+        [OPT_CPU_RATIO - OPT_NAME] = "cpu_overcommit_ratio",
+    };
+    /* Options may follow the config path: collect it first. */
+    const char *config_path = NULL;
+    if (argc > 1 && argv[1][0] != '-') {
+        config_path = argv[1];
+        argv[1] = argv[0];
+        argv++;
+        argc--;
+    }
+    char err[512];
+    if (config_path && config_load(cfg, config_path, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vdfs-vm: %s\n", err);
+        return -1;
+    }
+    bool disks_from_flags = false, nics_from_flags = false;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "v", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'v':
+            opt->verbose = true;
+            continue;
+        case OPT_ALLOW_MEM:
+            opt->allow_mem_overcommit = true;
+            continue;
+        case OPT_NO_SECCOMP:
+            opt->seccomp = false;
+            continue;
+        case OPT_HELP:
+            usage(stdout);
+            exit(0);
+        case '?':
+            usage(stderr);
+            return -1;
+        default:
+            break;
+        }
+        if (c == OPT_DISK && !disks_from_flags) {
+            cfg->ndisks = 0;
+            disks_from_flags = true;
+        }
+        if (c == OPT_NIC && !nics_from_flags) {
+            cfg->nnics = 0;
+            nics_from_flags = true;
+        }
+        if (config_set(cfg, keys[c - OPT_NAME], optarg, err, sizeof(err)) < 0) {
+            fprintf(stderr, "vdfs-vm: --%s: %s\n", longopts[c - OPT_NAME].name, err);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "vdfs-vm: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!config_path && !cfg->kernel[0]) {
+        fprintf(stderr, "vdfs-vm: run needs a CONFIG file or --kernel\n");
+        return -1;
+    }
+    if (config_validate(cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vdfs-vm: %s%s%s\n", config_path ? config_path : "",
+                config_path ? ": " : "", err);
+        return -1;
+    }
+    return 0;
+}
+
+static void *signal_thread(void *arg)
+{
+    struct vm *vm = arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int sig;
+    if (sigwait(&set, &sig) == 0) {
+        fprintf(stderr, "vdfs-vm: stopping the VM on signal %d\n", sig);
+        vm_request_stop(vm, VM_STOP_ERROR, 0);
+    }
+    return NULL;
+}
+
+static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_services *svc)
+{
+    vm_fill_services(vm, svc);
+#ifdef VDFS_VMM_HAVE_PCI
+    struct pci_bus *pci = pci_bus_create(svc);
+    if (!pci) {
+        fprintf(stderr, "vdfs-vm: cannot create the PCI bus\n");
+        return -1;
+    }
+#endif
+    if (cfg->ndisks) {
+#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
+        for (unsigned i = 0; i < cfg->ndisks; i++) {
+            if (virtio_blk_create(pci, svc, &cfg->disks[i]) < 0) {
+                fprintf(stderr, "vdfs-vm: disk %s: cannot attach\n", cfg->disks[i].path);
+                return -1;
+            }
+        }
+#else
+        fprintf(stderr, "vdfs-vm: this build has no virtio-blk device\n");
+        return -1;
+#endif
+    }
+    if (cfg->nnics) {
+#ifdef VDFS_VMM_HAVE_VIRTIO_NET
+        for (unsigned i = 0; i < cfg->nnics; i++) {
+            if (virtio_net_create(pci, svc, &cfg->nics[i]) < 0) {
+                fprintf(stderr, "vdfs-vm: nic %s: cannot attach\n", cfg->nics[i].portgroup);
+                return -1;
+            }
+        }
+#else
+        fprintf(stderr, "vdfs-vm: this build has no virtio-net device\n");
+        return -1;
+#endif
+    }
+    return 0;
+}
+
+static const char *stop_reason_name(enum vm_stop_reason r)
+{
+    switch (r) {
+    case VM_STOP_DEBUG_EXIT: return "guest wrote its status to port 0xf4";
+    case VM_STOP_POWEROFF: return "ACPI poweroff";
+    case VM_STOP_RESET: return "guest reset";
+    case VM_STOP_CRASH: return "guest crashed";
+    case VM_STOP_ERROR: return "VMM error or signal";
+    default: return "unknown";
+    }
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct vm_config cfg;
+    config_defaults(&cfg);
+    struct run_options opt = { .seccomp = true };
+    if (parse_run_args(argc, argv, &cfg, &opt) < 0)
+        return EXIT_VMM_ERROR;
+
+    char err[512];
+    struct admission_request req = {
+        .name = cfg.name,
+        .cpus = cfg.cpus,
+        .memory_bytes = cfg.memory_bytes,
+        .cpu_ratio = cfg.cpu_overcommit_ratio,
+        .allow_mem_overcommit = opt.allow_mem_overcommit,
+    };
+    if (admission_admit(&req, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vdfs-vm: %s\n", err);
+        return EXIT_VMM_ERROR;
+    }
+    atexit(admission_release);
+
+    int serial_fd = STDOUT_FILENO;
+    if (cfg.serial == SERIAL_FILE) {
+        serial_fd = open(cfg.serial_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (serial_fd < 0) {
+            fprintf(stderr, "vdfs-vm: serial file %s: %s\n", cfg.serial_path, strerror(errno));
+            return EXIT_VMM_ERROR;
+        }
+    }
+
+    /* Signals are taken by one thread; vCPU threads inherit the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct guest_memory *mem = guest_memory_create(cfg.memory_bytes);
+    if (!mem) {
+        fprintf(stderr, "vdfs-vm: cannot map %" PRIu64 " MiB of guest memory: %s\n",
+                cfg.memory_bytes >> 20, strerror(errno));
+        return EXIT_VMM_ERROR;
+    }
+    struct bus *bus = bus_create();
+    struct vm *vm = bus ? vm_create(cfg.cpus, mem, bus, err, sizeof(err)) : NULL;
+    if (!vm) {
+        fprintf(stderr, "vdfs-vm: %s\n", bus ? err : "out of memory");
+        return EXIT_VMM_ERROR;
+    }
+    vm->seccomp = opt.seccomp;
+    struct platform *platform = platform_create(vm);
+    struct serial *serial = serial_create(vm, serial_fd);
+    if (!platform || !serial) {
+        fprintf(stderr, "vdfs-vm: cannot set up platform devices\n");
+        return EXIT_VMM_ERROR;
+    }
+    struct vm_services svc;
+    if (add_devices(vm, &cfg, &svc) < 0)
+        return EXIT_VMM_ERROR;
+
+    uint64_t rsdp = acpi_build(mem, cfg.cpus);
+    if (!rsdp) {
+        fprintf(stderr, "vdfs-vm: ACPI tables do not fit\n");
+        return EXIT_VMM_ERROR;
+    }
+    struct boot_request boot = {
+        .kernel = cfg.kernel, .initrd = cfg.initrd, .cmdline = cfg.cmdline, .rsdp = rsdp,
+    };
+    struct boot_entry entry;
+    if (boot_load(mem, &boot, &entry, err, sizeof(err)) < 0) {
+        fprintf(stderr, "vdfs-vm: %s\n", err);
+        return EXIT_VMM_ERROR;
+    }
+
+    pthread_t sig_thread;
+    if (pthread_create(&sig_thread, NULL, signal_thread, vm) != 0) {
+        fprintf(stderr, "vdfs-vm: cannot start the signal thread\n");
+        return EXIT_VMM_ERROR;
+    }
+    pthread_detach(sig_thread);
+
+    int status = 0;
+    enum vm_stop_reason reason = vm_run(vm, &entry, &status);
+    serial_flush(serial);
+    if (opt.verbose)
+        fprintf(stderr,
+                "vdfs-vm: VM ended: %s (status %d); %" PRIu64 " port and %" PRIu64
+                " MMIO accesses hit no device\n",
+                stop_reason_name(reason), status, bus_unclaimed_count(bus, BUS_PIO),
+                bus_unclaimed_count(bus, BUS_MMIO));
+    switch (reason) {
+    case VM_STOP_DEBUG_EXIT:
+        return status & 0xff;
+    case VM_STOP_POWEROFF:
+        return 0;
+    case VM_STOP_RESET:
+        fprintf(stderr, "vdfs-vm: guest requested a reset; ending the VM\n");
+        return EXIT_GUEST_RESET;
+    case VM_STOP_CRASH:
+        return EXIT_GUEST_CRASH;
+    default:
+        return EXIT_VMM_ERROR;
+    }
+}
+
+static int cmd_ps(int argc, char **argv)
+{
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = true;
+        } else if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "vdfs-vm ps: unknown option '%s'\n", argv[i]);
+            return EXIT_VMM_ERROR;
+        }
+    }
+    return admission_ps(json, stdout);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_VMM_ERROR;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--seccomp-selftest") == 0)
+        return seccomp_selftest() == 0 ? 0 : EXIT_VMM_ERROR;
+    if (strcmp(argv[1], "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(argv[1], "ps") == 0)
+        return cmd_ps(argc - 1, argv + 1);
+    fprintf(stderr, "vdfs-vm: unknown command '%s' (run, ps, --help)\n", argv[1]);
+    return EXIT_VMM_ERROR;
+}
