@@ -151,12 +151,14 @@ int main(int argc, char **argv)
             if (open_device(o.path, false, &dev) != 0)
                 return 1;
         }
-        /* Taken whole so that no vdfs host can claim a slot mid-format. */
-        rc = vdfs_dev_try_lock(dev, sb.heartbeat_offset, (uint64_t)VDFS_MAX_HOSTS_LIMIT * VDFS_SECTOR_SIZE, true);
+        /* Every slot's liveness lock, held until exit: a host that is
+         * mounting (or mounted) holds one, and none can claim a slot while
+         * mkfs writes. */
+        rc = vdfs_dev_try_lock(dev, vdfs_liveness_lock_offset(0), VDFS_MAX_HOSTS_LIMIT, true);
         if (rc == -EAGAIN)
-            return fail("%s is being used by another vdfs process; refusing to format it", o.path);
+            return fail("%s is in use by a running vdfs host; unmount it first", o.path);
         if (rc != 0)
-            return fail("cannot lock the heartbeat area of %s: %s", o.path, strerror(-rc));
+            return fail("cannot lock the heartbeat slots of %s: %s", o.path, strerror(-rc));
         rc = mkfs_write(dev, &sb, probe.wipe, probe.nwipe, &stats);
         if (rc != 0)
             return fail("writing %s failed: %s; it holds no valid datastore now", o.path, strerror(-rc));

@@ -69,7 +69,7 @@ struct mkfs_probe {
     struct vdfs_super vdfs; /* that superblock when have_vdfs */
     uint64_t wipe[8];      /* 4 KiB-aligned blocks that hold old superblocks */
     unsigned nwipe;
-    bool live_host;        /* a heartbeat slot is LIVE and its lock is held */
+    bool live_host;        /* a heartbeat slot is in use and its liveness lock is held */
     uint32_t live_slot;
     uint32_t live_pid;
     char live_hostname[VDFS_HOSTNAME_SIZE + 1];

@@ -101,9 +101,12 @@ static int probe_live_hosts(struct vdfs_dev *dev, uint64_t hb_off, uint32_t slot
     for (uint32_t slot = 0; rc == 0 && slot < slots && !p->live_host; slot++) {
         uint64_t addr = hb_off + (uint64_t)slot * VDFS_SECTOR_SIZE;
         struct vdfs_heartbeat hb;
-        if (vdfs_heartbeat_decode(buf + (size_t)slot * VDFS_SECTOR_SIZE, addr, &hb) != 0 || hb.state != VDFS_HB_LIVE)
+        if (vdfs_heartbeat_decode(buf + (size_t)slot * VDFS_SECTOR_SIZE, addr, &hb) != 0 || hb.state == VDFS_HB_FREE)
             continue;
-        if (vdfs_dev_probe_lock(dev, addr, VDFS_SECTOR_SIZE) == 1) {
+        /* A mounted host holds the liveness lock of its slot; the lock on
+         * the slot's own sectors is the older convention, still honoured. */
+        if (vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1) == 1 ||
+            vdfs_dev_probe_lock(dev, addr, VDFS_SECTOR_SIZE) == 1) {
             p->live_host = true;
             p->live_slot = slot;
             p->live_pid = hb.pid;

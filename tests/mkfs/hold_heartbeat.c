@@ -1,9 +1,11 @@
 /* Plays a mounted vdfs host for the mkfs tests: stamps heartbeat slot
- * SLOT of IMAGE LIVE and holds the OFD read lock on it, as a mounting
- * process does (notes/invariants.md), through the device layer's liveness
- * locks, until its standard input closes.
+ * SLOT of IMAGE LIVE and holds the slot's liveness lock, as a mounting
+ * process does (vmfs/heartbeat.c), until its standard input closes.
  *
- * Usage: hold_heartbeat IMAGE SLOT    (prints "ready" once it holds the slot) */
+ * With "lock-only" it holds the lock but leaves the slot FREE, like a host
+ * caught in the middle of claiming it.
+ *
+ * Usage: hold_heartbeat IMAGE SLOT [lock-only]   (prints "ready" once it holds the slot) */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +18,9 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: hold_heartbeat IMAGE SLOT\n");
+    bool lock_only = argc == 4 && strcmp(argv[3], "lock-only") == 0;
+    if (argc != 3 && !lock_only) {
+        fprintf(stderr, "usage: hold_heartbeat IMAGE SLOT [lock-only]\n");
         return 2;
     }
     struct vdfs_dev *dev;
@@ -55,10 +58,10 @@ int main(int argc, char **argv)
     gethostname(hb.hostname, sizeof(hb.hostname) - 1);
     uint8_t sector[VDFS_SECTOR_SIZE];
     vdfs_heartbeat_encode(&hb, sector);
-    rc = vdfs_dev_try_lock(dev, hb.hdr.addr, VDFS_SECTOR_SIZE, false);
-    if (rc == 0)
+    rc = vdfs_dev_try_lock(dev, vdfs_liveness_lock_offset(slot), 1, false);
+    if (rc == 0 && !lock_only)
         rc = vdfs_dev_write(dev, sector, sizeof(sector), hb.hdr.addr);
-    if (rc == 0)
+    if (rc == 0 && !lock_only)
         rc = vdfs_dev_flush(dev);
     if (rc != 0) {
         fprintf(stderr, "hold_heartbeat: cannot claim slot %u: %s\n", slot, strerror(-rc));

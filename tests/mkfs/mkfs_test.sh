@@ -266,6 +266,21 @@ live-host)
     run "$MKFS" -q -f "${SMALL[@]}" "$img"
     expect_rc 0 mkfs.vdfs -f after the host exited
     run "$CHECK" "$img"; expect_rc 0 check_image; echo "$OUT"
+    # A host in the middle of claiming a slot holds its liveness lock
+    # while the slot still reads FREE: refused as well.
+    "$HOLD" "$img" 0 lock-only <"$WORK/hold.in" >"$WORK/hold.out" 2>&1 &
+    holder=$!
+    exec 9>"$WORK/hold.in"
+    CLEANUP+=("exec 9>&-; wait $holder")
+    for _ in $(seq 100); do grep -q ready "$WORK/hold.out" && break; sleep 0.05; done
+    grep -q ready "$WORK/hold.out" || fail "hold_heartbeat did not start: $(cat "$WORK/hold.out")"
+    before=$(sum "$img")
+    run "$MKFS" -f "${SMALL[@]}" "$img"
+    expect_rc 1 "mkfs.vdfs -f while a host claims a slot"
+    expect_err "in use by a running vdfs host"
+    [ "$(sum "$img")" = "$before" ] || fail "refused run changed the image"
+    exec 9>&-
+    wait "$holder" || fail "hold_heartbeat failed"
     ;;
 loop)
     need_root
