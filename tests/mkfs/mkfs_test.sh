@@ -195,7 +195,7 @@ dry-run)
     expect_rc 0 mkfs.vdfs -n new image
     grep -q "Would create" <<<"$OUT" || fail "-n summary: $OUT"
     [ ! -e "$img" ] || fail "-n created the image"
-    run "$MKFS" -q "${SMALL[@]}" "$img" 256M; expect_rc 0 mkfs.vdfs
+    run "$MKFS" -q "${SMALL[@]}" "$img" 64M; expect_rc 0 mkfs.vdfs
     before=$(sum "$img")
     run "$MKFS" -n -f "${SMALL[@]}" "$img"
     expect_rc 0 mkfs.vdfs -n -f
@@ -203,7 +203,7 @@ dry-run)
     run "$MKFS" -n -f --json "${SMALL[@]}" "$img" 512M
     expect_rc 0 mkfs.vdfs -n -f 512M
     grep -q '"dry_run": true' <<<"$OUT" || fail "--json dry run: $OUT"
-    [ "$(stat -c %s "$img")" = $((256 << 20)) ] || fail "-n extended the image"
+    [ "$(stat -c %s "$img")" = $((64 << 20)) ] || fail "-n extended the image"
     [ "$(sum "$img")" = "$before" ] || fail "-n changed the image"
     run "$MKFS" -n "${SMALL[@]}" "$img"
     expect_rc 1 "mkfs.vdfs -n without -f on a datastore"
@@ -232,7 +232,7 @@ refuse-btrfs)
     ;;
 refuse-vdfs)
     img=$WORK/vdfs.img
-    run "$MKFS" -q "${SMALL[@]}" "$img" 256M; expect_rc 0 mkfs.vdfs
+    run "$MKFS" -q "${SMALL[@]}" "$img" 64M; expect_rc 0 mkfs.vdfs
     refuse_then_force "$img" "vdfs"
     # With the primary superblock destroyed the backup still identifies vdfs.
     dd if=/dev/zero of="$img" bs=4096 count=1 conv=notrunc status=none
@@ -247,7 +247,7 @@ refuse-vdfs)
 live-host)
     # A vdfs host that has the image mounted: refused even with -f.
     img=$WORK/live.img
-    run "$MKFS" -q "${SMALL[@]}" "$img" 256M; expect_rc 0 mkfs.vdfs
+    run "$MKFS" -q "${SMALL[@]}" "$img" 64M; expect_rc 0 mkfs.vdfs
     mkfifo "$WORK/hold.in"
     "$HOLD" "$img" 1 <"$WORK/hold.in" >"$WORK/hold.out" 2>&1 &
     holder=$!
