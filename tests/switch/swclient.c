@@ -67,17 +67,19 @@ bool switch_start(struct test_switch *sw, const char *binary, const char *const 
     return false;
 }
 
-void switch_stop(struct test_switch *sw)
+bool switch_stop(struct test_switch *sw)
 {
+    int status = 0;
     if (sw->pid > 0) {
         kill(sw->pid, SIGTERM);
-        waitpid(sw->pid, NULL, 0);
+        waitpid(sw->pid, &status, 0);
         sw->pid = 0;
     }
     unlink(sw->socket_path);
     unlink(sw->control_path);
     rmdir(sw->dir);
     current_switch = NULL;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 bool switch_control(const struct test_switch *sw, const char *request, char *out, size_t out_len)

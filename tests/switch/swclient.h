@@ -20,7 +20,8 @@ struct test_switch {
 /* Starts `binary daemon -f` with extra arguments (NULL-terminated) and waits
  * until its control socket answers. */
 bool switch_start(struct test_switch *sw, const char *binary, const char *const *extra_args);
-void switch_stop(struct test_switch *sw);
+/* Stops the switch; true if it exited cleanly (status 0, so no sanitizer report). */
+bool switch_stop(struct test_switch *sw);
 
 /* Sends one control request line; fills out (NUL-terminated) with the reply. */
 bool switch_control(const struct test_switch *sw, const char *request, char *out, size_t out_len);

@@ -459,7 +459,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         if (strcmp(tests[i].name, argv[2]) == 0) {
             tests[i].run();
-            switch_stop(&sw);
+            if (!switch_stop(&sw)) {
+                fprintf(stderr, "FAIL: the switch did not exit cleanly\n");
+                return 1;
+            }
             printf("ok %s\n", argv[2]);
             return 0;
         }
