@@ -156,7 +156,7 @@ int main(int argc, char **argv)
          * mkfs writes. */
         rc = vdfs_dev_try_lock(dev, vdfs_liveness_lock_offset(0), VDFS_MAX_HOSTS_LIMIT, true);
         if (rc == -EAGAIN)
-            return fail("%s is in use by a running vdfs host; unmount it first", o.path);
+            return fail("%s is in use by a running vdfs host or another mkfs.vdfs; refusing to format it", o.path);
         if (rc != 0)
             return fail("cannot lock the heartbeat slots of %s: %s", o.path, strerror(-rc));
         rc = mkfs_write(dev, &sb, probe.wipe, probe.nwipe, &stats);

@@ -230,6 +230,21 @@ refuse-btrfs)
     mkfs.btrfs -q -f "$img" >/dev/null || fail "mkfs.btrfs failed"
     refuse_then_force "$img" "btrfs"
     ;;
+refuse-other)
+    # Partition tables and swap are data too.
+    img=$WORK/other.img
+    truncate -s 64M "$img"
+    printf 'EFI PART' | dd of="$img" bs=1 seek=512 conv=notrunc status=none
+    refuse_then_force "$img" "a GPT partition table"
+    truncate -s 0 "$img"; truncate -s 64M "$img"
+    printf '\x55\xaa' | dd of="$img" bs=1 seek=510 conv=notrunc status=none
+    refuse_then_force "$img" "a DOS partition table"
+    if command -v mkswap >/dev/null; then
+        truncate -s 0 "$img"; truncate -s 64M "$img"
+        mkswap -q "$img" >/dev/null 2>&1 || mkswap "$img" >/dev/null || fail "mkswap failed"
+        refuse_then_force "$img" "swap"
+    fi
+    ;;
 refuse-vdfs)
     img=$WORK/vdfs.img
     run "$MKFS" -q "${SMALL[@]}" "$img" 64M; expect_rc 0 mkfs.vdfs
@@ -277,7 +292,7 @@ live-host)
     before=$(sum "$img")
     run "$MKFS" -f "${SMALL[@]}" "$img"
     expect_rc 1 "mkfs.vdfs -f while a host claims a slot"
-    expect_err "in use by a running vdfs host"
+    expect_err "in use by a running vdfs host or another mkfs.vdfs"
     [ "$(sum "$img")" = "$before" ] || fail "refused run changed the image"
     exec 9>&-
     wait "$holder" || fail "hold_heartbeat failed"
