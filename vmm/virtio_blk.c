@@ -514,7 +514,7 @@ static void blk_process_queue(struct virtio_blk *blk)
 {
     char err[256];
     struct virtqueue *vq;
-    bool broken = false;
+    bool broken = blk->resetting; /* a reset is draining: start nothing new */
     while (!broken && (vq = virtio_pci_live_queue(blk->vp, 0))) {
         virtqueue_disable_notify(vq);
         for (;;) {
