@@ -202,7 +202,7 @@ uint64_t acpi_build(struct guest_memory *mem, unsigned ncpus)
     /* FADT */
     t = base + fadt;
     table_header(t, "FACP", FADT_SIZE, FADT_REVISION);
-    put32(t + 36, (uint32_t)(gpa + facs));
+    /* FIRMWARE_CTRL stays 0: X_FIRMWARE_CTRL below replaces it (ACPI 6). */
     put32(t + 40, (uint32_t)(gpa + dsdt));
     put16(t + 46, LAYOUT_ACPI_SCI_IRQ);
     /* SMI_CMD = 0: the platform is always in ACPI mode. */
