@@ -65,14 +65,24 @@ static int write_heartbeat(struct fsck *f, uint32_t slot, const struct vdfs_hear
     return rc;
 }
 
-/* Refuses to touch a datastore some process on this machine has mounted:
- * a mounted host holds an OFD lock on its heartbeat slot. */
+/* Refuses a datastore some process on this machine has mounted: a mounted
+ * host holds an OFD read lock on its slot's liveness byte.  A repair takes
+ * every slot's liveness byte exclusively (as mkfs.vdfs does) and keeps it
+ * until the device is closed, so no host can mount while fsck writes. */
 static bool in_use(struct fsck *f)
 {
-    for (uint32_t slot = 0; slot < f->sb.max_hosts; slot++) {
-        int held = vdfs_dev_probe_lock(f->dev, vdfs_heartbeat_addr(&f->sb, slot), VDFS_SECTOR_SIZE);
-        if (held == 1) {
-            fsck_error(f, "in use: heartbeat slot %u is held by a mounted host; unmount it first", slot);
+    if (f->opt.fix) {
+        int rc = vdfs_dev_try_lock(f->dev, vdfs_liveness_lock_offset(0), VDFS_MAX_HOSTS_LIMIT, true);
+        if (rc == 0)
+            return false;
+        fsck_error(f, rc == -EAGAIN ? "in use by a mounted vdfs host (or another fsck/mkfs); unmount it first"
+                                    : "cannot lock the heartbeat slots: %s",
+                   strerror(-rc));
+        return true;
+    }
+    for (uint32_t slot = 0; slot < VDFS_MAX_HOSTS_LIMIT; slot++) {
+        if (vdfs_dev_probe_lock(f->dev, vdfs_liveness_lock_offset(slot), 1) == 1) {
+            fsck_error(f, "in use: heartbeat slot %u belongs to a mounted host; unmount it first", slot);
             return true;
         }
     }

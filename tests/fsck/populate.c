@@ -4,10 +4,12 @@
  *   populate create IMAGE   make a small tree of files, directories, a hard
  *                           link and a symlink; print "ino type path" lines
  *   populate digest IMAGE   print "path size sha256" for every regular file
- *                           reachable from the root, sorted by walk order
+ *                           reachable from the root, in walk order
+ *   populate hold IMAGE     mount, print "mounted", stay mounted until stdin closes
  */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,19 +192,26 @@ static int digest_tree(struct vdfs *fs)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "digest"))) {
-        fprintf(stderr, "usage: populate create|digest IMAGE\n");
+    if (argc != 3 || (strcmp(argv[1], "create") && strcmp(argv[1], "digest") && strcmp(argv[1], "hold"))) {
+        fprintf(stderr, "usage: populate create|digest|hold IMAGE\n");
         return 2;
     }
-    bool creating = !strcmp(argv[1], "create");
-    struct vdfs_mount_opts opts = {.readonly = !creating, .no_direct = true};
+    bool creating = !strcmp(argv[1], "create"), holding = !strcmp(argv[1], "hold");
+    struct vdfs_mount_opts opts = {.readonly = !creating && !holding, .no_direct = true};
     struct vdfs *fs;
     int rc = vdfs_mount(argv[2], &opts, &fs);
     if (rc < 0) {
         fprintf(stderr, "populate: mount %s: %s\n", argv[2], vdfs_strerror(rc));
         return 1;
     }
-    rc = creating ? create(fs) : digest_tree(fs);
+    if (holding) {
+        printf("mounted\n");
+        fflush(stdout);
+        while (getchar() != EOF)
+            ;
+    } else {
+        rc = creating ? create(fs) : digest_tree(fs);
+    }
     int urc = vdfs_unmount(fs);
     if (rc == 0 && urc < 0) {
         fprintf(stderr, "populate: unmount: %s\n", vdfs_strerror(urc));

@@ -159,6 +159,20 @@ bad-primary-super)
     three_runs "primary superblock damaged; using the backup"
     intact
     ;;
+mounted)
+    fresh; populate
+    # A mounted host holds its heartbeat slot's OFD lock: fsck must refuse.
+    coproc HOLD { "$POPULATE" hold "$IMG"; }
+    read -r line <&"${HOLD[0]}"
+    [ "$line" = mounted ] || fail "could not mount"
+    run_fsck 8 -n
+    grep -q "in use" "$WORK/out" || fail "no clear message: $(cat "$WORK/out")"
+    run_fsck 8 -y
+    eval "exec ${HOLD[1]}>&-"
+    wait "$HOLD_PID"
+    run_fsck 0 -n
+    intact
+    ;;
 random-bytes)
     head -c $((8 << 20)) /dev/urandom >"$IMG"
     run_fsck 8 -n
