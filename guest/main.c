@@ -99,6 +99,9 @@ void guest_main(const struct hvm_start_info *info)
 		guest_finish(STATUS_BAD_CMDLINE);
 	}
 	cmdline_get("mode", &mode, &mode_len);
+	/* Exercises the exception path: IDT, TSS stack switch, FAULT line. */
+	if (str_equal_n(mode, "fault", mode_len))
+		__asm__ volatile("ud2");
 	if (!find_heap(info) || !setup_pci(info))
 		guest_finish(STATUS_BAD_CMDLINE);
 	if (str_equal_n(mode, "pci", mode_len))
@@ -107,6 +110,6 @@ void guest_main(const struct hvm_start_info *info)
 		guest_finish(mode_blktest());
 	if (str_equal_n(mode, "blkbench", mode_len))
 		guest_finish(mode_blkbench());
-	console_write("VDFS-GUEST ERROR mode= takes ready, pci, blktest or blkbench\n");
+	console_write("VDFS-GUEST ERROR mode= takes ready, pci, blktest, blkbench or fault\n");
 	guest_finish(STATUS_BAD_CMDLINE);
 }

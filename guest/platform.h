@@ -44,6 +44,8 @@ struct hvm_memmap_entry {
 /* Prints "VDFS-GUEST DONE status=N", then writes N to the isa-debug-exit
  * port 0xf4.  If the VMM has no such port, halts for good. */
 __attribute__((noreturn)) void guest_finish(enum guest_status status);
+/* In boot.S: ring 3's hlt there faults into ring 0, which halts for good. */
+__attribute__((noreturn)) void guest_halt(void);
 /* Called from the ring-0 exception stubs in boot.S. */
 __attribute__((noreturn)) void report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2,
 					    uint64_t rflags, uint64_t cs);

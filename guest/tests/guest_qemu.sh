@@ -8,6 +8,8 @@
 #   blktest-ro       pc, read-only disk: writes refused, file untouched
 #   blkbench         microvm,pcie=on, a short count= run prints iops
 #   bad-cmdline      an unknown key ends with DONE status=2
+#   fault            mode=fault: the ring-3 #UD is reported, DONE status=4
+#   no-exit-device   without isa-debug-exit the guest halts (no spin, no fault)
 # Exit 77 (skipped) without /dev/kvm or qemu-system-x86_64.
 set -u
 
@@ -106,8 +108,22 @@ bad-cmdline)
 	expect_done 2
 	expect_line "^VDFS-GUEST ERROR unknown cmdline word 'frobnicate'$"
 	;;
+fault)
+	run_qemu microvm "mode=fault"
+	grep -q "^VDFS-GUEST FAULT vector=6 error=0x0 rip=0x[0-9a-f]* cr2=0x0 rflags=0x[0-9a-f]* cs=0x23$" "$serial" ||
+		fail "no FAULT line for #UD in ring 3"
+	expect_done 4
+	;;
+no-exit-device)
+	timeout 3 qemu-system-x86_64 -enable-kvm -M microvm -m 128 -smp 1 -nodefaults -nographic -no-reboot \
+		-display none -serial "file:$serial" -kernel "$guest" -append "mode=ready" >"$work/qemu.out" 2>&1
+	qemu_rc=$?
+	[ "$qemu_rc" -eq 124 ] || fail "QEMU exited ($qemu_rc): the guest should halt, not end or crash"
+	grep -qx "VDFS-GUEST DONE status=0" "$serial" || fail "no DONE line"
+	! grep -q "FAULT" "$serial" || fail "halting faulted"
+	;;
 *)
-	echo "usage: $0 ready|pci|blktest-pc|blktest-microvm|blktest-ro|blkbench|bad-cmdline GUEST_ELF BLKCHECK_PY" >&2
+	echo "usage: $0 ready|pci|blktest-pc|blktest-microvm|blktest-ro|blkbench|bad-cmdline|fault|no-exit-device GUEST_ELF BLKCHECK_PY" >&2
 	exit 2
 	;;
 esac
