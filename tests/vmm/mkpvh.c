@@ -10,6 +10,7 @@
  *   reset      print, then i8042 reset command 0xfe on port 0x64
  *   poweroff   print, then ACPI S5 (SLP_TYP 5 | SLP_EN) on PM1a_CNT 0x604
  *   spin       print, then loop forever (signal handling tests)
+ *   idle       print, then halt with interrupts off (an idle VM, for RSS)
  *   nonote:N   like exit:N but without the PVH entry note */
 #include <elf.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ static const unsigned char halt_forever[] = { 0xf4, 0xeb, 0xfd }; /* hlt; jmp hl
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s OUTPUT exit:N|badinsn|triple|reset|poweroff|spin|nonote:N\n",
+        fprintf(stderr, "usage: %s OUTPUT exit:N|badinsn|triple|reset|poweroff|spin|idle|nonote:N\n",
                 argv[0]);
         return 2;
     }
@@ -83,6 +84,8 @@ int main(int argc, char **argv)
     } else if (strcmp(action, "spin") == 0) {
         static const unsigned char spin[] = { 0xeb, 0xfe }; /* jmp . */
         at = emit(code, at, spin, sizeof(spin));
+    } else if (strcmp(action, "idle") == 0) {
+        /* falls through to the halt loop; IF is clear at the PVH entry */
     } else {
         fprintf(stderr, "mkpvh: unknown action '%s'\n", action);
         return 2;
