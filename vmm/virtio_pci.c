@@ -559,6 +559,19 @@ void virtio_pci_destroy(struct virtio_pci *vp)
     free(vp);
 }
 
+static void (*io_thread_hook)(void);
+
+void virtio_pci_set_io_thread_hook(void (*hook)(void))
+{
+    io_thread_hook = hook;
+}
+
+void virtio_pci_io_thread_start(void)
+{
+    if (io_thread_hook)
+        io_thread_hook();
+}
+
 void virtio_pci_lock(struct virtio_pci *vp)
 {
     pthread_mutex_lock(&vp->lock);

@@ -161,6 +161,25 @@ static uint64_t file_blocks(struct env *e)
 
 /* ---- PCI and transport ---- */
 
+static int io_threads_started;
+
+static void count_io_thread(void)
+{
+    __atomic_add_fetch(&io_threads_started, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_io_thread_hook(void **state)
+{
+    int before = __atomic_load_n(&io_threads_started, __ATOMIC_SEQ_CST);
+    struct env *e = env_create(false, false);
+    /* The device has served a request, so its thread has started. */
+    uint64_t buf = tdrv_alloc(&e->t, 512);
+    assert_int_equal(blk_sync(e, 0, 0, buf, 512, true), 0);
+    assert_int_equal(__atomic_load_n(&io_threads_started, __ATOMIC_SEQ_CST), before + 1);
+    env_destroy(e);
+    (void)state;
+}
+
 static void test_pci_enumeration(void **state)
 {
     struct env *e = env_create(false, false);
@@ -647,6 +666,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pci_enumeration),
+        cmocka_unit_test(test_io_thread_hook),
         cmocka_unit_test(test_feature_negotiation),
         cmocka_unit_test(test_write_then_read),
         cmocka_unit_test(test_many_in_flight),
@@ -668,5 +688,6 @@ int main(void)
         cmocka_unit_test(test_ring_outside_ram),
         cmocka_unit_test(test_msix_and_event_idx),
     };
+    virtio_pci_set_io_thread_hook(count_io_thread);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
