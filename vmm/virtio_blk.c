@@ -514,30 +514,32 @@ static void blk_process_queue(struct virtio_blk *blk)
 {
     char err[256];
     struct virtqueue *vq;
-    bool broken = blk->resetting; /* a reset is draining: start nothing new */
-    while (!broken && (vq = virtio_pci_live_queue(blk->vp, 0))) {
+    bool stop = blk->resetting; /* a reset is draining: start nothing new */
+    while (!stop && (vq = virtio_pci_live_queue(blk->vp, 0))) {
         virtqueue_disable_notify(vq);
         for (;;) {
             struct blk_req *r = req_get(blk);
-            if (!r)
-                break; /* out of memory: the chains stay available for the next kick */
+            if (!r) { /* out of memory: the chains stay available for the next kick */
+                stop = true;
+                break;
+            }
             struct virtq_chain c = {.iov = r->chain_iov, .iov_cap = VIRTIO_BLK_SEG_MAX + 2};
             int rc = virtqueue_pop(vq, &c, err, sizeof(err));
             if (rc <= 0) {
                 req_put(blk, r);
                 if (rc < 0) {
                     virtio_pci_set_needs_reset(blk->vp, err);
-                    broken = true;
+                    stop = true;
                 }
                 break;
             }
             if (!blk_handle(blk, r, &c)) {
                 req_put(blk, r);
-                broken = true;
+                stop = true;
                 break;
             }
         }
-        if (broken || !virtqueue_enable_notify(vq))
+        if (stop || !virtqueue_enable_notify(vq))
             break;
     }
     if (blk->be->ops->submit)
