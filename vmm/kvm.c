@@ -44,7 +44,6 @@ struct vm *vm_create(unsigned ncpus, struct guest_memory *mem, struct bus *bus, 
     vm->mem = mem;
     vm->bus = bus;
     vm->ncpus = ncpus;
-    vm->next_gsi = LAYOUT_IOAPIC_PINS;
     pthread_mutex_init(&vm->stop_lock, NULL);
     pthread_cond_init(&vm->stop_cond, NULL);
     pthread_mutex_init(&vm->irq_lock, NULL);

@@ -60,7 +60,6 @@ struct vm {
     pthread_mutex_t irq_lock;
     struct vm_msi_route *msi_routes;
     size_t nmsi_routes;
-    uint32_t next_gsi;
 };
 
 /* Creates the VM with `ncpus` vCPUs (CPUID set up, not yet started) and

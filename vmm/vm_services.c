@@ -73,6 +73,19 @@ static int commit_routes_locked(struct vm *vm)
     return rc;
 }
 
+/* The lowest GSI above the IOAPIC pins that no MSI route holds, so routes
+ * freed by clear_irqfd are reused rather than exhausting KVM's table. */
+static uint32_t free_gsi_locked(const struct vm *vm)
+{
+    for (uint32_t gsi = LAYOUT_IOAPIC_PINS;; gsi++) {
+        bool used = false;
+        for (size_t i = 0; i < vm->nmsi_routes && !used; i++)
+            used = vm->msi_routes[i].gsi == gsi;
+        if (!used)
+            return gsi;
+    }
+}
+
 static int svc_set_msi_irqfd(void *opaque, int efd, uint64_t msi_addr, uint32_t msi_data)
 {
     struct vm *vm = opaque;
@@ -92,9 +105,10 @@ static int svc_set_msi_irqfd(void *opaque, int efd, uint64_t msi_addr, uint32_t 
             goto out;
         }
         vm->msi_routes = grown;
+        uint32_t gsi = free_gsi_locked(vm);
         route = &vm->msi_routes[vm->nmsi_routes++];
         route->efd = efd;
-        route->gsi = vm->next_gsi++;
+        route->gsi = gsi;
     }
     route->addr = msi_addr;
     route->data = msi_data;

@@ -1,0 +1,190 @@
+/* Unit tests of the VMM core against real KVM where it matters: guest
+ * memory bounds, the I/O bus, ioeventfd (a guest port write signals the
+ * eventfd without an exit), MSI irqfd routes (GSIs allocated, updated,
+ * freed and reused), and the AML encoder's package lengths. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "aml.h"
+#include "bus_core.h"
+#include "kvm.h"
+#include "layout.h"
+#include "memory.h"
+#include "platform.h"
+
+static void test_guest_memory_bounds(void **state)
+{
+    (void)state;
+    struct guest_memory *mem = guest_memory_create(16 << 20);
+    assert_non_null(mem);
+    assert_int_equal(guest_memory_size(mem), 16 << 20);
+    assert_non_null(guest_memory_at(mem, 0, 16 << 20));
+    assert_non_null(guest_memory_at(mem, (16 << 20) - 1, 1));
+    assert_null(guest_memory_at(mem, (16 << 20) - 1, 2));
+    assert_null(guest_memory_at(mem, 16 << 20, 1));
+    assert_null(guest_memory_at(mem, UINT64_MAX - 1, 4));   /* gpa + len overflows */
+    assert_null(guest_memory_at(mem, 4096, UINT64_MAX));   /* length overflows */
+    assert_null(guest_memory_at(mem, LAYOUT_RAM_HIGH_BASE, 1));
+    guest_memory_destroy(mem);
+
+    /* 4 GiB of RAM: 3.5 GiB low, 0.5 GiB above 4 GiB, nothing in the hole. */
+    mem = guest_memory_create(UINT64_C(4) << 30);
+    assert_non_null(mem);
+    assert_int_equal(guest_memory_low_size(mem), LAYOUT_RAM_LOW_LIMIT);
+    assert_int_equal(guest_memory_high_size(mem), (UINT64_C(4) << 30) - LAYOUT_RAM_LOW_LIMIT);
+    assert_non_null(guest_memory_at(mem, LAYOUT_RAM_LOW_LIMIT - 8, 8));
+    assert_null(guest_memory_at(mem, LAYOUT_RAM_LOW_LIMIT - 8, 16)); /* runs into the hole */
+    assert_null(guest_memory_at(mem, LAYOUT_MMIO32_BASE + 4096, 4));
+    uint8_t *low_end = guest_memory_at(mem, LAYOUT_RAM_LOW_LIMIT - 1, 1);
+    uint8_t *high = guest_memory_at(mem, LAYOUT_RAM_HIGH_BASE, 1);
+    assert_ptr_equal(high, low_end + 1);
+    assert_non_null(guest_memory_at(mem, LAYOUT_RAM_HIGH_BASE + guest_memory_high_size(mem) - 4, 4));
+    assert_null(guest_memory_at(mem, LAYOUT_RAM_HIGH_BASE + guest_memory_high_size(mem) - 4, 5));
+    guest_memory_destroy(mem);
+}
+
+struct seen {
+    uint64_t offset;
+    uint32_t len;
+    uint8_t value;
+    int calls;
+};
+
+static void record(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+{
+    struct seen *s = opaque;
+    s->offset = offset;
+    s->len = len;
+    s->calls++;
+    if (is_write)
+        s->value = data[0];
+    else
+        data[0] = 0x5a;
+}
+
+static void test_bus(void **state)
+{
+    (void)state;
+    struct bus *bus = bus_create();
+    struct seen a = { 0 }, b = { 0 };
+    assert_int_equal(bus_register(bus, BUS_PIO, 0x100, 8, record, &a), 0);
+    assert_int_equal(bus_register(bus, BUS_PIO, 0x104, 8, record, &b), -EEXIST);
+    assert_int_equal(bus_register(bus, BUS_PIO, 0x108, 8, record, &b), 0);
+    assert_int_equal(bus_register(bus, BUS_MMIO, 0x100, 8, record, &b), 0); /* other space */
+    assert_int_equal(bus_register(bus, BUS_MMIO, UINT64_MAX - 2, 8, record, &b), -EINVAL);
+
+    uint8_t data[4] = { 0x42 };
+    assert_true(bus_dispatch(bus, BUS_PIO, 0x103, data, 1, true));
+    assert_int_equal(a.offset, 3);
+    assert_int_equal(a.value, 0x42);
+    /* An access straddling two devices belongs to neither. */
+    assert_false(bus_dispatch(bus, BUS_PIO, 0x106, data, 4, false));
+    assert_int_equal(data[0], 0xff);
+    assert_int_equal(bus_unclaimed_count(bus, BUS_PIO), 1);
+    assert_true(bus_dispatch(bus, BUS_PIO, 0x108, data, 1, false));
+    assert_int_equal(data[0], 0x5a);
+    assert_int_equal(bus_unregister(bus, BUS_PIO, 0x108), 0);
+    assert_int_equal(bus_unregister(bus, BUS_PIO, 0x108), -ENOENT);
+    assert_false(bus_dispatch(bus, BUS_PIO, 0x108, data, 1, false));
+    bus_destroy(bus);
+}
+
+/* mov al, 1; out 0x51, al (ioeventfd, no exit); mov al, 0x2a; out 0xf4, al; hlt */
+static const uint8_t guest_code[] = { 0xb0, 0x01, 0xe6, 0x51, 0xb0, 0x2a, 0xe6, 0xf4, 0xf4 };
+
+static void test_ioeventfd_and_msi_routes(void **state)
+{
+    (void)state;
+    if (access("/dev/kvm", W_OK) != 0)
+        skip();
+    struct guest_memory *mem = guest_memory_create(16 << 20);
+    struct bus *bus = bus_create();
+    char err[256];
+    struct vm *vm = vm_create(1, mem, bus, err, sizeof(err));
+    assert_non_null(vm);
+    vm->seccomp = true;
+    assert_non_null(platform_create(vm));
+    struct vm_services svc;
+    vm_fill_services(vm, &svc);
+    assert_ptr_equal(svc.mem, mem);
+
+    struct seen port = { 0 };
+    assert_int_equal(bus_register(bus, BUS_PIO, 0x51, 1, record, &port), 0);
+    int efd = eventfd(0, EFD_NONBLOCK);
+    assert_int_equal(svc.add_ioeventfd(svc.vm, BUS_PIO, 0x51, 1, efd), 0);
+
+    memcpy(guest_memory_at(mem, 0x100000, sizeof(guest_code)), guest_code, sizeof(guest_code));
+    struct boot_entry entry = { .mode = BOOT_PVH32, .entry = 0x100000, .info = 0 };
+    int status = -1;
+    assert_int_equal(vm_run(vm, &entry, &status), VM_STOP_DEBUG_EXIT);
+    assert_int_equal(status, 0x2a);
+    uint64_t count = 0;
+    assert_int_equal(read(efd, &count, sizeof(count)), (ssize_t)sizeof(count));
+    assert_int_equal(count, 1);
+    assert_int_equal(port.calls, 0); /* KVM consumed the write; no exit */
+    assert_int_equal(svc.del_ioeventfd(svc.vm, BUS_PIO, 0x51, 1, efd), 0);
+    assert_int_equal(svc.del_ioeventfd(svc.vm, BUS_PIO, 0x51, 1, efd), -ENOENT);
+
+    int e1 = eventfd(0, 0), e2 = eventfd(0, 0), e3 = eventfd(0, 0);
+    int g1 = svc.set_msi_irqfd(svc.vm, e1, LAYOUT_LAPIC_BASE, 0x30);
+    int g2 = svc.set_msi_irqfd(svc.vm, e2, LAYOUT_LAPIC_BASE, 0x31);
+    assert_int_equal(g1, LAYOUT_IOAPIC_PINS);
+    assert_int_equal(g2, LAYOUT_IOAPIC_PINS + 1);
+    assert_int_equal(svc.set_msi_irqfd(svc.vm, e2, LAYOUT_LAPIC_BASE, 0x41), g2); /* update */
+    assert_int_equal(svc.clear_irqfd(svc.vm, e1), 0);
+    assert_int_equal(svc.clear_irqfd(svc.vm, e1), -ENOENT);
+    assert_int_equal(svc.set_msi_irqfd(svc.vm, e3, LAYOUT_LAPIC_BASE, 0x32), g1); /* reused */
+    assert_int_equal(svc.set_msi_irqfd(svc.vm, -1, LAYOUT_LAPIC_BASE, 0x33) < 0, 1);
+    close(e1);
+    close(e2);
+    close(e3);
+    close(efd);
+    vm_destroy(vm);
+    bus_destroy(bus);
+    guest_memory_destroy(mem);
+}
+
+static void test_aml_package_length(void **state)
+{
+    (void)state;
+    /* 62 body bytes + 1 length byte fit the one-byte form (<= 63). */
+    uint8_t body[200];
+    memset(body, 0xab, sizeof(body));
+    struct aml a;
+    aml_init(&a);
+    aml_buffer(&a, body, 59); /* inner: BytePrefix 59 (2) + 59 bytes = 61 */
+    assert_int_equal(a.buf[0], 0x11);
+    assert_int_equal(a.buf[1], 62);
+    assert_int_equal(a.len, 1 + 1 + 61);
+    aml_free(&a);
+    aml_buffer(&a, body, 200); /* inner 202: two-byte form, total 204 = 0xcc */
+    assert_int_equal(a.buf[1], 0x40 | 0x0c);
+    assert_int_equal(a.buf[2], 0x0c);
+    assert_int_equal(a.len, 1 + 2 + 202);
+    aml_free(&a);
+    aml_eisaid(&a, "PNP0A03");
+    assert_memory_equal(a.buf, ((uint8_t[]){ 0x0c, 0x41, 0xd0, 0x0a, 0x03 }), 5);
+    aml_free(&a);
+    aml_name_string(&a, "\\_SB_.PCI0");
+    assert_memory_equal(a.buf, "\\\x2e_SB_PCI0", 10);
+    aml_free(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_guest_memory_bounds),
+        cmocka_unit_test(test_bus),
+        cmocka_unit_test(test_ioeventfd_and_msi_routes),
+        cmocka_unit_test(test_aml_package_length),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
