@@ -111,7 +111,8 @@ static void test_ioeventfd_and_msi_routes(void **state)
     struct vm *vm = vm_create(1, mem, bus, err, sizeof(err));
     assert_non_null(vm);
     vm->seccomp = true;
-    assert_non_null(platform_create(vm));
+    struct platform *platform = platform_create(vm);
+    assert_non_null(platform);
     struct vm_services svc;
     vm_fill_services(vm, &svc);
     assert_ptr_equal(svc.mem, mem);
@@ -147,6 +148,7 @@ static void test_ioeventfd_and_msi_routes(void **state)
     close(e2);
     close(e3);
     close(efd);
+    platform_destroy(platform);
     vm_destroy(vm);
     bus_destroy(bus);
     guest_memory_destroy(mem);
