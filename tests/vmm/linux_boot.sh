@@ -33,7 +33,7 @@ bzimage)
 esac
 
 start=$(date +%s)
-timeout "$limit" "$VDFS_VM" run --kernel "$kernel" --memory 512M --cpus 2 \
+timeout "$limit" "$VDFS_VM" run --kernel "$kernel" --memory 128M --cpus 2 \
 	--cmdline "earlyprintk=serial console=ttyS0" >"$work/console" 2>"$work/err"
 rc=$?
 took=$(( $(date +%s) - start ))
@@ -42,7 +42,7 @@ err=$work/err
 
 [ "$rc" -ne 124 ] || fail "vdfs-vm hung: still running after ${limit}s"
 expect_in "$work/console" "Linux version" "kernel banner"
-expect_in "$work/console" "BIOS-e820: \[mem 0x0000000000100000-0x000000001fffffff\] usable" "e820 map with 512 MiB"
+expect_in "$work/console" "BIOS-e820: \[mem 0x0000000000100000-0x0000000007ffffff\] usable" "e820 map with 128 MiB"
 for table in RSDP XSDT FACP DSDT APIC; do
 	expect_in "$work/console" "ACPI: $table " "ACPI $table table found"
 done
