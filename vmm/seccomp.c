@@ -67,7 +67,14 @@ int seccomp_apply(enum seccomp_profile profile)
     int rc = 0;
     for (size_t i = 0; i < sizeof(common_syscalls) / sizeof(common_syscalls[0]) && rc == 0; i++)
         rc = allow(ctx, common_syscalls[i]);
-    if (profile == SECCOMP_PROFILE_IO) {
+    if (profile == SECCOMP_PROFILE_NET) {
+        if (rc == 0)
+            rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+        if (rc == 0)
+            rc = allow(ctx, SCMP_SYS(connect));
+    }
+    if (profile == SECCOMP_PROFILE_IO || profile == SECCOMP_PROFILE_NET) {
         for (size_t i = 0; i < sizeof(io_only_syscalls) / sizeof(io_only_syscalls[0]) && rc == 0;
              i++)
             rc = allow(ctx, io_only_syscalls[i]);
@@ -89,9 +96,10 @@ int seccomp_apply(enum seccomp_profile profile)
     return rc;
 }
 
-enum selftest_action { TRY_NOTHING, TRY_EXECVE, TRY_SOCKET, TRY_FOREIGN_IOCTL };
+enum selftest_action { TRY_NOTHING, TRY_EXECVE, TRY_SOCKET, TRY_UNIX_SOCKET, TRY_FOREIGN_IOCTL };
 
 struct selftest_arg {
+    enum seccomp_profile profile;
     enum selftest_action action;
     int pipe_fd;
 };
@@ -99,7 +107,7 @@ struct selftest_arg {
 static void *selftest_thread(void *p)
 {
     struct selftest_arg *arg = p;
-    if (seccomp_apply(SECCOMP_PROFILE_VCPU) < 0)
+    if (seccomp_apply(arg->profile) < 0)
         _exit(100);
     /* Allowed calls still work under the filter. */
     if (write(arg->pipe_fd, "ok", 2) != 2)
@@ -113,6 +121,10 @@ static void *selftest_thread(void *p)
     case TRY_SOCKET:
         syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
         _exit(103);
+    case TRY_UNIX_SOCKET:
+        if (syscall(SYS_socket, AF_UNIX, SOCK_SEQPACKET, 0) < 0)
+            _exit(105);
+        break;
     case TRY_FOREIGN_IOCTL: {
         int pgrp;
         syscall(SYS_ioctl, 0, TIOCGPGRP, &pgrp);
@@ -126,7 +138,8 @@ static void *selftest_thread(void *p)
 
 /* Runs `action` on a vCPU-profile thread in a child process; returns the
  * child's wait status, or -1. */
-static int run_selftest_child(enum selftest_action action, char *said, size_t saidlen)
+static int run_selftest_child(enum seccomp_profile profile, enum selftest_action action,
+                              char *said, size_t saidlen)
 {
     int fds[2];
     if (pipe(fds) < 0)
@@ -137,7 +150,7 @@ static int run_selftest_child(enum selftest_action action, char *said, size_t sa
         return -1;
     if (pid == 0) {
         close(fds[0]);
-        struct selftest_arg arg = { action, fds[1] };
+        struct selftest_arg arg = { profile, action, fds[1] };
         pthread_t t;
         if (pthread_create(&t, NULL, selftest_thread, &arg) != 0)
             _exit(99);
@@ -156,25 +169,32 @@ static int run_selftest_child(enum selftest_action action, char *said, size_t sa
 
 int seccomp_selftest(void)
 {
+    static const char *const profile_names[] = { "vCPU", "I/O", "NIC" };
     static const struct {
+        enum seccomp_profile profile;
         enum selftest_action action;
         const char *what;
         bool must_block;
     } cases[] = {
-        { TRY_NOTHING, "allowed calls only (write)", false },
-        { TRY_EXECVE, "execve", true },
-        { TRY_SOCKET, "socket", true },
-        { TRY_FOREIGN_IOCTL, "ioctl(TIOCGPGRP), not a KVM request", true },
+        { SECCOMP_PROFILE_VCPU, TRY_NOTHING, "allowed calls only (write)", false },
+        { SECCOMP_PROFILE_VCPU, TRY_EXECVE, "execve", true },
+        { SECCOMP_PROFILE_VCPU, TRY_SOCKET, "socket", true },
+        { SECCOMP_PROFILE_VCPU, TRY_FOREIGN_IOCTL, "ioctl(TIOCGPGRP), not a KVM request", true },
+        { SECCOMP_PROFILE_IO, TRY_EXECVE, "execve", true },
+        { SECCOMP_PROFILE_IO, TRY_UNIX_SOCKET, "socket(AF_UNIX)", true },
+        { SECCOMP_PROFILE_NET, TRY_UNIX_SOCKET, "socket(AF_UNIX)", false },
+        { SECCOMP_PROFILE_NET, TRY_SOCKET, "socket(AF_INET)", true },
     };
     int failures = 0;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char said[16];
-        int status = run_selftest_child(cases[i].action, said, sizeof(said));
+        int status = run_selftest_child(cases[i].profile, cases[i].action, said, sizeof(said));
         bool killed = status >= 0 && WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS;
         bool clean = status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
         bool allowed_ok = strcmp(said, "ok") == 0;
         bool pass = allowed_ok && (cases[i].must_block ? killed : clean);
-        printf("seccomp selftest: vCPU profile, %s: %s (%s)\n", cases[i].what,
+        printf("seccomp selftest: %s profile, %s: %s (%s)\n", profile_names[cases[i].profile],
+               cases[i].what,
                pass ? "PASS" : "FAIL",
                killed ? "blocked: process killed by SIGSYS"
                : clean ? "allowed"

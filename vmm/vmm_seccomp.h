@@ -9,14 +9,18 @@ enum seccomp_profile {
     SECCOMP_PROFILE_VCPU,
     /* Device I/O threads: the vCPU set plus polling and file syncing. */
     SECCOMP_PROFILE_IO,
+    /* A NIC's thread: the I/O set plus (re)connecting a Unix socket to the
+     * switch: socket(AF_UNIX, ...) and connect. */
+    SECCOMP_PROFILE_NET,
 };
 
 /* Installs `profile` on the calling thread; anything outside the list kills
  * the whole process (SECCOMP_RET_KILL_PROCESS).  0 or -errno. */
 int seccomp_apply(enum seccomp_profile profile);
 
-/* Runs a thread under the vCPU profile that tries execve(2) in a child
- * process... see seccomp.c.  Returns 0 if the forbidden call was blocked. */
+/* In child processes, runs a vCPU-profile thread that makes an allowed call
+ * and then a forbidden one (execve, socket, a non-KVM ioctl).  Returns 0 if
+ * the allowed call worked and each forbidden one killed its process. */
 int seccomp_selftest(void);
 
 #endif
