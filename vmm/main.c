@@ -265,6 +265,8 @@ static int cmd_run(int argc, char **argv)
         }
     }
 
+    /* A console reader that goes away must not kill the VM mid-write. */
+    signal(SIGPIPE, SIG_IGN);
     /* Signals are taken by one thread; vCPU threads inherit the mask. */
     sigset_t set;
     sigemptyset(&set);
