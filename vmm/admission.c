@@ -32,9 +32,35 @@ const char *admission_dir(void)
     return dir && *dir ? dir : "/run/vdfs-vm";
 }
 
-static bool process_alive(pid_t pid)
+/* The process's start time in clock ticks since boot (/proc/PID/stat field
+ * 22), or 0 if unknown: tells a VM's process from a later one that reused
+ * its pid. */
+static unsigned long long process_start_ticks(pid_t pid)
 {
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    if (!p)
+        return 0;
+    unsigned long long ticks = 0;
+    /* After ") " come fields 3..; starttime is field 22. */
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+               &ticks) != 1)
+        return 0;
+    return ticks;
+}
+
+static bool process_alive(const struct vm_record *r)
+{
+    if (r->pid <= 0 || (kill(r->pid, 0) < 0 && errno != EPERM))
+        return false;
+    return r->start_ticks == 0 || process_start_ticks(r->pid) == r->start_ticks;
 }
 
 static int parse_record(const char *text, struct vm_record *r)
@@ -51,6 +77,8 @@ static int parse_record(const char *text, struct vm_record *r)
         return -1;
     if ((p = strstr(text, "\"started\":")))
         sscanf(p, "\"started\": %lld", &r->started);
+    if ((p = strstr(text, "\"start_ticks\":")))
+        sscanf(p, "\"start_ticks\": %llu", &r->start_ticks);
     if ((p = strstr(text, "\"name\": \""))) {
         p += strlen("\"name\": \"");
         size_t len = strcspn(p, "\"");
@@ -118,7 +146,7 @@ int admission_list(struct vm_record **out)
         struct vm_record r;
         if (parse_record(text, &r) < 0)
             continue;
-        if (!process_alive(r.pid)) {
+        if (!process_alive(&r)) {
             unlink(path); /* the VM's process died without cleaning up */
             continue;
         }
@@ -201,8 +229,9 @@ int admission_admit(const struct admission_request *req, char *err, size_t errle
     }
     fprintf(f,
             "{\"pid\": %d, \"name\": \"%s\", \"cpus\": %u, \"memory\": %" PRIu64
-            ", \"started\": %lld}\n",
-            (int)getpid(), req->name, req->cpus, req->memory_bytes, (long long)time(NULL));
+            ", \"started\": %lld, \"start_ticks\": %llu}\n",
+            (int)getpid(), req->name, req->cpus, req->memory_bytes, (long long)time(NULL),
+            process_start_ticks(getpid()));
     if (fclose(f) != 0 || rename(tmp, registered_path) < 0) {
         snprintf(err, errlen, "admission: cannot write %s: %s", registered_path,
                  strerror(errno));

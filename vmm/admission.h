@@ -20,6 +20,7 @@ struct vm_record {
     unsigned cpus;
     uint64_t memory_bytes;
     long long started; /* unix time */
+    unsigned long long start_ticks; /* process start, /proc/PID/stat; 0 = unknown */
 };
 
 struct admission_request {

@@ -47,6 +47,8 @@ static void debug_exit_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t
                           bool is_write)
 {
     struct platform *p = opaque;
+    /* Like QEMU's isa-debug-exit with iosize=4: any write width to 0xf4-0xf7
+     * ends the VM; the low byte is the status. */
     if (is_write)
         vm_request_stop(p->vm, VM_STOP_DEBUG_EXIT, data[0]);
 }
@@ -98,7 +100,7 @@ struct platform *platform_create(struct vm *vm)
     struct bus *bus = vm->bus;
     if (bus_register(bus, BUS_PIO, LAYOUT_I8042_DATA, 1, i8042_data_io, p) < 0 ||
         bus_register(bus, BUS_PIO, LAYOUT_I8042_CMD, 1, i8042_cmd_io, p) < 0 ||
-        bus_register(bus, BUS_PIO, LAYOUT_DEBUG_EXIT, 1, debug_exit_io, p) < 0 ||
+        bus_register(bus, BUS_PIO, LAYOUT_DEBUG_EXIT, 4, debug_exit_io, p) < 0 ||
         bus_register(bus, BUS_PIO, LAYOUT_POST_PORT, 1, post_io, p) < 0 ||
         bus_register(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, 6, pm_io, p) < 0) {
         pthread_mutex_destroy(&p->lock);

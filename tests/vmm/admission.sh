@@ -36,6 +36,13 @@ run_vm "$work/out" "$work/err" run --kernel "$work/k.elf" --memory 64M
 expect_rc "stale entry of a dead process ignored" 0
 [ -e "$VDFS_VM_RUN_DIR/$dead.vm" ] && fail "stale entry not removed" || pass "stale entry removed"
 
+# A live pid whose start time differs is a later process reusing the pid.
+printf '{"pid": %d, "name": "reused", "cpus": 64, "memory": %d, "started": 0, "start_ticks": 1}\n' $$ $big \
+	>"$VDFS_VM_RUN_DIR/$$.vm"
+run_vm "$work/out" "$work/err" run --kernel "$work/k.elf" --memory 64M
+expect_rc "entry of a reused pid ignored" 0
+[ -e "$VDFS_VM_RUN_DIR/$$.vm" ] && fail "reused-pid entry not removed" || pass "reused-pid entry removed"
+
 # CPU: the default ratio allows 4 vCPUs per core.
 limit=$((cores * 4))
 run_vm "$work/out" "$work/err" run --kernel "$work/k.elf" --memory 16M --cpus $((limit + 1))
