@@ -265,8 +265,11 @@ static int cmd_run(int argc, char **argv)
         }
     }
 
-    /* A console reader that goes away must not kill the VM mid-write. */
+    /* A console reader that goes away must not kill the VM mid-write, and
+     * a VM run in the background must not be stopped for reading the
+     * terminal (the read fails instead and console input ends). */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
     /* Signals are taken by one thread; vCPU threads inherit the mask. */
     sigset_t set;
     sigemptyset(&set);
@@ -292,6 +295,10 @@ static int cmd_run(int argc, char **argv)
     struct serial *serial = serial_create(vm, serial_fd);
     if (!platform || !serial) {
         fprintf(stderr, "vdfs-vm: cannot set up platform devices\n");
+        return EXIT_VMM_ERROR;
+    }
+    if (serial_start_input(serial, STDIN_FILENO) < 0) {
+        fprintf(stderr, "vdfs-vm: cannot start the console input thread\n");
         return EXIT_VMM_ERROR;
     }
     struct vm_services svc;

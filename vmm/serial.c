@@ -1,6 +1,7 @@
-/* A 16550A-compatible UART: transmit only (the receive side always reports
- * empty), scratch/line/modem control registers, loopback for the probe,
- * and the THR-empty interrupt on IRQ 4 when the guest enables it. */
+/* A 16550A-compatible UART: transmit to a file descriptor, receive from
+ * another (fed by a reader thread into a small FIFO), scratch/line/modem
+ * control registers, loopback for the probe, and the THR-empty and
+ * data-ready interrupts on IRQ 4 when the guest enables them. */
 #include "serial.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 
 #include "bus_core.h"
 #include "layout.h"
+#include "vmm_seccomp.h"
 
 #define UART_RBR_THR 0
 #define UART_IER 1
@@ -21,9 +23,12 @@
 #define UART_SCR 7
 
 #define LCR_DLAB 0x80
+#define IER_RDI 0x01
 #define IER_THRI 0x02
 #define IIR_NO_INT 0x01
 #define IIR_THRI 0x02
+#define IIR_RDI 0x04
+#define LSR_DR 0x01
 #define IIR_FIFO_ENABLED 0xc0
 #define FCR_FIFO_ENABLE 0x01
 #define LSR_THRE 0x20
@@ -46,6 +51,11 @@ struct serial {
     bool thr_interrupt; /* THR empty, not yet acknowledged by an IIR read */
     char line[4096];
     size_t line_len;
+    uint8_t rx[256]; /* receive FIFO, filled by the input thread */
+    size_t rx_head, rx_count;
+    int in_fd;
+    pthread_t input_thread;
+    bool input_started;
 };
 
 static void write_all(int fd, const char *p, size_t len)
@@ -69,7 +79,8 @@ static void flush_locked(struct serial *s)
 
 static void update_irq_locked(struct serial *s)
 {
-    bool pending = (s->ier & IER_THRI) && s->thr_interrupt;
+    bool pending = ((s->ier & IER_THRI) && s->thr_interrupt) ||
+                   ((s->ier & IER_RDI) && s->rx_count > 0);
     /* The 8250 drives an edge through the PIC/IOAPIC: pulse on assertion. */
     if (pending) {
         vm_irq_line(s->vm, LAYOUT_COM1_IRQ, 1);
@@ -141,12 +152,22 @@ static uint8_t serial_read_reg(struct serial *s, unsigned reg)
 {
     bool dlab = s->lcr & LCR_DLAB;
     switch (reg) {
-    case UART_RBR_THR:
-        return dlab ? s->dll : 0;
+    case UART_RBR_THR: {
+        if (dlab)
+            return s->dll;
+        if (s->rx_count == 0)
+            return 0;
+        uint8_t c = s->rx[s->rx_head];
+        s->rx_head = (s->rx_head + 1) % sizeof(s->rx);
+        s->rx_count--;
+        return c;
+    }
     case UART_IER:
         return dlab ? s->dlm : s->ier;
     case UART_IIR_FCR: {
         uint8_t fifo = (s->fcr & FCR_FIFO_ENABLE) ? IIR_FIFO_ENABLED : 0;
+        if ((s->ier & IER_RDI) && s->rx_count > 0)
+            return fifo | IIR_RDI;
         if ((s->ier & IER_THRI) && s->thr_interrupt) {
             s->thr_interrupt = false;
             return fifo | IIR_THRI;
@@ -158,7 +179,7 @@ static uint8_t serial_read_reg(struct serial *s, unsigned reg)
     case UART_MCR:
         return s->mcr;
     case UART_LSR:
-        return LSR_THRE | LSR_TEMT;
+        return LSR_THRE | LSR_TEMT | (s->rx_count ? LSR_DR : 0);
     case UART_MSR:
         return modem_status(s);
     case UART_SCR:
@@ -181,6 +202,45 @@ static void serial_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len
     pthread_mutex_unlock(&s->lock);
 }
 
+/* Reads the console input and queues it for the guest; bytes that do not
+ * fit in the FIFO wait until the guest drains it. */
+static void *input_thread(void *arg)
+{
+    struct serial *s = arg;
+    pthread_setname_np(pthread_self(), "serial-in");
+    if (s->vm->seccomp && seccomp_apply(SECCOMP_PROFILE_IO) < 0)
+        return NULL;
+    uint8_t buf[64];
+    for (;;) {
+        ssize_t n = read(s->in_fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return NULL; /* end of input: the guest just sees no more bytes */
+        for (ssize_t i = 0; i < n;) {
+            pthread_mutex_lock(&s->lock);
+            while (i < n && s->rx_count < sizeof(s->rx)) {
+                s->rx[(s->rx_head + s->rx_count) % sizeof(s->rx)] = buf[i++];
+                s->rx_count++;
+            }
+            update_irq_locked(s);
+            pthread_mutex_unlock(&s->lock);
+            if (i < n)
+                usleep(1000);
+        }
+    }
+}
+
+int serial_start_input(struct serial *s, int in_fd)
+{
+    s->in_fd = in_fd;
+    int rc = pthread_create(&s->input_thread, NULL, input_thread, s);
+    if (rc != 0)
+        return -rc;
+    s->input_started = true;
+    return 0;
+}
+
 struct serial *serial_create(struct vm *vm, int out_fd)
 {
     struct serial *s = calloc(1, sizeof(*s));
@@ -188,6 +248,7 @@ struct serial *serial_create(struct vm *vm, int out_fd)
         return NULL;
     s->vm = vm;
     s->out_fd = out_fd;
+    s->in_fd = -1;
     s->dll = 12; /* 9600 baud, what firmware leaves behind */
     pthread_mutex_init(&s->lock, NULL);
     if (bus_register(vm->bus, BUS_PIO, LAYOUT_COM1_PORT, 8, serial_io, s) < 0) {
@@ -209,6 +270,11 @@ void serial_destroy(struct serial *s)
 {
     if (!s)
         return;
+    if (s->input_started) {
+        /* It only ever blocks in read(), a cancellation point. */
+        pthread_cancel(s->input_thread);
+        pthread_join(s->input_thread, NULL);
+    }
     serial_flush(s);
     pthread_mutex_destroy(&s->lock);
     free(s);

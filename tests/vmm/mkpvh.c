@@ -11,6 +11,8 @@
  *   poweroff   print, then ACPI S5 (SLP_TYP 5 | SLP_EN) on PM1a_CNT 0x604
  *   spin       print, then loop forever (signal handling tests)
  *   idle       print, then halt with interrupts off (an idle VM, for RSS)
+ *   echo       print, then echo console input (polling LSR) up to a newline,
+ *              then exit with status 33
  *   nonote:N   like exit:N but without the PVH entry note */
 #include <elf.h>
 #include <stdio.h>
@@ -50,7 +52,7 @@ static const unsigned char halt_forever[] = { 0xf4, 0xeb, 0xfd }; /* hlt; jmp hl
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s OUTPUT exit:N|badinsn|triple|reset|poweroff|spin|idle|nonote:N\n",
+        fprintf(stderr, "usage: %s OUTPUT exit:N|badinsn|triple|reset|poweroff|spin|idle|echo|nonote:N\n",
                 argv[0]);
         return 2;
     }
@@ -84,6 +86,20 @@ int main(int argc, char **argv)
     } else if (strcmp(action, "spin") == 0) {
         static const unsigned char spin[] = { 0xeb, 0xfe }; /* jmp . */
         at = emit(code, at, spin, sizeof(spin));
+    } else if (strcmp(action, "echo") == 0) {
+        static const unsigned char echo[] = {
+            0x66, 0xba, 0xfd, 0x03, /* 1: mov dx, 0x3fd (LSR) */
+            0xec,                   /* 2: in al, dx */
+            0xa8, 0x01,             /* test al, 1 (data ready) */
+            0x74, 0xfb,             /* jz 2b */
+            0x66, 0xba, 0xf8, 0x03, /* mov dx, 0x3f8 */
+            0xec,                   /* in al, dx (RBR) */
+            0xee,                   /* out dx, al (THR) */
+            0x3c, 0x0a,             /* cmp al, '\n' */
+            0x75, 0xed,             /* jne 1b */
+            0xb0, 0x21, 0xe6, 0xf4, /* mov al, 33; out 0xf4, al */
+        };
+        at = emit(code, at, echo, sizeof(echo));
     } else if (strcmp(action, "idle") == 0) {
         /* falls through to the halt loop; IF is clear at the PVH entry */
     } else {

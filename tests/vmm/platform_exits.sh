@@ -46,6 +46,14 @@ expect_rc "serial to a file" 5
 expect_in "$work/console.log" "MKPVH HELLO" "console in the serial file"
 [ -s "$work/out" ] && fail "serial file mode still wrote to stdout" || pass "stdout left empty"
 
+# Console input reaches the guest's receiver (polled through LSR data ready).
+printf 'typed line\n' | timeout 60 "$VDFS_VM" run --kernel "$(img echo)" --memory 16M >"$work/out" 2>"$work/err"
+rc=$?
+expect_rc "console input echoed up to a newline" 33
+expect_in "$work/out" "^typed line$" "guest echoed the input"
+run_vm "$work/out" "$work/err" run --kernel "$(img exit:4)" --memory 16M </dev/null
+expect_rc "no console input (stdin at EOF)" 4
+
 # A guest spinning forever ends on SIGTERM, and leaves no registry entry.
 "$VDFS_VM" run --kernel "$(img spin)" --memory 16M --name spinner >"$work/out" 2>"$work/err" &
 pid=$!
