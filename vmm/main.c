@@ -183,11 +183,16 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
-static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_services *svc)
+/* The PCI bus is returned through `pci_out` (NULL in a build without PCI)
+ * so that the caller can tear it down. */
+static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_services *svc,
+                       void **pci_out)
 {
     vm_fill_services(vm, svc);
+    *pci_out = NULL;
 #ifdef VDFS_VMM_HAVE_PCI
     struct pci_bus *pci = pci_bus_create(svc);
+    *pci_out = pci;
     if (!pci) {
         fprintf(stderr, "vdfs-vm: cannot create the PCI bus\n");
         return -1;
@@ -220,6 +225,28 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_ser
 #endif
     }
     return 0;
+}
+
+/* After the vCPUs have stopped: device threads first (they use guest
+ * memory and the bus), then the VM and its memory. */
+static void teardown(void *pci, struct serial *serial, struct platform *platform, struct vm *vm,
+                     struct bus *bus, struct guest_memory *mem)
+{
+#ifdef VDFS_VMM_HAVE_VIRTIO_NET
+    virtio_net_destroy_all();
+#endif
+#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
+    virtio_blk_destroy_all();
+#endif
+#ifdef VDFS_VMM_HAVE_PCI
+    if (pci)
+        pci_bus_destroy(pci);
+#endif
+    serial_destroy(serial);
+    platform_destroy(platform);
+    vm_destroy(vm);
+    bus_destroy(bus);
+    guest_memory_destroy(mem);
 }
 
 static const char *stop_reason_name(enum vm_stop_reason r)
@@ -302,7 +329,8 @@ static int cmd_run(int argc, char **argv)
         return EXIT_VMM_ERROR;
     }
     struct vm_services svc;
-    if (add_devices(vm, &cfg, &svc) < 0)
+    void *pci = NULL;
+    if (add_devices(vm, &cfg, &svc, &pci) < 0)
         return EXIT_VMM_ERROR;
 
     uint64_t rsdp = acpi_build(mem, cfg.cpus);
@@ -329,12 +357,14 @@ static int cmd_run(int argc, char **argv)
     int status = 0;
     enum vm_stop_reason reason = vm_run(vm, &entry, &status);
     serial_flush(serial);
+    uint64_t unclaimed_pio = bus_unclaimed_count(bus, BUS_PIO);
+    uint64_t unclaimed_mmio = bus_unclaimed_count(bus, BUS_MMIO);
+    teardown(pci, serial, platform, vm, bus, mem);
     if (opt.verbose)
         fprintf(stderr,
                 "vdfs-vm: VM ended: %s (status %d); %" PRIu64 " port and %" PRIu64
                 " MMIO accesses hit no device\n",
-                stop_reason_name(reason), status, bus_unclaimed_count(bus, BUS_PIO),
-                bus_unclaimed_count(bus, BUS_MMIO));
+                stop_reason_name(reason), status, unclaimed_pio, unclaimed_mmio);
     switch (reason) {
     case VM_STOP_DEBUG_EXIT:
         return status & 0xff;

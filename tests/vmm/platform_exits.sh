@@ -55,10 +55,11 @@ run_vm "$work/out" "$work/err" run --kernel "$(img exit:4)" --memory 16M </dev/n
 expect_rc "no console input (stdin at EOF)" 4
 
 # A guest spinning forever ends on SIGTERM, and leaves no registry entry.
-"$VDFS_VM" run --kernel "$(img spin)" --memory 16M --name spinner >"$work/out" 2>"$work/err" &
+spin=$(img spin)
+"$VDFS_VM" run --kernel "$spin" --memory 16M --name spinner >"$work/spin.out" 2>"$work/err" &
 pid=$!
 i=0
-until grep -q "MKPVH HELLO" "$work/out" 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+until grep -q "MKPVH HELLO" "$work/spin.out" 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
 [ -e "$VDFS_VM_RUN_DIR/$pid.vm" ] && pass "running VM is registered" || fail "no registry entry for $pid"
 kill -TERM "$pid"
 i=0
