@@ -511,6 +511,15 @@ static inline uint64_t vdfs_heartbeat_addr(const struct vdfs_super *s, uint32_t 
 {
     return s->heartbeat_offset + (uint64_t)slot * VDFS_SECTOR_SIZE;
 }
+/* A mounted host holds an OFD read lock on one byte at this offset plus its
+ * slot number, far beyond any device end, for as long as it lives.  On one
+ * machine that tells a dead process at once, without waiting for its
+ * heartbeat to age, and it never interferes with compare-and-write. */
+#define VDFS_LIVENESS_LOCK_BASE (1ull << 60)
+static inline uint64_t vdfs_liveness_lock_offset(uint32_t slot)
+{
+    return VDFS_LIVENESS_LOCK_BASE + slot;
+}
 static inline uint64_t vdfs_lock_addr(const struct vdfs_super *s, uint64_t lock_index)
 {
     return s->lock_offset + lock_index * VDFS_SECTOR_SIZE;

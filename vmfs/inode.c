@@ -1,1 +1,1159 @@
-/* inode.c: being written */
+/* The public file and directory operations.  Every operation holds
+ * fs->lock and ends by letting the journal commit if the running
+ * transaction has grown large; durability is fsync's job. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define LOCK(fs) pthread_mutex_lock(&(fs)->lock)
+#define UNLOCK(fs) pthread_mutex_unlock(&(fs)->lock)
+
+int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd)
+{
+    if (ino == 0 || ino >= fs->sb.region[VDFS_RT_FD].count || !resource_is_allocated(fs, VDFS_RT_FD, ino))
+        return -ENOENT;
+    uint64_t addr = vdfs_fd_addr(&fs->sb, ino);
+    const uint8_t *raw;
+    int rc = meta_get(fs, addr, VDFS_KIND_FD, &raw);
+    if (rc == 0)
+        rc = vdfs_fd_decode(raw, addr, fd);
+    if (rc == 0 && fd->ino != ino)
+        rc = -EIO;
+    if (rc == -EIO)
+        vdfs_log(VDFS_LOG_ERR, "descriptor %u at 0x%llx is corrupt", ino, (unsigned long long)addr);
+    return rc;
+}
+
+int fd_store(struct vdfs *fs, struct vdfs_fd *fd)
+{
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    fd->hdr.gen++;
+    vdfs_fd_encode(fd, buf);
+    int rc = meta_put(fs, fd->hdr.addr, buf);
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+static struct vdfs_timespec now_ts(void)
+{
+    uint64_t ns = vdfs_now_ns();
+    return (struct vdfs_timespec){.sec = (int64_t)(ns / 1000000000ull), .nsec = (uint32_t)(ns % 1000000000ull)};
+}
+
+static struct timespec to_timespec(struct vdfs_timespec t)
+{
+    return (struct timespec){.tv_sec = t.sec, .tv_nsec = t.nsec};
+}
+
+static struct vdfs_timespec from_timespec(struct timespec t)
+{
+    return (struct vdfs_timespec){.sec = t.tv_sec, .nsec = (uint32_t)t.tv_nsec};
+}
+
+static void fill_stat(const struct vdfs_fd *fd, struct vdfs_stat *st)
+{
+    if (!st)
+        return;
+    st->ino = fd->ino;
+    st->ino_gen = fd->ino_gen;
+    st->mode = fd->mode;
+    st->nlink = fd->nlink;
+    st->uid = fd->uid;
+    st->gid = fd->gid;
+    st->rdev = fd->rdev;
+    st->size = fd->size;
+    st->alloc_bytes = fd->alloc_bytes;
+    st->atime = to_timespec(fd->atime);
+    st->mtime = to_timespec(fd->mtime);
+    st->ctime = to_timespec(fd->ctime);
+    st->btime = to_timespec(fd->btime);
+}
+
+static uint8_t dtype_of(uint32_t mode)
+{
+    return (uint8_t)IFTODT(mode);
+}
+
+static int check_name(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0)
+        return -ENOENT;
+    if (len > VDFS_NAME_MAX)
+        return -ENAMETOOLONG;
+    if (strchr(name, '/'))
+        return -EINVAL;
+    return 0;
+}
+
+static bool is_dot(const char *name)
+{
+    return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
+}
+
+/* Loads a descriptor that must be a directory. */
+static int dir_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd)
+{
+    int rc = fd_load(fs, ino, fd);
+    if (rc == 0 && !S_ISDIR(fd->mode))
+        rc = -ENOTDIR;
+    return rc;
+}
+
+static bool is_open(struct vdfs *fs, uint32_t ino)
+{
+    for (struct open_file *o = fs->open_files; o; o = o->next)
+        if (o->ino == ino)
+            return true;
+    return false;
+}
+
+/* Returns a descriptor and all its data to the free pools. */
+static int destroy_fd(struct vdfs *fs, struct vdfs_fd *fd)
+{
+    int rc = filemap_truncate(fs, fd, 0);
+    if (rc == 0)
+        rc = free_resource(fs, VDFS_RT_FD, fd->ino);
+    if (S_ISDIR(fd->mode))
+        dir_forget(fs, fd->ino);
+    meta_forget(fs, fd->hdr.addr);
+    return rc;
+}
+
+/* Drops one link; frees the file when nothing names or holds it. */
+static int drop_link(struct vdfs *fs, struct vdfs_fd *fd)
+{
+    struct vdfs_timespec now = now_ts();
+    if (S_ISDIR(fd->mode))
+        fd->nlink = 0;
+    else if (fd->nlink > 0)
+        fd->nlink--;
+    fd->ctime = now;
+    if (fd->nlink == 0 && !is_open(fs, fd->ino))
+        return destroy_fd(fs, fd);
+    return fd_store(fs, fd);
+}
+
+static int new_fd(struct vdfs *fs, const struct vdfs_fd *parent, uint32_t mode, uint32_t rdev,
+                  const struct vdfs_cred *cred, struct vdfs_fd *fd)
+{
+    uint64_t ino;
+    int rc = alloc_resource(fs, VDFS_RT_FD, &ino);
+    if (rc)
+        return rc;
+    memset(fd, 0, sizeof(*fd));
+    fd->hdr.kind = VDFS_KIND_FD;
+    fd->hdr.addr = vdfs_fd_addr(&fs->sb, (uint32_t)ino);
+    fd->ino = (uint32_t)ino;
+    fd->ino_gen = (uint32_t)(vdfs_now_ns() >> 10);
+    fd->mode = mode;
+    fd->uid = cred ? cred->uid : 0;
+    fd->gid = cred ? cred->gid : 0;
+    if (parent->mode & S_ISGID) {
+        fd->gid = parent->gid;
+        if (S_ISDIR(mode))
+            fd->mode |= S_ISGID;
+    }
+    fd->nlink = S_ISDIR(mode) ? 2 : 1;
+    fd->parent = parent->ino;
+    fd->rdev = rdev;
+    fd->addr_mode = VDFS_AM_RESIDENT;
+    fd->atime = fd->mtime = fd->ctime = fd->btime = now_ts();
+    return 0;
+}
+
+int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        fill_stat(fd, st);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+static int lookup_locked(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_fd *fd)
+{
+    int rc = dir_load(fs, dir, fd);
+    if (rc)
+        return rc;
+    if (strcmp(name, ".") == 0)
+        return 0;
+    if (strcmp(name, "..") == 0)
+        return fd_load(fs, fd->parent, fd);
+    if ((rc = check_name(name)))
+        return rc;
+    uint32_t ino;
+    rc = dir_lookup(fs, dir, name, &ino, NULL);
+    if (rc)
+        return rc;
+    rc = fd_load(fs, ino, fd);
+    if (rc == -ENOENT) {
+        vdfs_log(VDFS_LOG_ERR, "directory %u names '%s' -> descriptor %u, which is free; run fsck.vdfs", dir,
+                 name, ino);
+        rc = -EIO;
+    }
+    return rc;
+}
+
+int vdfs_lookup(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_stat *st)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = lookup_locked(fs, dir, name, fd);
+    if (rc == 0)
+        fill_stat(fd, st);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+static ssize_t read_locked(struct vdfs *fs, struct vdfs_fd *fd, void *buf, size_t len, uint64_t off);
+
+int vdfs_resolve(struct vdfs *fs, const char *path, bool follow_last, struct vdfs_stat *st)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    char *work = malloc(8192), *target = malloc(4097);
+    if (!fd || !work || !target) {
+        free(fd);
+        free(work);
+        free(target);
+        return -ENOMEM;
+    }
+    if (strlen(path) >= 4096) {
+        free(fd);
+        free(work);
+        free(target);
+        return -ENAMETOOLONG;
+    }
+    snprintf(work, 8192, "%s", path);
+    LOCK(fs);
+    uint32_t cur = fs->sb.root_ino;
+    int rc = fd_load(fs, cur, fd);
+    int hops = 0;
+    char *p = work;
+    while (rc == 0) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char name[VDFS_NAME_MAX + 2];
+        if (n > VDFS_NAME_MAX) {
+            rc = -ENAMETOOLONG;
+            break;
+        }
+        memcpy(name, p, n);
+        name[n] = 0;
+        p += n;
+        bool last = *p == 0 || strspn(p, "/") == strlen(p);
+        rc = lookup_locked(fs, cur, name, fd);
+        if (rc)
+            break;
+        if (S_ISLNK(fd->mode) && (!last || follow_last)) {
+            if (++hops > 40) {
+                rc = -ELOOP;
+                break;
+            }
+            ssize_t tl = read_locked(fs, fd, target, 4096, 0);
+            if (tl < 0) {
+                rc = (int)tl;
+                break;
+            }
+            target[tl] = 0;
+            if (strlen(target) + strlen(p) + 2 > 8192) {
+                rc = -ENAMETOOLONG;
+                break;
+            }
+            char *rest = strdup(p);
+            if (!rest) {
+                rc = -ENOMEM;
+                break;
+            }
+            snprintf(work, 8192, "%s/%s", target, rest);
+            free(rest);
+            p = work;
+            if (target[0] == '/')
+                cur = fs->sb.root_ino;
+            rc = fd_load(fs, cur, fd);
+            continue;
+        }
+        if (!last && !S_ISDIR(fd->mode)) {
+            rc = -ENOTDIR;
+            break;
+        }
+        cur = fd->ino;
+    }
+    if (rc == 0)
+        fill_stat(fd, st);
+    UNLOCK(fs);
+    free(fd);
+    free(work);
+    free(target);
+    return rc;
+}
+
+/* Creates a new entry `name` in `dir` for a fresh descriptor. */
+static int create_locked(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, uint32_t rdev,
+                         const struct vdfs_cred *cred, struct vdfs_fd *dirfd, struct vdfs_fd *fd)
+{
+    int rc = dir_load(fs, dir, dirfd);
+    if (rc)
+        return rc;
+    if (dirfd->nlink == 0)
+        return -ENOENT;
+    if (is_dot(name))
+        return -EEXIST;
+    if ((rc = check_name(name)))
+        return rc;
+    uint32_t existing;
+    rc = dir_lookup(fs, dir, name, &existing, NULL);
+    if (rc == 0)
+        return -EEXIST;
+    if (rc != -ENOENT)
+        return rc;
+    if ((rc = new_fd(fs, dirfd, mode, rdev, cred, fd)))
+        return rc;
+    rc = dir_add(fs, dirfd, name, fd->ino, dtype_of(mode));
+    if (rc) {
+        free_resource(fs, VDFS_RT_FD, fd->ino);
+        return rc;
+    }
+    if (S_ISDIR(mode))
+        dirfd->nlink++;
+    dirfd->mtime = dirfd->ctime = now_ts();
+    if ((rc = fd_store(fs, fd)) == 0)
+        rc = fd_store(fs, dirfd);
+    return rc;
+}
+
+int vdfs_create(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, uint32_t rdev,
+                const struct vdfs_cred *cred, struct vdfs_stat *st)
+{
+    uint32_t type = mode & S_IFMT;
+    if (type != S_IFREG && type != S_IFDIR && type != S_IFIFO && type != S_IFSOCK && type != S_IFCHR &&
+        type != S_IFBLK)
+        return -EINVAL;
+    struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
+    int rc = (!dirfd || !fd) ? -ENOMEM : 0;
+    if (rc == 0) {
+        LOCK(fs);
+        rc = create_locked(fs, dir, name, mode, rdev, cred, dirfd, fd);
+        if (rc == 0) {
+            fill_stat(fd, st);
+            rc = journal_maybe_commit(fs);
+        }
+        UNLOCK(fs);
+    }
+    free(dirfd);
+    free(fd);
+    return rc;
+}
+
+/* ---- data ---- */
+
+/* Reads device bytes into an arbitrary buffer, bouncing through an
+ * aligned buffer when O_DIRECT requires alignment the caller lacks. */
+static int dev_read_any(struct vdfs *fs, void *buf, size_t len, uint64_t off)
+{
+    uint32_t a = vdfs_dev_alignment(fs->dev);
+    if (a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0))
+        return vdfs_dev_read(fs->dev, buf, len, off);
+    uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
+    uint8_t *bounce = vdfs_aligned_alloc(a1 - a0);
+    if (!bounce)
+        return -ENOMEM;
+    int rc = vdfs_dev_read(fs->dev, bounce, a1 - a0, a0);
+    if (rc == 0)
+        memcpy(buf, bounce + (off - a0), len);
+    vdfs_aligned_free(bounce);
+    return rc;
+}
+
+static int dev_write_any(struct vdfs *fs, const void *buf, size_t len, uint64_t off)
+{
+    uint32_t a = vdfs_dev_alignment(fs->dev);
+    if (a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0))
+        return vdfs_dev_write(fs->dev, buf, len, off);
+    uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
+    uint8_t *bounce = vdfs_aligned_alloc(a1 - a0);
+    if (!bounce)
+        return -ENOMEM;
+    int rc = 0;
+    /* Only the partial sectors at either end need their old contents. */
+    if (off != a0)
+        rc = vdfs_dev_read(fs->dev, bounce, a, a0);
+    if (rc == 0 && (off + len) % a && (a1 - a > a0 || off == a0))
+        rc = vdfs_dev_read(fs->dev, bounce + (a1 - a0 - a), a, a1 - a);
+    if (rc == 0) {
+        memcpy(bounce + (off - a0), buf, len);
+        rc = vdfs_dev_write(fs->dev, bounce, a1 - a0, a0);
+    }
+    vdfs_aligned_free(bounce);
+    return rc;
+}
+
+static bool io_aligned(struct vdfs *fs, const void *buf, size_t len, uint64_t off)
+{
+    uint32_t a = vdfs_dev_alignment(fs->dev);
+    return a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0);
+}
+
+#define IO_BATCH 32
+
+/* Device I/O of a request is gathered and submitted together, so a large
+ * read or write keeps several unit-sized requests in flight. */
+struct io_batch {
+    struct vdfs_io ios[IO_BATCH];
+    unsigned n;
+};
+
+static int batch_flush(struct vdfs *fs, struct io_batch *b)
+{
+    int rc = b->n ? vdfs_dev_submit(fs->dev, b->ios, b->n) : 0;
+    b->n = 0;
+    return rc;
+}
+
+static int batch_add(struct vdfs *fs, struct io_batch *b, enum vdfs_io_op op, void *buf, size_t len, uint64_t off)
+{
+    if (!io_aligned(fs, buf, len, off))
+        return op == VDFS_IO_READ ? dev_read_any(fs, buf, len, off) : dev_write_any(fs, buf, len, off);
+    b->ios[b->n++] = (struct vdfs_io){.op = op, .buf = buf, .len = len, .off = off};
+    return b->n == IO_BATCH ? batch_flush(fs, b) : 0;
+}
+
+static ssize_t read_locked(struct vdfs *fs, struct vdfs_fd *fd, void *buf, size_t len, uint64_t off)
+{
+    if (S_ISDIR(fd->mode))
+        return -EISDIR;
+    if (off >= fd->size)
+        return 0;
+    if (len > fd->size - off)
+        len = (size_t)(fd->size - off);
+    size_t done = 0;
+    int rc = 0;
+    struct io_batch batch;
+    batch.n = 0;
+    while (done < len) {
+        struct map_segment seg;
+        rc = filemap_lookup(fs, fd, off + done, len - done, &seg);
+        if (rc)
+            break;
+        uint8_t *dst = (uint8_t *)buf + done;
+        if (seg.resident)
+            memcpy(dst, fd->data.resident + off + done, seg.length);
+        else if (seg.dev_off == 0)
+            memset(dst, 0, seg.length);
+        else if ((rc = batch_add(fs, &batch, VDFS_IO_READ, dst, seg.length, seg.dev_off)))
+            break;
+        done += seg.length;
+    }
+    int frc = batch_flush(fs, &batch);
+    if (rc == 0)
+        rc = frc;
+    return rc ? rc : (ssize_t)done;
+}
+
+ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_t off)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    ssize_t rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        rc = read_locked(fs, fd, buf, len, off);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf, size_t len, uint64_t off)
+{
+    if (len == 0)
+        return 0;
+    if (off + len < off)
+        return -EFBIG;
+    size_t done = 0;
+    int rc = 0;
+    struct io_batch batch;
+    batch.n = 0;
+    uint64_t old_size = fd->size;
+    while (done < len) {
+        struct map_segment seg;
+        rc = filemap_prepare_write(fs, fd, off + done, len - done, &seg);
+        if (rc)
+            break;
+        const uint8_t *src = (const uint8_t *)buf + done;
+        if (seg.resident)
+            memcpy(fd->data.resident + off + done, src, seg.length);
+        else if ((rc = batch_add(fs, &batch, VDFS_IO_WRITE, (void *)src, seg.length, seg.dev_off)))
+            break;
+        done += seg.length;
+        if (off + done > fd->size)
+            fd->size = off + done;
+    }
+    int frc = batch_flush(fs, &batch);
+    if (frc) {
+        /* Which parts landed is unknown: report the error, keep the size. */
+        rc = frc;
+        done = 0;
+        fd->size = old_size;
+    }
+    if (done) {
+        fd->mtime = fd->ctime = now_ts();
+        fd->mode &= ~(uint32_t)S_ISUID;
+        if (fd->mode & S_IXGRP)
+            fd->mode &= ~(uint32_t)S_ISGID;
+    }
+    /* Even a failed write may have allocated units: keep the map. */
+    int src = fd_store(fs, fd);
+    if (src)
+        return src;
+    return done ? (ssize_t)done : rc;
+}
+
+ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, uint64_t off)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    ssize_t rc = fd_load(fs, ino, fd);
+    if (rc == 0 && S_ISDIR(fd->mode))
+        rc = -EISDIR;
+    if (rc == 0)
+        rc = write_locked(fs, fd, buf, len, off);
+    if (rc >= 0) {
+        int crc = journal_maybe_commit(fs);
+        if (crc)
+            rc = crc;
+    }
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync)
+{
+    (void)ino;
+    (void)datasync;
+    LOCK(fs);
+    int rc = fs->readonly ? 0 : journal_commit(fs);
+    if (rc == 0 && !fs->readonly)
+        rc = vdfs_dev_flush(fs->dev);
+    UNLOCK(fs);
+    return rc;
+}
+
+int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *target,
+                 const struct vdfs_cred *cred, struct vdfs_stat *st)
+{
+    size_t tl = strlen(target);
+    if (tl == 0)
+        return -ENOENT;
+    if (tl >= 4096)
+        return -ENAMETOOLONG;
+    struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
+    int rc = (!dirfd || !fd) ? -ENOMEM : 0;
+    if (rc == 0) {
+        LOCK(fs);
+        rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
+        if (rc == 0) {
+            ssize_t w = write_locked(fs, fd, target, tl, 0);
+            rc = w < 0 ? (int)w : 0;
+            fill_stat(fd, st);
+            if (rc == 0)
+                rc = journal_maybe_commit(fs);
+        }
+        UNLOCK(fs);
+    }
+    free(dirfd);
+    free(fd);
+    return rc;
+}
+
+ssize_t vdfs_readlink(struct vdfs *fs, uint32_t ino, char *buf, size_t size)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    ssize_t rc = fd_load(fs, ino, fd);
+    if (rc == 0 && !S_ISLNK(fd->mode))
+        rc = -EINVAL;
+    if (rc == 0)
+        rc = read_locked(fs, fd, buf, size, 0);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_link(struct vdfs *fs, uint32_t ino, uint32_t newdir, const char *newname, struct vdfs_stat *st)
+{
+    struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
+    int rc = (!dirfd || !fd) ? -ENOMEM : 0;
+    if (rc)
+        goto out;
+    LOCK(fs);
+    if ((rc = fd_load(fs, ino, fd)))
+        goto unlock;
+    if (S_ISDIR(fd->mode)) {
+        rc = -EPERM;
+        goto unlock;
+    }
+    if (fd->nlink == 0) {
+        rc = -ENOENT;
+        goto unlock;
+    }
+    if (fd->nlink >= 65000) {
+        rc = -EMLINK;
+        goto unlock;
+    }
+    if ((rc = dir_load(fs, newdir, dirfd)))
+        goto unlock;
+    if (is_dot(newname)) {
+        rc = -EEXIST;
+        goto unlock;
+    }
+    if ((rc = check_name(newname)))
+        goto unlock;
+    if ((rc = dir_add(fs, dirfd, newname, ino, dtype_of(fd->mode))))
+        goto unlock;
+    fd->nlink++;
+    fd->ctime = dirfd->mtime = dirfd->ctime = now_ts();
+    if ((rc = fd_store(fs, fd)) == 0 && (rc = fd_store(fs, dirfd)) == 0)
+        rc = journal_maybe_commit(fs);
+    fill_stat(fd, st);
+unlock:
+    UNLOCK(fs);
+out:
+    free(dirfd);
+    free(fd);
+    return rc;
+}
+
+static int remove_locked(struct vdfs *fs, uint32_t dir, const char *name, bool want_dir)
+{
+    struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
+    int rc = (!dirfd || !fd) ? -ENOMEM : 0;
+    uint32_t ino = 0;
+    if (rc)
+        goto out;
+    if (strcmp(name, ".") == 0) {
+        rc = want_dir ? -EINVAL : -EISDIR;
+        goto out;
+    }
+    if (strcmp(name, "..") == 0) {
+        rc = want_dir ? -ENOTEMPTY : -EISDIR;
+        goto out;
+    }
+    if ((rc = check_name(name)) || (rc = dir_load(fs, dir, dirfd)))
+        goto out;
+    if ((rc = dir_lookup(fs, dir, name, &ino, NULL)) || (rc = fd_load(fs, ino, fd)))
+        goto out;
+    if (want_dir && !S_ISDIR(fd->mode)) {
+        rc = -ENOTDIR;
+        goto out;
+    }
+    if (!want_dir && S_ISDIR(fd->mode)) {
+        rc = -EISDIR;
+        goto out;
+    }
+    if (want_dir) {
+        rc = dir_is_empty(fs, ino);
+        if (rc < 0)
+            goto out;
+        if (rc == 0) {
+            rc = -ENOTEMPTY;
+            goto out;
+        }
+    }
+    if ((rc = dir_remove(fs, dirfd, name)))
+        goto out;
+    if (want_dir)
+        dirfd->nlink--;
+    dirfd->mtime = dirfd->ctime = now_ts();
+    if ((rc = fd_store(fs, dirfd)) == 0)
+        rc = drop_link(fs, fd);
+    if (rc == 0)
+        rc = journal_maybe_commit(fs);
+out:
+    free(dirfd);
+    free(fd);
+    return rc;
+}
+
+int vdfs_unlink(struct vdfs *fs, uint32_t dir, const char *name)
+{
+    LOCK(fs);
+    int rc = remove_locked(fs, dir, name, false);
+    UNLOCK(fs);
+    return rc;
+}
+
+int vdfs_rmdir(struct vdfs *fs, uint32_t dir, const char *name)
+{
+    LOCK(fs);
+    int rc = remove_locked(fs, dir, name, true);
+    UNLOCK(fs);
+    return rc;
+}
+
+/* True if `ino` is `dir` or one of its ancestors. */
+static int is_ancestor(struct vdfs *fs, uint32_t ino, uint32_t dir, struct vdfs_fd *scratch)
+{
+    for (int depth = 0; depth < 100000; depth++) {
+        if (dir == ino)
+            return 1;
+        if (dir == fs->sb.root_ino)
+            return 0;
+        int rc = fd_load(fs, dir, scratch);
+        if (rc)
+            return rc;
+        dir = scratch->parent;
+    }
+    return -ELOOP;
+}
+
+struct rename_state {
+    struct vdfs_fd od, nd, src, dst, scratch;
+};
+
+static int rename_locked(struct vdfs *fs, uint32_t olddir, const char *oldname, uint32_t newdir,
+                         const char *newname, unsigned flags, struct rename_state *s)
+{
+    if ((flags & VDFS_RENAME_EXCHANGE) && (flags & VDFS_RENAME_NOREPLACE))
+        return -EINVAL;
+    if (flags & ~(VDFS_RENAME_EXCHANGE | VDFS_RENAME_NOREPLACE))
+        return -EINVAL;
+    if (is_dot(oldname) || is_dot(newname))
+        return -EBUSY;
+    int rc;
+    if ((rc = check_name(oldname)) || (rc = check_name(newname)))
+        return rc;
+    if ((rc = dir_load(fs, olddir, &s->od)))
+        return rc;
+    struct vdfs_fd *nd = &s->od;
+    if (newdir != olddir) {
+        if ((rc = dir_load(fs, newdir, &s->nd)))
+            return rc;
+        nd = &s->nd;
+    }
+    uint32_t src_ino, dst_ino = 0;
+    if ((rc = dir_lookup(fs, olddir, oldname, &src_ino, NULL)) || (rc = fd_load(fs, src_ino, &s->src)))
+        return rc;
+    rc = dir_lookup(fs, newdir, newname, &dst_ino, NULL);
+    if (rc && rc != -ENOENT)
+        return rc;
+    bool dst_exists = rc == 0;
+    if (dst_exists && (rc = fd_load(fs, dst_ino, &s->dst)))
+        return rc;
+    bool src_dir = S_ISDIR(s->src.mode);
+    bool dst_dir = dst_exists && S_ISDIR(s->dst.mode);
+    struct vdfs_timespec now = now_ts();
+
+    if (flags & VDFS_RENAME_EXCHANGE) {
+        if (!dst_exists)
+            return -ENOENT;
+        if (src_ino == dst_ino)
+            return 0;
+        /* Neither may end up inside itself. */
+        if (src_dir && newdir != olddir && (rc = is_ancestor(fs, src_ino, newdir, &s->scratch)) != 0)
+            return rc < 0 ? rc : -EINVAL;
+        if (dst_dir && newdir != olddir && (rc = is_ancestor(fs, dst_ino, olddir, &s->scratch)) != 0)
+            return rc < 0 ? rc : -EINVAL;
+        if ((rc = dir_set_entry(fs, &s->od, oldname, dst_ino, dtype_of(s->dst.mode))) ||
+            (rc = dir_set_entry(fs, nd, newname, src_ino, dtype_of(s->src.mode))))
+            return rc;
+        if (newdir != olddir) {
+            if (src_dir) {
+                s->src.parent = newdir;
+                s->od.nlink--;
+                nd->nlink++;
+            }
+            if (dst_dir) {
+                s->dst.parent = olddir;
+                nd->nlink--;
+                s->od.nlink++;
+            }
+        }
+        s->src.ctime = s->dst.ctime = now;
+        s->od.mtime = s->od.ctime = nd->mtime = nd->ctime = now;
+        if ((rc = fd_store(fs, &s->src)) || (rc = fd_store(fs, &s->dst)) || (rc = fd_store(fs, &s->od)))
+            return rc;
+        return nd != &s->od ? fd_store(fs, nd) : 0;
+    }
+
+    if (dst_exists) {
+        if (flags & VDFS_RENAME_NOREPLACE)
+            return -EEXIST;
+        if (src_ino == dst_ino)
+            return 0;
+        if (src_dir && !dst_dir)
+            return -ENOTDIR;
+        if (!src_dir && dst_dir)
+            return -EISDIR;
+        if (dst_dir) {
+            rc = dir_is_empty(fs, dst_ino);
+            if (rc < 0)
+                return rc;
+            if (rc == 0)
+                return -ENOTEMPTY;
+        }
+    }
+    if (src_dir && newdir != olddir) {
+        rc = is_ancestor(fs, src_ino, newdir, &s->scratch);
+        if (rc)
+            return rc < 0 ? rc : -EINVAL;
+    }
+    if (dst_exists)
+        rc = dir_set_entry(fs, nd, newname, src_ino, dtype_of(s->src.mode));
+    else
+        rc = dir_add(fs, nd, newname, src_ino, dtype_of(s->src.mode));
+    if (rc)
+        return rc;
+    if ((rc = dir_remove(fs, &s->od, oldname)))
+        return rc;
+    if (src_dir && newdir != olddir) {
+        s->src.parent = newdir;
+        s->od.nlink--;
+        nd->nlink++;
+    }
+    if (dst_dir)
+        nd->nlink--;
+    s->src.ctime = now;
+    s->od.mtime = s->od.ctime = nd->mtime = nd->ctime = now;
+    if ((rc = fd_store(fs, &s->src)) || (rc = fd_store(fs, &s->od)))
+        return rc;
+    if (nd != &s->od && (rc = fd_store(fs, nd)))
+        return rc;
+    if (dst_exists)
+        rc = drop_link(fs, &s->dst);
+    return rc;
+}
+
+int vdfs_rename(struct vdfs *fs, uint32_t olddir, const char *oldname, uint32_t newdir, const char *newname,
+                unsigned flags)
+{
+    struct rename_state *s = malloc(sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = rename_locked(fs, olddir, oldname, newdir, newname, flags, s);
+    if (rc == 0)
+        rc = journal_maybe_commit(fs);
+    UNLOCK(fs);
+    free(s);
+    return rc;
+}
+
+int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, struct vdfs_stat *st)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = fd_load(fs, ino, fd);
+    struct vdfs_timespec now = now_ts();
+    if (rc)
+        goto out;
+    if (sa->valid & VDFS_SET_MODE)
+        fd->mode = (fd->mode & S_IFMT) | (sa->mode & 07777);
+    if (sa->valid & VDFS_SET_UID)
+        fd->uid = sa->uid;
+    if (sa->valid & VDFS_SET_GID)
+        fd->gid = sa->gid;
+    if (sa->valid & VDFS_SET_SIZE) {
+        if (S_ISDIR(fd->mode)) {
+            rc = -EISDIR;
+            goto out;
+        }
+        if (!S_ISREG(fd->mode)) {
+            rc = -EINVAL;
+            goto out;
+        }
+        if ((rc = filemap_truncate(fs, fd, sa->size)))
+            goto out;
+        fd->size = sa->size;
+        fd->mtime = now;
+    }
+    if (sa->valid & VDFS_SET_ATIME)
+        fd->atime = from_timespec(sa->atime);
+    if (sa->valid & VDFS_SET_ATIME_NOW)
+        fd->atime = now;
+    if (sa->valid & VDFS_SET_MTIME)
+        fd->mtime = from_timespec(sa->mtime);
+    if (sa->valid & VDFS_SET_MTIME_NOW)
+        fd->mtime = now;
+    fd->ctime = (sa->valid & VDFS_SET_CTIME) ? from_timespec(sa->ctime) : now;
+    if ((rc = fd_store(fs, fd)) == 0)
+        rc = journal_maybe_commit(fs);
+    fill_stat(fd, st);
+out:
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_open(struct vdfs *fs, uint32_t ino, int flags)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = fd_load(fs, ino, fd);
+    if (rc == 0 && (flags & O_ACCMODE) != O_RDONLY && fs->readonly)
+        rc = -EROFS;
+    if (rc == 0) {
+        struct open_file *o = fs->open_files;
+        while (o && o->ino != ino)
+            o = o->next;
+        if (!o) {
+            o = calloc(1, sizeof(*o));
+            if (!o) {
+                rc = -ENOMEM;
+            } else {
+                o->ino = ino;
+                o->next = fs->open_files;
+                fs->open_files = o;
+            }
+        }
+        if (o) {
+            o->count++;
+            if ((flags & O_ACCMODE) != O_RDONLY)
+                o->writers++;
+        }
+    }
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = 0;
+    struct open_file **pp = &fs->open_files;
+    while (*pp && (*pp)->ino != ino)
+        pp = &(*pp)->next;
+    if (*pp) {
+        struct open_file *o = *pp;
+        if ((flags & O_ACCMODE) != O_RDONLY && o->writers)
+            o->writers--;
+        if (--o->count == 0) {
+            *pp = o->next;
+            free(o);
+            /* The last close of an unlinked file frees it. */
+            if (fd_load(fs, ino, fd) == 0 && fd->nlink == 0 && !fs->readonly) {
+                rc = destroy_fd(fs, fd);
+                if (rc == 0)
+                    rc = journal_maybe_commit(fs);
+            }
+        }
+    }
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64_t len)
+{
+    if (len == 0)
+        return -EINVAL;
+    if (off + len < off)
+        return -EFBIG;
+    int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+    if (mode & ~known)
+        return -EOPNOTSUPP;
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+        return -EOPNOTSUPP;
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
+        return -EOPNOTSUPP;
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = fd_load(fs, ino, fd);
+    if (rc == 0 && S_ISDIR(fd->mode))
+        rc = -EISDIR;
+    else if (rc == 0 && !S_ISREG(fd->mode))
+        rc = -ENODEV;
+    if (rc)
+        goto out;
+    uint64_t end = off + len;
+    if (mode & FALLOC_FL_PUNCH_HOLE) {
+        rc = filemap_punch(fs, fd, off, end < fd->size ? end : fd->size);
+    } else if (mode & FALLOC_FL_ZERO_RANGE) {
+        if (end > fd->size && !(mode & FALLOC_FL_KEEP_SIZE) && (rc = filemap_truncate(fs, fd, end)) == 0)
+            fd->size = end;
+        if (rc == 0)
+            rc = filemap_punch(fs, fd, off, end < fd->size ? end : fd->size);
+    } else {
+        if (end > fd->size && !(mode & FALLOC_FL_KEEP_SIZE)) {
+            if ((rc = filemap_truncate(fs, fd, end)) == 0)
+                fd->size = end;
+        }
+        if (rc == 0)
+            rc = filemap_fallocate(fs, fd, off, end);
+    }
+    if (rc == 0) {
+        fd->ctime = now_ts();
+        if (!(mode & FALLOC_FL_KEEP_SIZE) || (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
+            fd->mtime = fd->ctime;
+    }
+    int src = fd_store(fs, fd);
+    if (rc == 0)
+        rc = src;
+    if (rc == 0)
+        rc = journal_maybe_commit(fs);
+out:
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int64_t vdfs_lseek(struct vdfs *fs, uint32_t ino, uint64_t off, int whence)
+{
+    if (whence != SEEK_DATA && whence != SEEK_HOLE)
+        return -EINVAL;
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int64_t rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        rc = filemap_seek(fs, fd, off, whence);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+struct readdir_ctx {
+    vdfs_readdir_fn fn;
+    void *ctx;
+};
+
+static int readdir_entry(void *ctx, const char *name, size_t len, uint32_t ino, uint8_t type, uint64_t next)
+{
+    struct readdir_ctx *r = ctx;
+    char buf[VDFS_NAME_MAX + 1];
+    memcpy(buf, name, len);
+    buf[len] = 0;
+    return r->fn(r->ctx, buf, ino, DTTOIF(type), next + 2);
+}
+
+int vdfs_readdir(struct vdfs *fs, uint32_t dir, uint64_t cookie, vdfs_readdir_fn fn, void *ctx)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = dir_load(fs, dir, fd);
+    if (rc == 0 && cookie == 0 && fn(ctx, ".", fd->ino, S_IFDIR, 1))
+        goto out;
+    if (rc == 0 && cookie <= 1 && fn(ctx, "..", fd->parent, S_IFDIR, 2))
+        goto out;
+    if (rc == 0) {
+        struct readdir_ctx r = {fn, ctx};
+        rc = dir_iterate(fs, dir, cookie >= 2 ? cookie - 2 : 0, readdir_entry, &r);
+    }
+out:
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+static int xattr_op(struct vdfs *fs, uint32_t ino, const char *name, const void *value, size_t size, int flags,
+                    bool remove)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        rc = remove ? xattr_remove(fd, name) : xattr_set(fd, name, value, size, flags);
+    if (rc == 0) {
+        fd->ctime = now_ts();
+        rc = fd_store(fs, fd);
+    }
+    if (rc == 0)
+        rc = journal_maybe_commit(fs);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_setxattr(struct vdfs *fs, uint32_t ino, const char *name, const void *value, size_t size, int flags)
+{
+    return xattr_op(fs, ino, name, value, size, flags, false);
+}
+
+int vdfs_removexattr(struct vdfs *fs, uint32_t ino, const char *name)
+{
+    return xattr_op(fs, ino, name, NULL, 0, 0, true);
+}
+
+ssize_t vdfs_getxattr(struct vdfs *fs, uint32_t ino, const char *name, void *value, size_t size)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    ssize_t rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        rc = xattr_get(fd, name, value, size);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+ssize_t vdfs_listxattr(struct vdfs *fs, uint32_t ino, char *list, size_t size)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    ssize_t rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        rc = xattr_list(fd, list, size);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+int vdfs_map(struct vdfs *fs, uint32_t ino, vdfs_map_fn fn, void *ctx)
+{
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -ENOMEM;
+    LOCK(fs);
+    int rc = fd_load(fs, ino, fd);
+    if (rc == 0)
+        rc = filemap_walk(fs, fd, fn, ctx);
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}

@@ -1,0 +1,323 @@
+/* vdfsctl put and get: copying files and trees between the host and the
+ * datastore, keeping holes as holes. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "device.h"
+
+#define COPY_CHUNK (8u << 20)
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return false;
+    return true;
+}
+
+static int put_file(struct vdfs *fs, int src, const struct stat *sst, uint32_t ino, const char *what)
+{
+    uint8_t *buf = vdfs_aligned_alloc(COPY_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    uint64_t off = 0, size = (uint64_t)sst->st_size;
+    uint32_t bs = vdfs_block_size(fs);
+    while (off < size) {
+        /* Skip the source's holes so that a thin file stays thin. */
+        off_t data = lseek(src, (off_t)off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break;
+        if (data > (off_t)off)
+            off = (uint64_t)data / bs * bs > off ? (uint64_t)data / bs * bs : off;
+        size_t want = size - off < COPY_CHUNK ? (size_t)(size - off) : COPY_CHUNK;
+        ssize_t n = pread(src, buf, want, (off_t)off);
+        if (n < 0) {
+            rc = -errno;
+            fprintf(stderr, "vdfsctl: reading %s: %s\n", what, strerror(errno));
+            break;
+        }
+        if (n == 0)
+            break;
+        /* Whole zero blocks are not written: they read as zeros anyway. */
+        size_t pos = 0;
+        while (pos < (size_t)n) {
+            size_t len = (size_t)n - pos < bs ? (size_t)n - pos : bs;
+            size_t run = 0;
+            while (pos + run < (size_t)n && !all_zero(buf + pos + run, len)) {
+                run += len;
+                len = (size_t)n - pos - run < bs ? (size_t)n - pos - run : bs;
+            }
+            if (run) {
+                ssize_t w = vdfs_pwrite(fs, ino, buf + pos, run, off + pos);
+                if (w < 0) {
+                    rc = (int)w;
+                    fprintf(stderr, "vdfsctl: writing %s into the datastore: %s\n", what, vdfs_strerror(rc));
+                    goto out;
+                }
+                pos += run;
+            } else {
+                pos += len;
+            }
+        }
+        off += (uint64_t)n;
+    }
+    if (rc == 0) {
+        struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE | VDFS_SET_MTIME | VDFS_SET_ATIME,
+                                  .size = size,
+                                  .mtime = sst->st_mtim,
+                                  .atime = sst->st_atim};
+        rc = vdfs_setattr(fs, ino, &sa, NULL);
+    }
+out:
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint32_t parent, const char *name);
+
+static int put_tree(struct vdfs *fs, const struct ctl *c, const char *local, uint32_t dir)
+{
+    DIR *d = opendir(local);
+    if (!d) {
+        fprintf(stderr, "vdfsctl: %s: %s\n", local, strerror(errno));
+        return -errno;
+    }
+    int rc = 0;
+    struct dirent *e;
+    char *child = malloc(PATH_MAX);
+    while (rc == 0 && child && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(child, PATH_MAX, "%s/%s", local, e->d_name);
+        rc = put_one(fs, c, child, dir, e->d_name);
+    }
+    free(child);
+    closedir(d);
+    return rc;
+}
+
+static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint32_t parent, const char *name)
+{
+    struct stat st;
+    if (lstat(local, &st) != 0) {
+        fprintf(stderr, "vdfsctl: %s: %s\n", local, strerror(errno));
+        return -errno;
+    }
+    struct vdfs_cred cred = {st.st_uid, st.st_gid};
+    struct vdfs_stat vs;
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        if (!c->recursive) {
+            fprintf(stderr, "vdfsctl: %s is a directory (use -r)\n", local);
+            return -EISDIR;
+        }
+        rc = vdfs_create(fs, parent, name, S_IFDIR | (st.st_mode & 07777), 0, &cred, &vs);
+        if (rc == -EEXIST)
+            rc = vdfs_lookup(fs, parent, name, &vs);
+        if (rc == 0)
+            rc = put_tree(fs, c, local, vs.ino);
+    } else if (S_ISLNK(st.st_mode)) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(local, target, sizeof(target) - 1);
+        if (n < 0)
+            return -errno;
+        target[n] = 0;
+        rc = vdfs_symlink(fs, parent, name, target, &cred, &vs);
+    } else if (S_ISREG(st.st_mode)) {
+        int src = open(local, O_RDONLY | O_CLOEXEC);
+        if (src < 0) {
+            fprintf(stderr, "vdfsctl: %s: %s\n", local, strerror(errno));
+            return -errno;
+        }
+        rc = vdfs_lookup(fs, parent, name, &vs);
+        if (rc == 0 && S_ISREG(vs.mode)) {
+            struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE, .size = 0};
+            rc = vdfs_setattr(fs, vs.ino, &sa, NULL);
+        } else if (rc == -ENOENT) {
+            rc = vdfs_create(fs, parent, name, S_IFREG | (st.st_mode & 07777), 0, &cred, &vs);
+        } else if (rc == 0) {
+            rc = -EEXIST;
+        }
+        if (rc == 0)
+            rc = put_file(fs, src, &st, vs.ino, local);
+        close(src);
+    } else {
+        rc = vdfs_create(fs, parent, name, st.st_mode, (uint32_t)st.st_rdev, &cred, &vs);
+    }
+    if (rc && rc != -ENOSPC && rc != -EIO)
+        fprintf(stderr, "vdfsctl: %s -> %s: %s\n", local, name, vdfs_strerror(rc));
+    else if (rc)
+        fprintf(stderr, "vdfsctl: %s: %s\n", local, vdfs_strerror(rc));
+    return rc;
+}
+
+int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char *path)
+{
+    struct vdfs_stat st;
+    const char *base = strrchr(local, '/');
+    base = base ? base + 1 : local;
+    /* "put x /dir" puts into /dir when it is a directory. */
+    if (vdfs_resolve(fs, path, true, &st) == 0 && S_ISDIR(st.mode)) {
+        if (!*base) {
+            fprintf(stderr, "vdfsctl: cannot name %s inside %s\n", local, path);
+            return -EINVAL;
+        }
+        return put_one(fs, c, local, st.ino, base);
+    }
+    uint32_t parent;
+    const char *name;
+    int rc = ctl_parent(fs, path, &parent, &name);
+    if (rc) {
+        fprintf(stderr, "vdfsctl: %s: %s\n", path, vdfs_strerror(rc));
+        return rc;
+    }
+    return put_one(fs, c, local, parent, name);
+}
+
+static int get_file(struct vdfs *fs, const struct vdfs_stat *st, int dst, const char *what)
+{
+    uint8_t *buf = vdfs_aligned_alloc(COPY_CHUNK);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    bool seekable = lseek(dst, 0, SEEK_CUR) >= 0;
+    for (uint64_t off = 0; off < st->size;) {
+        if (seekable) {
+            int64_t data = vdfs_lseek(fs, st->ino, off, SEEK_DATA);
+            if (data == -ENXIO)
+                break;
+            if (data > (int64_t)off) {
+                off = (uint64_t)data;
+                continue;
+            }
+        }
+        size_t want = st->size - off < COPY_CHUNK ? (size_t)(st->size - off) : COPY_CHUNK;
+        if (seekable) {
+            int64_t hole = vdfs_lseek(fs, st->ino, off, SEEK_HOLE);
+            if (hole > (int64_t)off && (uint64_t)hole - off < want)
+                want = (size_t)((uint64_t)hole - off);
+        }
+        ssize_t n = vdfs_pread(fs, st->ino, buf, want, off);
+        if (n <= 0) {
+            rc = n ? (int)n : -EIO;
+            fprintf(stderr, "vdfsctl: reading %s: %s\n", what, vdfs_strerror(rc));
+            break;
+        }
+        size_t pos = 0;
+        while (pos < (size_t)n) {
+            ssize_t w = seekable ? pwrite(dst, buf + pos, (size_t)n - pos, (off_t)(off + pos))
+                                 : write(dst, buf + pos, (size_t)n - pos);
+            if (w < 0) {
+                rc = -errno;
+                fprintf(stderr, "vdfsctl: writing: %s\n", strerror(errno));
+                goto out;
+            }
+            pos += (size_t)w;
+        }
+        off += (uint64_t)n;
+    }
+    if (rc == 0 && seekable && ftruncate(dst, (off_t)st->size) != 0)
+        rc = -errno;
+out:
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+struct get_list {
+    char **names;
+    size_t n, cap;
+};
+
+static int collect(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next)
+{
+    struct get_list *l = ctx;
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        char **more = realloc(l->names, cap * sizeof(*more));
+        if (!more)
+            return -ENOMEM;
+        l->names = more;
+        l->cap = cap;
+    }
+    l->names[l->n] = strdup(name);
+    return l->names[l->n++] ? 0 : -ENOMEM;
+}
+
+static int get_one(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat *st, const char *local)
+{
+    int rc = 0;
+    if (S_ISDIR(st->mode)) {
+        if (!c->recursive) {
+            fprintf(stderr, "vdfsctl: %s is a directory (use -r)\n", local);
+            return -EISDIR;
+        }
+        if (mkdir(local, st->mode & 07777) != 0 && errno != EEXIST) {
+            fprintf(stderr, "vdfsctl: mkdir %s: %s\n", local, strerror(errno));
+            return -errno;
+        }
+        struct get_list l = {0};
+        rc = vdfs_readdir(fs, st->ino, 0, collect, &l);
+        char *child = malloc(PATH_MAX);
+        for (size_t i = 0; i < l.n; i++) {
+            struct vdfs_stat cs;
+            if (rc == 0 && child) {
+                snprintf(child, PATH_MAX, "%s/%s", local, l.names[i]);
+                rc = vdfs_lookup(fs, st->ino, l.names[i], &cs);
+                if (rc == 0)
+                    rc = get_one(fs, c, &cs, child);
+            }
+            free(l.names[i]);
+        }
+        free(l.names);
+        free(child);
+    } else if (S_ISLNK(st->mode)) {
+        char target[4097];
+        ssize_t n = vdfs_readlink(fs, st->ino, target, sizeof(target) - 1);
+        if (n < 0)
+            return (int)n;
+        target[n] = 0;
+        unlink(local);
+        if (symlink(target, local) != 0)
+            rc = -errno;
+    } else if (S_ISREG(st->mode)) {
+        int dst = strcmp(local, "-") == 0 ? STDOUT_FILENO
+                                           : open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st->mode & 07777);
+        if (dst < 0) {
+            fprintf(stderr, "vdfsctl: %s: %s\n", local, strerror(errno));
+            return -errno;
+        }
+        rc = get_file(fs, st, dst, local);
+        if (dst != STDOUT_FILENO && close(dst) != 0 && rc == 0)
+            rc = -errno;
+    } else {
+        if (mknod(local, st->mode, st->rdev) != 0 && errno != EEXIST)
+            rc = -errno;
+    }
+    if (rc == 0 && strcmp(local, "-") != 0 && !S_ISLNK(st->mode)) {
+        struct timespec times[2] = {st->atime, st->mtime};
+        utimensat(AT_FDCWD, local, times, 0);
+    }
+    return rc;
+}
+
+int ctl_get(struct vdfs *fs, const struct ctl *c, const char *path, const char *local)
+{
+    struct vdfs_stat st;
+    int rc = vdfs_resolve(fs, path, true, &st);
+    if (rc) {
+        fprintf(stderr, "vdfsctl: %s: %s\n", path, vdfs_strerror(rc));
+        return rc;
+    }
+    return get_one(fs, c, &st, local);
+}

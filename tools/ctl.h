@@ -1,0 +1,26 @@
+/* Shared pieces of vdfsctl's commands. */
+#ifndef VDFSCTL_H
+#define VDFSCTL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vdfs.h"
+
+struct ctl {
+    const char *image;
+    bool json;
+    bool recursive;
+    bool parents;
+    bool long_format;
+    bool quiet;
+};
+
+int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char *path);
+int ctl_get(struct vdfs *fs, const struct ctl *c, const char *path, const char *local);
+int ctl_digest(struct vdfs *fs, const struct ctl *c, const char *path);
+/* Splits "a/b/c" into parent ino of "a/b" and the last name. */
+int ctl_parent(struct vdfs *fs, const char *path, uint32_t *parent, const char **name);
+void ctl_json_string(const char *s);
+
+#endif
