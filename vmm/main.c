@@ -24,6 +24,7 @@
 #include "pci.h"
 #endif
 #ifdef VDFS_VMM_HAVE_VIRTIO_BLK
+#include "disk_vdfs.h"
 #include "virtio_blk.h"
 #endif
 #ifdef VDFS_VMM_HAVE_VIRTIO_NET
@@ -201,7 +202,20 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_ser
     if (cfg->ndisks) {
 #ifdef VDFS_VMM_HAVE_VIRTIO_BLK
         for (unsigned i = 0; i < cfg->ndisks; i++) {
-            if (virtio_blk_create(pci, svc, &cfg->disks[i]) < 0) {
+            const struct disk_config *disk = &cfg->disks[i];
+            if (strncmp(disk->path, "vdfs:", 5) == 0) {
+                char err[1024];
+                struct blk_backend *be = disk_vdfs_open(disk->path, disk->readonly, err,
+                                                        sizeof(err));
+                if (!be) {
+                    fprintf(stderr, "vdfs-vm: %s\n", err);
+                    return -1;
+                }
+                if (virtio_blk_create_backend(pci, svc, disk, be) < 0)
+                    return -1;
+                continue;
+            }
+            if (virtio_blk_create(pci, svc, disk) < 0) {
                 fprintf(stderr, "vdfs-vm: disk %s: cannot attach\n", cfg->disks[i].path);
                 return -1;
             }

@@ -1,0 +1,54 @@
+#!/bin/sh
+# A disk inside a vdfs datastore (vdfs:IMAGE:/path), opened by vdfs-vm through
+# libvdfs: the test guest's virtio-blk checks pass, the file's content is what
+# the guest wrote, discard gives space back to the datastore, and a second VM
+# cannot join the datastore while the first runs.
+# Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH
+VDFS_VM=$1
+GUEST=$2
+BLKCHECK=$3
+MKFS=$4
+VDFSCTL=$5
+MKPVH=$6
+. "$(dirname "$0")/lib.sh"
+need_kvm
+
+ds=$work/ds.img
+truncate -s 256M "$ds"
+"$MKFS" -q -H 4 -J 4M "$ds" || { echo "FAIL: mkfs.vdfs"; exit 1; }
+python3 "$BLKCHECK" prepare "$work/disk.img" 16M || { echo "FAIL: blkcheck prepare"; exit 1; }
+"$VDFSCTL" put "$ds" "$work/disk.img" /disk.img || { echo "FAIL: vdfsctl put"; exit 1; }
+allocated() { "$VDFSCTL" usage --json "$ds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated"])'; }
+before=$(allocated)
+
+run_vm "$work/out" "$work/err" run --kernel "$GUEST" --memory 128M --cmdline mode=blktest \
+	--disk "vdfs:$ds:/disk.img,serial=vdfs-guest-test"
+expect_rc "blktest on a datastore disk" 0
+for t in read_pattern read_scatter write_readback flush discard write_zeroes get_id; do
+	expect_in "$work/out" "^RESULT test=$t result=pass" "guest check $t"
+done
+"$VDFSCTL" get "$ds" /disk.img "$work/back.img" || fail "vdfsctl get"
+python3 "$BLKCHECK" verify "$work/back.img" && pass "file content matches what the guest wrote" ||
+	fail "blkcheck verify of the datastore file"
+after=$(allocated)
+[ "$after" -lt "$before" ] && pass "discard returned space: allocated $before -> $after" ||
+	fail "allocated $before -> $after after discard"
+
+"$MKPVH" "$work/idle.elf" idle
+"$VDFS_VM" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds:/disk.img" >"$work/first.out" 2>&1 &
+first=$!
+i=0
+until grep -q "MKPVH HELLO" "$work/first.out" 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+run_vm "$work/out" "$work/err" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds:/disk.img"
+expect_rc "second VM on the same datastore disk refused" 1
+expect_in "$work/err" "cannot join datastore .*busy" "refusal names the datastore"
+kill -TERM $first
+wait $first
+
+run_vm "$work/out" "$work/err" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds:/nosuch.img"
+expect_rc "missing datastore file" 1
+expect_in "$work/err" "/nosuch.img: " "missing file is named"
+run_vm "$work/out" "$work/err" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds"
+expect_rc "malformed vdfs: disk" 1
+expect_in "$work/err" "expected vdfs:IMAGE:/path" "format is explained"
+finish
