@@ -53,9 +53,9 @@ int vdfs_dev_submit(struct vdfs_dev *dev, struct vdfs_io *ios, unsigned count);
 /* Makes every completed write durable (fdatasync). */
 int vdfs_dev_flush(struct vdfs_dev *dev);
 
-/* Makes a range read as zeros without writing data where the device can
- * (fallocate ZERO_RANGE on files, BLKZEROOUT on block devices), otherwise
- * by writing zeros. */
+/* Makes a range read as zeros without writing data where the device can:
+ * on files it punches a hole (so a thin image stays thin), falling back to
+ * ZERO_RANGE; on block devices BLKZEROOUT; otherwise it writes zeros. */
 int vdfs_dev_zero(struct vdfs_dev *dev, uint64_t off, uint64_t len);
 
 /* Returns a range's backing space to the host (punch hole / BLKDISCARD).

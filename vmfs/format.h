@@ -548,8 +548,8 @@ static inline uint64_t vdfs_fd_lock_index(const struct vdfs_super *s, uint32_t i
 /* Computes a whole layout for a device of `total_bytes`.  mkfs fills in the
  * requested sizes (block_size, subblock_size, max_hosts, journal_blocks;
  * fd_count 0 means automatic) and this fills in every offset and region.
- * Returns 0 or -ENOSPC when the device is too small for the metadata plus
- * at least 16 file blocks. */
+ * Returns 0, -ENOSPC when the device is too small for the metadata plus
+ * at least 16 file blocks, or -EINVAL for impossible requested sizes. */
 int vdfs_layout(struct vdfs_super *s, uint64_t fd_count);
 
 #endif
