@@ -1,0 +1,349 @@
+/* filemap.c and alloc.c through the public API: thin provisioning,
+ * fallocate modes, SEEK_DATA/SEEK_HOLE, addressing-mode transitions and
+ * single/double-indirect block maps. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fixture.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define GiB (1024ull * MiB)
+#define TiB (1024ull * GiB)
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    const char *opts[] = {"-H", "2", NULL};
+    fixture_make(f, "4G", opts);
+    fixture_mount(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    fixture_destroy(f);
+    free(f);
+    return 0;
+}
+
+static uint64_t free_blocks(struct fixture *f)
+{
+    struct vdfs_statfs sf;
+    assert_int_equal(vdfs_statfs(f->fs, &sf), 0);
+    return sf.free_blocks;
+}
+
+static struct vdfs_stat stat_of(struct fixture *f, uint32_t ino)
+{
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_getattr(f->fs, ino, &st), 0);
+    return st;
+}
+
+static void unmount_and_check(struct fixture *f)
+{
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+    fixture_mount(f);
+}
+
+static void test_first_write_allocates_one_block(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t bs = vdfs_block_size(f->fs);
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "far", S_IFREG | 0644);
+    uint64_t before = free_blocks(f);
+    fixture_write(f, ino, "x", 1, 100 * GiB);
+    struct vdfs_stat st = stat_of(f, ino);
+    assert_int_equal(st.size, 100 * GiB + 1);
+    assert_int_equal(st.alloc_bytes, bs);
+    assert_int_equal(before - free_blocks(f), 1);
+    fixture_expect_zeros(f, ino, 64 * KiB, 0);
+    fixture_expect_zeros(f, ino, 64 * KiB, 50 * GiB);
+    fixture_expect_zeros(f, ino, 4096, 100 * GiB - 4096);
+    fixture_expect(f, ino, "x", 1, 100 * GiB);
+    unmount_and_check(f);
+    fixture_expect(f, ino, "x", 1, 100 * GiB);
+    assert_int_equal(stat_of(f, ino).alloc_bytes, bs);
+}
+
+static void test_punch_hole_frees_whole_blocks(void **state)
+{
+    struct fixture *f = *state;
+    size_t len = 4 * MiB;
+    uint8_t *data = malloc(len);
+    fixture_pattern(data, len, 1);
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "punch", S_IFREG | 0644);
+    fixture_write(f, ino, data, len, 0);
+    assert_int_equal(stat_of(f, ino).alloc_bytes, 4 * MiB);
+    uint64_t before = free_blocks(f);
+    /* The freed blocks become reusable when the transaction commits. */
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1 * MiB, 2 * MiB), 0);
+    assert_int_equal(vdfs_sync(f->fs), 0);
+    assert_int_equal(free_blocks(f) - before, 2);
+    struct vdfs_stat st = stat_of(f, ino);
+    assert_int_equal(st.size, len);
+    assert_int_equal(st.alloc_bytes, 2 * MiB);
+    fixture_expect(f, ino, data, 1 * MiB, 0);
+    fixture_expect_zeros(f, ino, 2 * MiB, 1 * MiB);
+    fixture_expect(f, ino, data + 3 * MiB, 1 * MiB, 3 * MiB);
+    /* A partial-block punch zeroes bytes but keeps the block. */
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, 200), 0);
+    fixture_expect(f, ino, data, 100, 0);
+    fixture_expect_zeros(f, ino, 200, 100);
+    fixture_expect(f, ino, data + 300, 1 * MiB - 300, 300);
+    assert_int_equal(stat_of(f, ino).alloc_bytes, 2 * MiB);
+    unmount_and_check(f);
+    fixture_expect_zeros(f, ino, 2 * MiB, 1 * MiB);
+    fixture_expect(f, ino, data + 3 * MiB, 1 * MiB, 3 * MiB);
+    free(data);
+}
+
+static void test_zero_range_reads_zeros(void **state)
+{
+    struct fixture *f = *state;
+    size_t len = 3 * MiB;
+    uint8_t *data = malloc(len);
+    fixture_pattern(data, len, 2);
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "zero", S_IFREG | 0644);
+    fixture_write(f, ino, data, len, 0);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_ZERO_RANGE, 512 * KiB, 1536 * KiB), 0);
+    assert_int_equal(stat_of(f, ino).size, len);
+    fixture_expect(f, ino, data, 512 * KiB, 0);
+    fixture_expect_zeros(f, ino, 1536 * KiB, 512 * KiB);
+    fixture_expect(f, ino, data + 2 * MiB, 1 * MiB, 2 * MiB);
+    /* Beyond EOF without KEEP_SIZE the file grows, and the tail is zeros. */
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_ZERO_RANGE, len - 10, 1 * MiB), 0);
+    assert_int_equal(stat_of(f, ino).size, len - 10 + 1 * MiB);
+    fixture_expect_zeros(f, ino, 1 * MiB, len - 10);
+    free(data);
+}
+
+struct map_summary {
+    uint64_t unwritten, data, holes, subblock, resident;
+    uint64_t end;
+};
+
+static int summarize(void *ctx, const struct vdfs_extent *e)
+{
+    struct map_summary *m = ctx;
+    assert_int_equal(e->logical, m->end); /* the map is contiguous and ordered */
+    m->end = e->logical + e->length;
+    if (e->hole)
+        m->holes += e->length;
+    else if (e->unwritten)
+        m->unwritten += e->length;
+    else if (e->physical == 0)
+        m->resident += e->length;
+    else
+        m->data += e->length;
+    if (e->subblock)
+        m->subblock += e->length;
+    return 0;
+}
+
+static struct map_summary map_of(struct fixture *f, uint32_t ino)
+{
+    struct map_summary m = {0};
+    assert_int_equal(vdfs_map(f->fs, ino, summarize, &m), 0);
+    return m;
+}
+
+static void test_fallocate_allocates_unwritten_zero_blocks(void **state)
+{
+    struct fixture *f = *state;
+    /* Leave garbage in free blocks first, so that "reads as zeros" cannot
+     * come from a never-written image. */
+    size_t len = 8 * MiB;
+    uint8_t *junk = malloc(len);
+    memset(junk, 0xa5, len);
+    uint32_t old = fixture_create(f, vdfs_root_ino(f->fs), "junk", S_IFREG | 0644);
+    fixture_write(f, old, junk, len, 0);
+    assert_int_equal(vdfs_fsync(f->fs, old, false), 0);
+    assert_int_equal(vdfs_unlink(f->fs, vdfs_root_ino(f->fs), "junk"), 0);
+    assert_int_equal(vdfs_sync(f->fs), 0);
+
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "thick", S_IFREG | 0644);
+    uint64_t before = free_blocks(f);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, 0, 0, len), 0);
+    struct vdfs_stat st = stat_of(f, ino);
+    assert_int_equal(st.size, len);
+    assert_int_equal(st.alloc_bytes, len);
+    assert_int_equal(before - free_blocks(f), 8);
+    struct map_summary m = map_of(f, ino);
+    assert_int_equal(m.unwritten, len);
+    assert_int_equal(m.data + m.holes, 0);
+    fixture_expect_zeros(f, ino, len, 0);
+
+    /* A write clears the marker of its block only; the rest of that block
+     * still reads as zeros. */
+    fixture_write(f, ino, "0123456789", 10, 1 * MiB + 5);
+    fixture_expect_zeros(f, ino, 5, 1 * MiB);
+    fixture_expect(f, ino, "0123456789", 10, 1 * MiB + 5);
+    fixture_expect_zeros(f, ino, 1 * MiB - 15, 1 * MiB + 15);
+    m = map_of(f, ino);
+    assert_int_equal(m.data, 1 * MiB);
+    assert_int_equal(m.unwritten, 7 * MiB);
+
+    /* KEEP_SIZE allocates beyond EOF without growing the file. */
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_KEEP_SIZE, len, 2 * MiB), 0);
+    st = stat_of(f, ino);
+    assert_int_equal(st.size, len);
+    assert_int_equal(st.alloc_bytes, len + 2 * MiB);
+    unmount_and_check(f);
+    fixture_expect_zeros(f, ino, 1 * MiB, 4 * MiB);
+    fixture_expect(f, ino, "0123456789", 10, 1 * MiB + 5);
+    free(junk);
+}
+
+static void test_seek_data_and_hole(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t buf[4096];
+    fixture_pattern(buf, sizeof(buf), 3);
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "seek", S_IFREG | 0644);
+    fixture_write(f, ino, buf, sizeof(buf), 0);
+    fixture_write(f, ino, buf, sizeof(buf), 10 * MiB);
+    uint64_t size = 10 * MiB + sizeof(buf);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 0, SEEK_DATA), 0);
+    int64_t hole = vdfs_lseek(f->fs, ino, 0, SEEK_HOLE);
+    assert_true(hole >= (int64_t)sizeof(buf) && hole <= (int64_t)(1 * MiB));
+    assert_int_equal(vdfs_lseek(f->fs, ino, (uint64_t)hole, SEEK_DATA), 10 * MiB);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 2 * MiB, SEEK_DATA), 10 * MiB);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 2 * MiB, SEEK_HOLE), 2 * MiB);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 10 * MiB, SEEK_HOLE), size);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 10 * MiB + 100, SEEK_DATA), 10 * MiB + 100);
+    assert_int_equal(vdfs_lseek(f->fs, ino, size, SEEK_DATA), -ENXIO);
+    assert_int_equal(vdfs_lseek(f->fs, ino, size, SEEK_HOLE), -ENXIO);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 0, SEEK_SET), -EINVAL);
+}
+
+static void test_one_tib_sparse_file(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "tib", S_IFREG | 0644);
+    struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE, .size = 1 * TiB};
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &st), 0);
+    assert_int_equal(st.size, 1 * TiB);
+    assert_int_equal(st.alloc_bytes, 0);
+    uint8_t *buf = malloc(1 * MiB);
+    fixture_pattern(buf, 1 * MiB, 4);
+    fixture_write(f, ino, buf, 1 * MiB, 1 * TiB - 1 * MiB);
+    st = stat_of(f, ino);
+    assert_int_equal(st.size, 1 * TiB);
+    assert_int_equal(st.alloc_bytes, 1 * MiB);
+    assert_int_equal(vdfs_lseek(f->fs, ino, 0, SEEK_DATA), 1 * TiB - 1 * MiB);
+    fixture_expect_zeros(f, ino, 1 * MiB, 512 * GiB);
+    fixture_expect(f, ino, buf, 1 * MiB, 1 * TiB - 1 * MiB);
+    /* Reading at EOF returns nothing. */
+    assert_int_equal(vdfs_pread(f->fs, ino, buf, 16, 1 * TiB), 0);
+    unmount_and_check(f);
+    assert_int_equal(stat_of(f, ino).alloc_bytes, 1 * MiB);
+    free(buf);
+}
+
+static void test_mode_transitions_keep_content(void **state)
+{
+    struct fixture *f = *state;
+    size_t big = 3 * MiB;
+    uint8_t *data = malloc(big);
+    fixture_pattern(data, big, 5);
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "grow", S_IFREG | 0644);
+
+    fixture_write(f, ino, data, 100, 0);
+    struct vdfs_stat st = stat_of(f, ino);
+    assert_int_equal(st.size, 100);
+    assert_int_equal(st.alloc_bytes, 0); /* resident in the descriptor */
+    assert_int_equal(map_of(f, ino).resident, 100);
+    fixture_expect(f, ino, data, 100, 0);
+
+    fixture_write(f, ino, data + 100, 100 * 1000 - 100, 100);
+    st = stat_of(f, ino);
+    assert_int_equal(st.size, 100 * 1000);
+    assert_int_equal(st.alloc_bytes, 2 * 64 * KiB); /* two sub-blocks */
+    assert_true(map_of(f, ino).subblock > 0);
+    fixture_expect(f, ino, data, 100 * 1000, 0);
+
+    fixture_write(f, ino, data + 100 * 1000, big - 100 * 1000, 100 * 1000);
+    st = stat_of(f, ino);
+    assert_int_equal(st.size, big);
+    assert_int_equal(st.alloc_bytes, 3 * MiB);
+    struct map_summary m = map_of(f, ino);
+    assert_int_equal(m.subblock, 0);
+    assert_int_equal(m.data, 3 * MiB);
+    fixture_expect(f, ino, data, big, 0);
+    unmount_and_check(f);
+    fixture_expect(f, ino, data, big, 0);
+
+    /* Truncating back down keeps the prefix. */
+    struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE, .size = 1000};
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &st), 0);
+    fixture_expect(f, ino, data, 1000, 0);
+    sa.size = 5000;
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &st), 0);
+    fixture_expect_zeros(f, ino, 4000, 1000);
+    free(data);
+}
+
+static void test_single_and_double_indirect(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 3 * 4096 + 17 };
+    uint8_t a[LEN], b[LEN], c[LEN];
+    fixture_pattern(a, LEN, 6);
+    fixture_pattern(b, LEN, 7);
+    fixture_pattern(c, LEN, 8);
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "deep", S_IFREG | 0644);
+    uint64_t direct = 100 * MiB + 4000, single = 256 * MiB + 12345, dbl = 70 * GiB + 777;
+    fixture_write(f, ino, a, LEN, direct);
+    fixture_write(f, ino, b, LEN, single);
+    fixture_write(f, ino, c, LEN, dbl);
+    /* Crossing a block boundary in the single-indirect range. */
+    fixture_write(f, ino, a, LEN, 300 * MiB - 5000);
+    fixture_expect(f, ino, a, LEN, direct);
+    fixture_expect(f, ino, b, LEN, single);
+    fixture_expect(f, ino, c, LEN, dbl);
+    fixture_expect_zeros(f, ino, 4096, 255 * MiB);
+    fixture_expect_zeros(f, ino, 4096, 64 * GiB);
+    assert_int_equal(stat_of(f, ino).alloc_bytes, 5 * MiB);
+    unmount_and_check(f);
+    fixture_expect(f, ino, a, LEN, direct);
+    fixture_expect(f, ino, b, LEN, single);
+    fixture_expect(f, ino, c, LEN, dbl);
+    fixture_expect(f, ino, a, LEN, 300 * MiB - 5000);
+    /* Punching a whole single-indirect block frees it. */
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 256 * MiB, 1 * MiB), 0);
+    fixture_expect_zeros(f, ino, LEN, single);
+    fixture_expect(f, ino, c, LEN, dbl);
+    assert_int_equal(stat_of(f, ino).alloc_bytes, 4 * MiB);
+    unmount_and_check(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_first_write_allocates_one_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_punch_hole_frees_whole_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_zero_range_reads_zeros, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fallocate_allocates_unwritten_zero_blocks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seek_data_and_hole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_tib_sparse_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mode_transitions_keep_content, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_single_and_double_indirect, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
