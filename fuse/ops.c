@@ -1,0 +1,578 @@
+/* The FUSE low-level operations, each a thin translation onto libvdfs.
+ * FUSE node ids are vdfs descriptor numbers (the root is 1 in both), so
+ * no inode table is needed and forget has nothing to do. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "vdfs_fuse.h"
+
+#define TIMEOUT_S 1.0
+#define COPY_CHUNK (1u << 20)
+
+static struct vdfs_fuse *vol(fuse_req_t req)
+{
+    return fuse_req_userdata(req);
+}
+
+static uint32_t ino32(fuse_ino_t ino)
+{
+    /* Node ids we hand out are 32-bit; anything else cannot exist. */
+    return ino > UINT32_MAX ? 0 : (uint32_t)ino;
+}
+
+static void to_stat(const struct vdfs_fuse *v, const struct vdfs_stat *vs, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = vs->ino;
+    st->st_mode = vs->mode;
+    st->st_nlink = vs->nlink;
+    st->st_uid = vs->uid;
+    st->st_gid = vs->gid;
+    st->st_rdev = vs->rdev;
+    st->st_size = (off_t)vs->size;
+    st->st_blocks = (blkcnt_t)(vs->alloc_bytes / 512);
+    st->st_blksize = (blksize_t)v->block_size;
+    st->st_atim = vs->atime;
+    st->st_mtim = vs->mtime;
+    st->st_ctim = vs->ctime;
+}
+
+static void reply_entry(fuse_req_t req, const struct vdfs_stat *vs)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = vs->ino;
+    e.generation = vs->ino_gen;
+    to_stat(vol(req), vs, &e.attr);
+    e.attr_timeout = TIMEOUT_S;
+    e.entry_timeout = TIMEOUT_S;
+    fuse_reply_entry(req, &e);
+}
+
+static void reply_attr(fuse_req_t req, const struct vdfs_stat *vs)
+{
+    struct stat st;
+    to_stat(vol(req), vs, &st);
+    fuse_reply_attr(req, &st, TIMEOUT_S);
+}
+
+static struct vdfs_cred caller(fuse_req_t req)
+{
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    return (struct vdfs_cred){.uid = ctx->uid, .gid = ctx->gid};
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    /* Big writes: 1 MiB, one file block, per request.  libfuse asks the
+     * kernel for max_pages to match. */
+    conn->max_write = 1u << 20;
+    conn->max_readahead = 1u << 20;
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    /* O_TRUNC arrives as a setattr(size 0) before open; simpler and the
+     * same cost. */
+    conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
+}
+
+static void op_destroy(void *userdata)
+{
+    struct vdfs_fuse *v = userdata;
+    if (!v->unmounted) {
+        v->unmount_rc = vdfs_unmount(v->fs);
+        v->unmounted = true;
+        v->fs = NULL;
+    }
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct vdfs_stat vs;
+    int rc = vdfs_lookup(vol(req)->fs, ino32(parent), name, &vs);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_entry(req, &vs);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+    fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+    fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct vdfs_stat vs;
+    int rc = vdfs_getattr(vol(req)->fs, ino32(ino), &vs);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_attr(req, &vs);
+}
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+    struct vdfs_setattr sa;
+    memset(&sa, 0, sizeof(sa));
+    if (to_set & FUSE_SET_ATTR_MODE) {
+        sa.valid |= VDFS_SET_MODE;
+        sa.mode = attr->st_mode;
+    }
+    if (to_set & FUSE_SET_ATTR_UID) {
+        sa.valid |= VDFS_SET_UID;
+        sa.uid = attr->st_uid;
+    }
+    if (to_set & FUSE_SET_ATTR_GID) {
+        sa.valid |= VDFS_SET_GID;
+        sa.gid = attr->st_gid;
+    }
+    if (to_set & FUSE_SET_ATTR_SIZE) {
+        sa.valid |= VDFS_SET_SIZE;
+        sa.size = (uint64_t)attr->st_size;
+    }
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+        sa.valid |= VDFS_SET_ATIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_ATIME) {
+        sa.valid |= VDFS_SET_ATIME;
+        sa.atime = attr->st_atim;
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+        sa.valid |= VDFS_SET_MTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+        sa.valid |= VDFS_SET_MTIME;
+        sa.mtime = attr->st_mtim;
+    }
+    if (to_set & FUSE_SET_ATTR_CTIME) {
+        sa.valid |= VDFS_SET_CTIME;
+        sa.ctime = attr->st_ctim;
+    }
+    struct vdfs_stat vs;
+    int rc = vdfs_setattr(vol(req)->fs, ino32(ino), &sa, &vs);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_attr(req, &vs);
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    char target[PATH_MAX + 1];
+    ssize_t n = vdfs_readlink(vol(req)->fs, ino32(ino), target, PATH_MAX);
+    if (n < 0) {
+        fuse_reply_err(req, (int)-n);
+        return;
+    }
+    target[n] = 0;
+    fuse_reply_readlink(req, target);
+}
+
+static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    struct vdfs_cred cred = caller(req);
+    struct vdfs_stat vs;
+    int rc = vdfs_create(vol(req)->fs, ino32(parent), name, mode, (uint32_t)rdev, &cred, &vs);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_entry(req, &vs);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    make_node(req, parent, name, mode, rdev);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    make_node(req, parent, name, (mode & 07777) | S_IFDIR, 0);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, -vdfs_unlink(vol(req)->fs, ino32(parent), name));
+}
+
+static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, -vdfs_rmdir(vol(req)->fs, ino32(parent), name));
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    struct vdfs_cred cred = caller(req);
+    struct vdfs_stat vs;
+    int rc = vdfs_symlink(vol(req)->fs, ino32(parent), name, link, &cred, &vs);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_entry(req, &vs);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+        fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: no overlay support */
+        return;
+    }
+    unsigned vflags = ((flags & RENAME_NOREPLACE) ? VDFS_RENAME_NOREPLACE : 0) |
+                      ((flags & RENAME_EXCHANGE) ? VDFS_RENAME_EXCHANGE : 0);
+    fuse_reply_err(req, -vdfs_rename(vol(req)->fs, ino32(parent), name, ino32(newparent), newname, vflags));
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    struct vdfs_stat vs;
+    int rc = vdfs_link(vol(req)->fs, ino32(ino), ino32(newparent), newname, &vs);
+    if (rc)
+        fuse_reply_err(req, -rc);
+    else
+        reply_entry(req, &vs);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    int rc = vdfs_open(vol(req)->fs, ino32(ino), fi->flags);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->keep_cache = 0;
+    if (fuse_reply_open(req, fi) == -ENOENT) /* the opener was interrupted */
+        vdfs_release(vol(req)->fs, ino32(ino), fi->flags);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+    struct vdfs_fuse *v = vol(req);
+    struct vdfs_cred cred = caller(req);
+    struct vdfs_stat vs;
+    int rc = vdfs_create(v->fs, ino32(parent), name, (mode & 07777) | S_IFREG, 0, &cred, &vs);
+    if (rc == 0)
+        rc = vdfs_open(v->fs, vs.ino, fi->flags);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof(e));
+    e.ino = vs.ino;
+    e.generation = vs.ino_gen;
+    to_stat(v, &vs, &e.attr);
+    e.attr_timeout = TIMEOUT_S;
+    e.entry_timeout = TIMEOUT_S;
+    fi->keep_cache = 0;
+    if (fuse_reply_create(req, &e, fi) == -ENOENT)
+        vdfs_release(v->fs, vs.ino, fi->flags);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    void *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = vdfs_pread(vol(req)->fs, ino32(ino), buf, size, (uint64_t)off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    ssize_t n = vdfs_pwrite(vol(req)->fs, ino32(ino), buf, size, (uint64_t)off);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else
+        fuse_reply_write(req, (size_t)n);
+}
+
+static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    /* Writes go straight to the library; close has nothing to push. */
+    fuse_reply_err(req, 0);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, -vdfs_release(vol(req)->fs, ino32(ino), fi->flags));
+}
+
+static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino32(ino), datasync != 0));
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct dir_snapshot *snap;
+    int rc = dir_snapshot_take(vol(req)->fs, ino32(ino), &snap);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    fi->fh = (uint64_t)(uintptr_t)snap;
+    if (fuse_reply_open(req, fi) == -ENOENT)
+        dir_snapshot_free(snap);
+}
+
+/* Fills one reply buffer from the snapshot, starting at index `off`. */
+static void reply_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi, bool plus)
+{
+    struct dir_snapshot *snap = (struct dir_snapshot *)(uintptr_t)fi->fh;
+    struct vdfs_fuse *v = vol(req);
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = off < 0 ? 0 : (size_t)off; i < snap->count; i++) {
+        const struct dir_entry *d = &snap->entries[i];
+        size_t len;
+        if (plus) {
+            struct fuse_entry_param e;
+            memset(&e, 0, sizeof(e));
+            struct vdfs_stat vs;
+            bool dot = strcmp(d->name, ".") == 0 || strcmp(d->name, "..") == 0;
+            /* The kernel links (and counts a lookup for) every named entry
+             * but the dots; an entry gone since opendir is listed bare. */
+            if (!dot && vdfs_getattr(v->fs, d->ino, &vs) == 0) {
+                e.ino = vs.ino;
+                e.generation = vs.ino_gen;
+                to_stat(v, &vs, &e.attr);
+                e.attr_timeout = TIMEOUT_S;
+                e.entry_timeout = TIMEOUT_S;
+            } else {
+                e.attr.st_ino = d->ino;
+                e.attr.st_mode = d->mode;
+            }
+            len = fuse_add_direntry_plus(req, buf + used, size - used, d->name, &e, (off_t)(i + 1));
+        } else {
+            struct stat st;
+            memset(&st, 0, sizeof(st));
+            st.st_ino = d->ino;
+            st.st_mode = d->mode;
+            len = fuse_add_direntry(req, buf + used, size - used, d->name, &st, (off_t)(i + 1));
+        }
+        if (len > size - used)
+            break;
+        used += len;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    reply_dir(req, ino, size, off, fi, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    reply_dir(req, ino, size, off, fi, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    dir_snapshot_free((struct dir_snapshot *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino32(ino), datasync != 0));
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct vdfs_statfs sf;
+    int rc = vdfs_statfs(vol(req)->fs, &sf);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    struct statvfs st;
+    memset(&st, 0, sizeof(st));
+    st.f_bsize = sf.block_size;
+    st.f_frsize = sf.block_size;
+    st.f_blocks = sf.total_blocks;
+    st.f_bfree = sf.free_blocks;
+    st.f_bavail = sf.free_blocks;
+    st.f_files = sf.total_files;
+    st.f_ffree = sf.free_files;
+    st.f_favail = sf.free_files;
+    st.f_namemax = sf.name_max;
+    fuse_reply_statfs(req, &st);
+}
+
+static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+                        int flags)
+{
+    int vflags = ((flags & XATTR_CREATE) ? VDFS_XATTR_CREATE : 0) | ((flags & XATTR_REPLACE) ? VDFS_XATTR_REPLACE : 0);
+    fuse_reply_err(req, -vdfs_setxattr(vol(req)->fs, ino32(ino), name, value, size, vflags));
+}
+
+/* getxattr and listxattr share the FUSE protocol: size 0 asks for the size. */
+static void reply_xattr(fuse_req_t req, size_t size, ssize_t (*get)(struct vdfs *, uint32_t, const char *, char *, size_t),
+                        fuse_ino_t ino, const char *name)
+{
+    char *buf = size ? malloc(size) : NULL;
+    if (size && !buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    ssize_t n = get(vol(req)->fs, ino32(ino), name, buf, size);
+    if (n < 0)
+        fuse_reply_err(req, (int)-n);
+    else if (size == 0)
+        fuse_reply_xattr(req, (size_t)n);
+    else
+        fuse_reply_buf(req, buf, (size_t)n);
+    free(buf);
+}
+
+static ssize_t get_value(struct vdfs *fs, uint32_t ino, const char *name, char *buf, size_t size)
+{
+    return vdfs_getxattr(fs, ino, name, buf, size);
+}
+
+static ssize_t get_names(struct vdfs *fs, uint32_t ino, const char *name, char *buf, size_t size)
+{
+    return vdfs_listxattr(fs, ino, buf, size);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    reply_xattr(req, size, get_value, ino, name);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    reply_xattr(req, size, get_names, ino, NULL);
+}
+
+static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+    fuse_reply_err(req, -vdfs_removexattr(vol(req)->fs, ino32(ino), name));
+}
+
+static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         struct fuse_file_info *fi)
+{
+    if (offset < 0 || length <= 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    fuse_reply_err(req, -vdfs_fallocate(vol(req)->fs, ino32(ino), mode, (uint64_t)offset, (uint64_t)length));
+}
+
+static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    int64_t pos = vdfs_lseek(vol(req)->fs, ino32(ino), (uint64_t)off, whence);
+    if (pos < 0)
+        fuse_reply_err(req, (int)-pos);
+    else
+        fuse_reply_lseek(req, (off_t)pos);
+}
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in,
+                               fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out, size_t len,
+                               int flags)
+{
+    struct vdfs *fs = vol(req)->fs;
+    if (off_in < 0 || off_out < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    size_t chunk = len < COPY_CHUNK ? len : COPY_CHUNK;
+    char *buf = malloc(chunk ? chunk : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t done = 0;
+    int err = 0;
+    while (done < len) {
+        size_t want = len - done < chunk ? len - done : chunk;
+        ssize_t got = vdfs_pread(fs, ino32(ino_in), buf, want, (uint64_t)off_in + done);
+        if (got <= 0) {
+            err = got < 0 ? (int)-got : 0;
+            break;
+        }
+        ssize_t put = vdfs_pwrite(fs, ino32(ino_out), buf, (size_t)got, (uint64_t)off_out + done);
+        if (put < 0) {
+            err = (int)-put;
+            break;
+        }
+        done += (size_t)put;
+        if (put < got)
+            break;
+    }
+    free(buf);
+    /* Like write(2): a partial copy reports what was copied. */
+    if (done == 0 && err)
+        fuse_reply_err(req, err);
+    else
+        fuse_reply_write(req, done);
+}
+
+const struct fuse_lowlevel_ops vdfs_fuse_ops = {
+    .init = op_init,
+    .destroy = op_destroy,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .setattr = op_setattr,
+    .readlink = op_readlink,
+    .mknod = op_mknod,
+    .mkdir = op_mkdir,
+    .unlink = op_unlink,
+    .rmdir = op_rmdir,
+    .symlink = op_symlink,
+    .rename = op_rename,
+    .link = op_link,
+    .open = op_open,
+    .create = op_create,
+    .read = op_read,
+    .write = op_write,
+    .flush = op_flush,
+    .release = op_release,
+    .fsync = op_fsync,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .fsyncdir = op_fsyncdir,
+    .statfs = op_statfs,
+    .setxattr = op_setxattr,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .removexattr = op_removexattr,
+    .fallocate = op_fallocate,
+    .lseek = op_lseek,
+    .copy_file_range = op_copy_file_range,
+};

@@ -1,0 +1,178 @@
+/* vdfs-fuse command line: our -o options, the device argument, and the
+ * mount(8) helper calling convention of mount.fuse.vdfs. */
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vdfs_fuse.h"
+
+enum { KEY_RO, KEY_HELP, KEY_VERSION };
+
+#define OPT(t, p) {t, offsetof(struct fuse_config_opts, p), 1}
+static const struct fuse_opt config_spec[] = {
+    OPT("host_uuid=%s", host_uuid),
+    OPT("host_name=%s", host_name),
+    OPT("commit_ms=%u", commit_ms),
+    OPT("no_direct", no_direct),
+    FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("-r", KEY_RO),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_END,
+};
+
+void fuse_config_usage(const char *prog)
+{
+    printf("usage: %s IMAGE|DEVICE MOUNTPOINT [-f] [-d] [-s] [-o opt,...]\n"
+           "\n"
+           "Mounts a vdfs datastore; this mount is one cluster host.\n"
+           "\n"
+           "  -f                 stay in the foreground\n"
+           "  -d                 debug output (implies -f)\n"
+           "  -s                 single-threaded\n"
+           "  -o ro              read-only: no heartbeat slot, no journal\n"
+           "  -o host_uuid=UUID  this host's UUID (default: the persistent host UUID)\n"
+           "  -o host_name=NAME  the name shown in `vdfsctl hosts` (default: hostname)\n"
+           "  -o commit_ms=N     journal commit interval in ms (default 5000)\n"
+           "  -o no_direct       do not open the device with O_DIRECT\n"
+           "  -o allow_other     let other users use the mount (root, or user_allow_other)\n"
+           "  -o max_idle_threads=N  idle worker threads kept (default 10)\n"
+           "  -h, --help         this help\n"
+           "  -V, --version      the version\n"
+           "\n"
+           "Permissions are always checked by the kernel (default_permissions).\n"
+           "Also works as mount.fuse.vdfs for `mount -t fuse.vdfs IMAGE MOUNTPOINT`.\n",
+           prog);
+}
+
+static int config_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct fuse_config_opts *opts = data;
+    switch (key) {
+    case KEY_RO:
+        opts->readonly = true;
+        return 1; /* the kernel mount is read-only too */
+    case KEY_HELP:
+        opts->show_help = true;
+        return 0;
+    case KEY_VERSION:
+        opts->show_version = true;
+        return 0;
+    case FUSE_OPT_KEY_NONOPT:
+        if (!opts->device) {
+            char resolved[PATH_MAX];
+            if (!realpath(arg, resolved)) {
+                fprintf(stderr, "vdfs-fuse: %s: %s\n", arg, strerror(errno));
+                return -1;
+            }
+            opts->device = strdup(resolved);
+            return opts->device ? 0 : -1;
+        }
+        return 1; /* the mount point, for fuse_parse_cmdline */
+    default:
+        return 1;
+    }
+}
+
+/* fstab/mount(8) options that mean nothing to the kernel's fuse mount. */
+static bool is_fstab_only(const char *opt)
+{
+    static const char *const names[] = {"defaults", "auto", "noauto", "user", "nouser", "users",
+                                        "_netdev", "nofail", "owner", "group", "loop"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(opt, names[i]) == 0)
+            return true;
+    return strncmp(opt, "x-", 2) == 0 || strncmp(opt, "comment=", 8) == 0;
+}
+
+/* mount(8) runs /sbin/mount.fuse.vdfs SOURCE TARGET [-sfnv] [-N ns] [-o opts] [-t type].
+ * Rewrites that to our own command line: SOURCE TARGET -o opts. */
+static int helper_args(int argc, char **argv, struct fuse_args *out, struct fuse_config_opts *opts)
+{
+    if (argc < 3) {
+        fprintf(stderr, "mount.fuse.vdfs: usage: mount.fuse.vdfs IMAGE MOUNTPOINT [-o opts]\n");
+        return -1;
+    }
+    if (fuse_opt_add_arg(out, argv[0]) || fuse_opt_add_arg(out, argv[1]) || fuse_opt_add_arg(out, argv[2]))
+        return -1;
+    char *kept = NULL;
+    for (int i = 3; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-o") == 0 && i + 1 < argc) {
+            char *list = strdup(argv[++i]);
+            if (!list)
+                return -1;
+            char *save = NULL;
+            for (char *o = strtok_r(list, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+                if (is_fstab_only(o))
+                    continue;
+                if (fuse_opt_add_opt(&kept, o)) {
+                    free(list);
+                    return -1;
+                }
+            }
+            free(list);
+        } else if ((strcmp(a, "-t") == 0 || strcmp(a, "-N") == 0) && i + 1 < argc) {
+            i++; /* the type is ours by definition; namespaces are not supported */
+        } else if (a[0] == '-' && a[1] && strspn(a + 1, "sfnv") == strlen(a + 1)) {
+            if (strchr(a, 'f'))
+                opts->fake = true;
+        } else {
+            fprintf(stderr, "mount.fuse.vdfs: unexpected argument '%s'\n", a);
+            free(kept);
+            return -1;
+        }
+    }
+    int rc = 0;
+    if (kept)
+        rc = fuse_opt_add_arg(out, "-o") || fuse_opt_add_arg(out, kept);
+    free(kept);
+    return rc ? -1 : 0;
+}
+
+int fuse_config_parse(int argc, char **argv, struct fuse_config_opts *opts, struct fuse_args *args)
+{
+    memset(opts, 0, sizeof(*opts));
+    const char *base = strrchr(argv[0], '/');
+    base = base ? base + 1 : argv[0];
+    struct fuse_args in = FUSE_ARGS_INIT(0, NULL);
+    if (strncmp(base, "mount.", 6) == 0) {
+        if (helper_args(argc, argv, &in, opts)) {
+            fuse_opt_free_args(&in);
+            return -1;
+        }
+    } else {
+        for (int i = 0; i < argc; i++)
+            if (fuse_opt_add_arg(&in, argv[i])) {
+                fuse_opt_free_args(&in);
+                return -1;
+            }
+    }
+    int rc = fuse_opt_parse(&in, opts, config_spec, config_proc);
+    *args = in;
+    if (rc)
+        return -1;
+    if (opts->show_help || opts->show_version)
+        return 0;
+    if (!opts->device) {
+        fprintf(stderr, "vdfs-fuse: no image or device given (try --help)\n");
+        return -1;
+    }
+    if (opts->host_uuid && strlen(opts->host_uuid) != 36) {
+        fprintf(stderr, "vdfs-fuse: host_uuid must be a 36-character UUID, got '%s'\n", opts->host_uuid);
+        return -1;
+    }
+    return 0;
+}
+
+void fuse_config_free(struct fuse_config_opts *opts)
+{
+    free(opts->device);
+    free(opts->host_uuid);
+    free(opts->host_name);
+}

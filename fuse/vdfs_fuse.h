@@ -1,0 +1,60 @@
+/* vdfs-fuse: what the daemon's files share. */
+#ifndef VDFS_FUSE_H
+#define VDFS_FUSE_H
+
+#define FUSE_USE_VERSION 312 /* fuse_loop_cfg_* with fuse_session_loop_mt */
+
+#include <fuse_lowlevel.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vdfs.h"
+
+/* The command line after parsing. */
+struct fuse_config_opts {
+    char *device;        /* absolute path of the image or block device */
+    bool readonly;       /* -o ro */
+    char *host_uuid;     /* -o host_uuid= */
+    char *host_name;     /* -o host_name= */
+    unsigned commit_ms;  /* -o commit_ms= */
+    bool no_direct;      /* -o no_direct */
+    bool show_help;
+    bool show_version;
+    bool fake;           /* mount(8) helper -f: do everything but mount */
+};
+
+/* Turns argv into our options plus the remaining libfuse arguments in
+ * `args` (mount point, -f, -d and kernel mount options).  Called as
+ * mount.fuse.vdfs it first rewrites mount(8)'s helper calling convention.
+ * Returns 0, or -1 after printing why. */
+int fuse_config_parse(int argc, char **argv, struct fuse_config_opts *opts, struct fuse_args *args);
+void fuse_config_free(struct fuse_config_opts *opts);
+void fuse_config_usage(const char *prog);
+
+/* The mounted volume that every request works on. */
+struct vdfs_fuse {
+    struct vdfs *fs;
+    bool readonly;
+    bool unmounted;       /* set once vdfs_unmount ran (destroy or main) */
+    int unmount_rc;
+    uint32_t block_size;
+};
+
+extern const struct fuse_lowlevel_ops vdfs_fuse_ops;
+
+/* A directory's entries, copied at opendir so that readdir offsets stay
+ * valid while entries are added or removed. */
+struct dir_entry {
+    char *name;
+    uint32_t ino;
+    uint32_t mode;
+};
+struct dir_snapshot {
+    struct dir_entry *entries;
+    size_t count, cap;
+};
+
+int dir_snapshot_take(struct vdfs *fs, uint32_t dir, struct dir_snapshot **out);
+void dir_snapshot_free(struct dir_snapshot *snap);
+
+#endif
