@@ -1,0 +1,206 @@
+#!/bin/bash
+# Integration tests of vdfsctl with the real binaries.
+# usage: vdfsctl_case.sh CASE VDFSCTL MKFS FSCK
+set -u
+case_name=$1 VDFSCTL=$2 MKFS=$3 FSCK=$4
+work=$(mktemp -d "${TMPDIR:-/tmp}/vdfsctl-test.XXXXXX")
+loopdev="" hostmnt=""
+cleanup() {
+    [ -n "$hostmnt" ] && umount "$hostmnt" 2>/dev/null
+    [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+export VDFS_HOST_UUID=7e57e57e-0000-4000-8000-0000000000c7
+img=$work/ds.img
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ctl() { "$VDFSCTL" "$@"; }
+# Runs a command that must succeed.
+ok() { "$@" || fail "command failed ($?): $*"; }
+# Runs a command and checks its exit status.
+expect_exit() {
+    local want=$1; shift
+    "$@" >"$work/out" 2>"$work/err"
+    local got=$?
+    [ "$got" -eq "$want" ] || { cat "$work/out" "$work/err" >&2; fail "exit $got, wanted $want: $*"; }
+}
+json_ok() { python3 -c 'import json,sys; json.load(sys.stdin)' || fail "not valid JSON"; }
+fsck_clean() {
+    "$FSCK" -n "$1" >"$work/fsck.out" 2>&1 || { cat "$work/fsck.out" >&2; fail "fsck.vdfs -n $1 is not clean"; }
+}
+make_image() { ok "$MKFS" -q -H 4 "$img" "${1:-4G}"; }
+
+case "$case_name" in
+roundtrip)
+    make_image
+    src=$work/src
+    mkdir -p "$src/a/b/c" "$src/empty"
+    echo hello >"$src/small"
+    head -c 100000 /dev/urandom >"$src/a/medium"
+    head -c 3000000 /dev/urandom >"$src/a/b/large"
+    truncate -s 50M "$src/a/b/c/sparse"
+    printf 'tail' | dd of="$src/a/b/c/sparse" bs=1 seek=20000000 conv=notrunc status=none
+    ln -s ../small "$src/a/link"
+    : >"$src/zero-length"
+    ok ctl put -r "$img" "$src" /tree
+    ok ctl get -r "$img" /tree "$work/out-tree"
+    diff -r --no-dereference "$src" "$work/out-tree" || fail "tree differs after put/get"
+    [ "$(readlink "$work/out-tree/a/link")" = ../small ] || fail "symlink target lost"
+    ctl get "$img" /tree/small | grep -qx hello || fail "get to stdout"
+    ctl ls "$img" /tree | grep -q small || fail "ls misses a file"
+    ctl ls --json "$img" /tree | json_ok
+    ctl stat --json "$img" /tree/a/medium | json_ok
+    ctl info --json "$img" | json_ok
+    fsck_clean "$img"
+    ;;
+usage)
+    make_image
+    ok truncate -s 10G "$work/thin"
+    head -c 3M /dev/urandom | dd of="$work/thin" bs=1M seek=4096 conv=notrunc status=none
+    ok ctl put "$img" "$work/thin" /thin
+    ctl usage --json "$img" >"$work/usage.json" || fail "usage --json"
+    python3 - "$work/usage.json" <<'PY' || fail "usage figures"
+import json, sys
+u = json.load(open(sys.argv[1]))
+assert u["provisioned"] == 10 << 30, u
+# 3 MiB of data plus the directories' sub-blocks.
+assert 3 << 20 <= u["allocated"] < (3 << 20) + (1 << 20), u
+assert u["files"] == 1 and u["directories"] == 2, u
+assert u["capacity"] - u["free"] == 3 << 20, u
+PY
+    ctl usage "$img" | grep -q '^provisioned' || fail "usage text"
+    fsck_clean "$img"
+    ;;
+map)
+    make_image
+    truncate -s 12M "$work/f"
+    head -c 4096 /dev/urandom | dd of="$work/f" conv=notrunc status=none
+    head -c 4096 /dev/urandom | dd of="$work/f" bs=1M seek=10 conv=notrunc status=none
+    ok ctl put "$img" "$work/f" /f
+    ctl map --json "$img" /f >"$work/map.json" || fail "map --json"
+    python3 - "$work/map.json" <<'PY' || fail "map ranges"
+import json, sys
+m = json.load(open(sys.argv[1]))
+ext = m["extents"]
+assert m["size"] == 12 << 20, m
+data = [e for e in ext if e["kind"] == "data"]
+holes = [e for e in ext if e["kind"] == "hole"]
+assert [e["offset"] for e in data] == [0, 10 << 20], ext
+assert all(e["length"] == 1 << 20 for e in data), ext
+assert any(e["offset"] == 1 << 20 and e["length"] == 9 << 20 for e in holes), ext
+pos = 0
+for e in ext:
+    assert e["offset"] == pos, ext
+    pos += e["length"]
+PY
+    ctl map "$img" /f | grep -q hole || fail "map text shows no hole"
+    expect_exit 1 ctl map "$img" /missing
+    ;;
+digest)
+    make_image
+    head -c 5000000 /dev/urandom >"$work/dense"
+    truncate -s 30M "$work/sparse"
+    head -c 70000 /dev/urandom | dd of="$work/sparse" bs=1M seek=17 conv=notrunc status=none
+    echo tiny >"$work/tiny"
+    : >"$work/empty"
+    for f in dense sparse tiny empty; do
+        ok ctl put "$img" "$work/$f" "/$f"
+        want=$(sha256sum <"$work/$f" | cut -d' ' -f1)
+        # A hang (deadlock) must fail the case quickly, not eat the budget.
+        got=$(timeout 10 "$VDFSCTL" digest "$img" "/$f")
+        rc=$?
+        [ $rc -eq 124 ] && fail "digest /$f hung (killed after 10 s)"
+        [ $rc -eq 0 ] || fail "digest /$f: exit $rc"
+        echo "$got" | grep -q "$want" || fail "digest of $f: got '$got', wanted $want"
+    done
+    ;;
+hosts-locks)
+    make_image
+    echo x >"$work/x"
+    ok ctl put "$img" "$work/x" /x
+    ok ctl ls "$img" / >/dev/null
+    ctl hosts --json "$img" >"$work/hosts.json" || fail "hosts --json"
+    python3 - "$work/hosts.json" <<'PY' || fail "a host is still live after the commands ended"
+import json, sys
+slots = json.load(open(sys.argv[1]))
+assert len(slots) == 4, slots
+assert all(s["state"] == "free" for s in slots), slots
+PY
+    ok ctl hosts "$img" >/dev/null
+    ctl locks "$img" >"$work/locks" || fail "locks"
+    grep -q 'no lock is held' "$work/locks" || { cat "$work/locks" >&2; fail "locks held after the commands ended"; }
+    ctl locks --json "$img" | json_ok
+    ;;
+rm-mkdir)
+    make_image
+    ok ctl mkdir -p "$img" /a/b/c/d
+    ok ctl mkdir -p "$img" /a/b/c/d
+    expect_exit 1 ctl mkdir "$img" /a/b
+    expect_exit 1 ctl mkdir "$img" /x/y
+    echo data >"$work/f"
+    ok ctl put "$img" "$work/f" /a/b/c/d/f
+    ok ctl put "$img" "$work/f" /a/f2
+    expect_exit 1 ctl rm "$img" /a
+    grep -q -- '-r' "$work/err" || fail "rm of a directory does not suggest -r"
+    ok ctl rm "$img" /a/f2
+    expect_exit 1 ctl stat "$img" /a/f2
+    ok ctl rm -r "$img" /a
+    expect_exit 1 ctl stat "$img" /a
+    expect_exit 1 ctl rm "$img" /missing
+    [ "$(ctl ls "$img" / | grep -vc lost+found)" -le 1 ] || fail "root not empty after rm -r"
+    ctl usage --json "$img" | python3 -c 'import json,sys; u=json.load(sys.stdin); assert u["files"]==0 and u["directories"]==2, u' ||
+        fail "descriptors leaked by rm -r"
+    fsck_clean "$img"
+    ;;
+bad-args)
+    make_image
+    expect_exit 2 ctl
+    grep -q usage "$work/err" || fail "no usage for no arguments"
+    expect_exit 2 ctl frobnicate "$img"
+    grep -q usage "$work/err" || fail "no usage for a bad command"
+    expect_exit 2 ctl stat "$img"
+    grep -q usage "$work/err" || fail "no usage for missing arguments"
+    expect_exit 2 ctl info "$img" extra
+    expect_exit 2 ctl ls --bogus "$img"
+    expect_exit 0 ctl --help
+    grep -q usage "$work/out" || fail "--help prints no usage"
+    fsck_clean "$img"
+    ;;
+missing-image)
+    expect_exit 1 ctl info "$work/nonexistent.img"
+    [ -s "$work/err" ] || fail "no message for a missing image"
+    grep -qi 'no such file' "$work/err" || fail "message does not say what is wrong: $(cat "$work/err")"
+    expect_exit 1 ctl hosts "$work/nonexistent.img"
+    ;;
+random-image)
+    head -c 64M /dev/urandom >"$img"
+    for cmd in info "ls" usage hosts locks; do
+        expect_exit 1 ctl $cmd "$img"
+        grep -qiE 'not a valid|superblock|vdfs' "$work/err" || fail "$cmd: unclear message: $(cat "$work/err")"
+    done
+    expect_exit 1 ctl put "$img" /etc/hostname /x
+    ;;
+host-full)
+    [ "$(id -u)" -eq 0 ] || { echo "host-full needs root (loop device)"; exit 77; }
+    hostmnt=$work/mnt
+    mkdir -p "$hostmnt"
+    truncate -s 64M "$work/host.ext4"
+    mkfs.ext4 -q -F "$work/host.ext4" || fail "mkfs.ext4"
+    loopdev=$(losetup --find --show "$work/host.ext4") || fail "losetup"
+    mount "$loopdev" "$hostmnt" || fail "mount host fs"
+    img=$hostmnt/ds.img
+    make_image 1G
+    head -c 80M /dev/urandom >"$work/big"
+    expect_exit 1 ctl put "$img" "$work/big" /big
+    grep -qiE 'space|I/O error' "$work/err" || fail "put on a full host: unclear message: $(cat "$work/err")"
+    echo "vdfsctl said: $(cat "$work/err")"
+    "$FSCK" -n "$img" >"$work/fsck.out" 2>&1
+    rc=$?
+    [ $rc -eq 0 ] || { cat "$work/fsck.out" >&2; fail "fsck.vdfs -n exit $rc after host ENOSPC: datastore inconsistent"; }
+    ;;
+*)
+    fail "unknown case $case_name"
+    ;;
+esac
+echo "PASS: $case_name"
