@@ -216,7 +216,9 @@ int main(int argc, char **argv)
         }
     }
     fuse_session_unmount(se);
-    status = loop_rc == 0 ? 0 : 1;
+    /* libfuse returns the signal number after SIGTERM/SIGINT/SIGHUP: a
+     * requested, clean end.  Negative is an error. */
+    status = loop_rc < 0 ? 1 : 0;
 out_signals:
     fuse_remove_signal_handlers(se);
 out_session:
