@@ -195,6 +195,8 @@ static void walk_tree(struct checker *c, const struct failure_ctx *fc, struct vd
     int rc = vdfs_readdir(fs, dir, 0, collect, w);
     if (rc < 0)
         fail(c, fc, "readdir %s: %s", path, vdfs_strerror(rc));
+    if (w->overflow)
+        fail(c, fc, "readdir %s: more than 256 entries, more than the workload ever creates", path);
     for (int i = 0; i < w->count; i++) {
         char child[512];
         snprintf(child, sizeof(child), "%s/%s", strcmp(path, "/") ? path : "", w->names[i]);
@@ -427,12 +429,13 @@ static size_t *choose_prefixes(const struct checker *c, size_t *count)
         for (size_t n = 0; n <= total; n += stride)
             pick[n] = true;
         pick[total] = true;
-        /* Around each durability point: just before the FLUSH, just after,
-         * and the first write of the next window. */
+        /* Around each durability point: the FLUSH applied (the same image
+         * as just before it, but with its promises due) and the first
+         * write of the next window. */
         for (size_t i = 0; i < total; i++) {
             if (c->trace.records[i].op != VDFS_TRACE_FLUSH)
                 continue;
-            for (size_t n = i; n <= i + 2 && n <= total; n++)
+            for (size_t n = i + 1; n <= i + 2 && n <= total; n++)
                 pick[n] = true;
         }
         /* Every sync point of the workload and the record before it. */
@@ -496,7 +499,7 @@ static int parse_args(int argc, char **argv, struct options *o)
         {"seed", required_argument, NULL, 's'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *o = (struct options){.fsck = "fsck.vdfs", .all_below = 400, .stride_target = 300, .reorder_cases = 50,
+    *o = (struct options){.fsck = "fsck.vdfs", .all_below = 400, .stride_target = 400, .reorder_cases = 100,
                           .seed = 1, .max_failures = 10};
     int ch;
     char *end;

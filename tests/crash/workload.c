@@ -367,6 +367,21 @@ static void workload(void)
         sync_point("/d");
     }
 
+    /* Bigger transactions until the journal has wrapped at least once:
+     * each sync point replaces a batch of files. */
+    do_mkdir("/w");
+    for (int round = 0; round < 12; round++) {
+        for (int i = 0; i < 8; i++) {
+            if (round > 0) {
+                snprintf(path, sizeof(path), "/w/r%02d-%d", round - 1, i);
+                do_unlink(path);
+            }
+            snprintf(path, sizeof(path), "/w/r%02d-%d", round, i);
+            do_create(path, (size_t)(i % 2 ? 100 + i : 9000 + 1000 * i), (uint64_t)(1000 + round * 8 + i));
+        }
+        sync_point("/w");
+    }
+
     /* Shrinking a block file back into resident data, removing a
      * directory, and a tail of work that only the unmount makes durable. */
     do_truncate("/a/b/moved", 60);
