@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 ulimit -c 0
 echo "== tests (debugoptimized build)"
-meson test -C build --print-errorlogs --num-processes 2 "$@"
+meson test -C build --print-errorlogs --num-processes 2 --no-suite slow "$@"
 echo "== tests under ASan+UBSan"
 if [[ ! -f build-asan/build.ninja ]]; then
     meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debug >/dev/null

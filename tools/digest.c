@@ -33,9 +33,30 @@ static int feed_zeros(struct digest_walk *w, uint64_t len)
     return 0;
 }
 
-static int digest_extent(void *ctx, const struct vdfs_extent *e)
+struct extent_list {
+    struct vdfs_extent *v;
+    size_t n, cap;
+};
+
+/* The map callback runs under the volume lock, so extents are collected
+ * first and read afterwards. */
+static int collect_extent(void *ctx, const struct vdfs_extent *e)
 {
-    struct digest_walk *w = ctx;
+    struct extent_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct vdfs_extent *more = realloc(l->v, cap * sizeof(*more));
+        if (!more)
+            return -ENOMEM;
+        l->v = more;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *e;
+    return 0;
+}
+
+static int digest_extent(struct digest_walk *w, const struct vdfs_extent *e)
+{
     uint64_t end = e->logical + e->length;
     if (end > w->size)
         end = w->size;
@@ -78,7 +99,11 @@ int ctl_digest(struct vdfs *fs, const struct ctl *c, const char *path)
     }
     /* The map reports allocated ranges and holes up to the size; what it
      * reports beyond (fallocate KEEP_SIZE) is clipped in digest_extent. */
-    rc = vdfs_map(fs, st.ino, digest_extent, &w);
+    struct extent_list extents = {0};
+    rc = vdfs_map(fs, st.ino, collect_extent, &extents);
+    for (size_t i = 0; rc == 0 && i < extents.n; i++)
+        rc = digest_extent(&w, &extents.v[i]);
+    free(extents.v);
     if (rc == 0) {
         unsigned char md[EVP_MAX_MD_SIZE];
         unsigned int mdlen = 0;

@@ -99,6 +99,11 @@ int alloc_resource(struct vdfs *fs, unsigned rtype, uint64_t *index)
     return -ENOSPC;
 }
 
+uint64_t resources_pending_free(const struct vdfs *fs, unsigned rtype)
+{
+    return fs->pools[rtype].npending;
+}
+
 bool resource_is_allocated(struct vdfs *fs, unsigned rtype, uint64_t index)
 {
     const struct vdfs_region *r = &fs->sb.region[rtype];
@@ -115,6 +120,18 @@ int free_resource(struct vdfs *fs, unsigned rtype, uint64_t index)
         vdfs_log(VDFS_LOG_ERR, "freeing resource %llu of type %u that is not allocated; run fsck.vdfs",
                  (unsigned long long)index, rtype);
         return -EIO;
+    }
+    if (rtype == VDFS_RT_FD || rtype == VDFS_RT_PB) {
+        /* Descriptors and pointer blocks change only through the journal,
+         * so reusing one inside the same transaction is safe, and freeing
+         * at once means a deleted file is gone at once. */
+        const struct vdfs_region *r = &fs->sb.region[rtype];
+        uint32_t c = (uint32_t)(index / r->per_cluster);
+        bit_clear(p->clusters[c].bits, (uint32_t)(index % r->per_cluster));
+        p->clusters[c].free++;
+        p->free++;
+        p->dirty[c] = true;
+        return 0;
     }
     if (p->npending == p->cap_pending) {
         size_t cap = p->cap_pending ? p->cap_pending * 2 : 256;

@@ -66,6 +66,8 @@ void alloc_destroy(struct vdfs *fs);
 int alloc_resource(struct vdfs *fs, unsigned rtype, uint64_t *index);
 int free_resource(struct vdfs *fs, unsigned rtype, uint64_t index);
 bool resource_is_allocated(struct vdfs *fs, unsigned rtype, uint64_t index);
+/* Freed in the running transaction: free for statfs, not yet reusable. */
+uint64_t resources_pending_free(const struct vdfs *fs, unsigned rtype);
 /* Applies pending frees and encodes dirty bitmaps into the cache. */
 int alloc_prepare_commit(struct vdfs *fs);
 

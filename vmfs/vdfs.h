@@ -111,6 +111,9 @@ int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64
 /* whence is SEEK_DATA or SEEK_HOLE; -ENXIO past the end. */
 int64_t vdfs_lseek(struct vdfs *fs, uint32_t ino, uint64_t off, int whence);
 
+/* Callbacks of vdfs_readdir and vdfs_map run under the volume lock: they
+ * must not call back into the library. */
+
 /* Calls fn for each entry from `cookie` on ("." and ".." first); fn returns
  * non-zero to stop.  next_cookie resumes after that entry. */
 typedef int (*vdfs_readdir_fn)(void *ctx, const char *name, uint32_t ino, uint32_t mode,

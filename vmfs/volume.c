@@ -205,7 +205,7 @@ int vdfs_statfs(struct vdfs *fs, struct vdfs_statfs *sf)
     pthread_mutex_lock(&fs->lock);
     sf->block_size = fs->sb.block_size;
     sf->total_blocks = fs->sb.region[VDFS_RT_FB].count;
-    sf->free_blocks = fs->pools[VDFS_RT_FB].free;
+    sf->free_blocks = fs->pools[VDFS_RT_FB].free + resources_pending_free(fs, VDFS_RT_FB);
     sf->total_files = fs->sb.region[VDFS_RT_FD].count - 1;
     sf->free_files = fs->pools[VDFS_RT_FD].free;
     sf->name_max = VDFS_NAME_MAX;
@@ -225,7 +225,7 @@ int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u)
         u->used[rt] = fs->sb.region[rt].count - fs->pools[rt].free;
     }
     u->capacity_bytes = fs->sb.region[VDFS_RT_FB].count * fs->sb.block_size;
-    u->free_bytes = fs->pools[VDFS_RT_FB].free * fs->sb.block_size;
+    u->free_bytes = (fs->pools[VDFS_RT_FB].free + resources_pending_free(fs, VDFS_RT_FB)) * fs->sb.block_size;
     int rc = 0;
     for (uint64_t ino = 1; ino < fs->sb.region[VDFS_RT_FD].count; ino++) {
         if (!resource_is_allocated(fs, VDFS_RT_FD, ino))

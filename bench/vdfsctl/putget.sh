@@ -16,7 +16,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-truncate -s $((size_mib * 3 + 2048))M "$work/ext4.img"
+truncate -s $((size_mib * 5 + 2048))M "$work/ext4.img"
 mkfs.ext4 -q -F "$work/ext4.img"
 loopdev=$(losetup -f --show "$work/ext4.img")
 mkdir -p "$mnt"
