@@ -232,14 +232,9 @@ out:
     return rc;
 }
 
-struct get_list {
-    char **names;
-    size_t n, cap;
-};
-
-static int collect(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next)
+int ctl_collect_name(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next)
 {
-    struct get_list *l = ctx;
+    struct ctl_names *l = ctx;
     if (!strcmp(name, ".") || !strcmp(name, ".."))
         return 0;
     if (l->n == l->cap) {
@@ -266,8 +261,8 @@ static int get_one(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat 
             fprintf(stderr, "vdfsctl: mkdir %s: %s\n", local, strerror(errno));
             return -errno;
         }
-        struct get_list l = {0};
-        rc = vdfs_readdir(fs, st->ino, 0, collect, &l);
+        struct ctl_names l = {0};
+        rc = vdfs_readdir(fs, st->ino, 0, ctl_collect_name, &l);
         char *child = malloc(PATH_MAX);
         for (size_t i = 0; i < l.n; i++) {
             struct vdfs_stat cs;

@@ -23,4 +23,12 @@ int ctl_digest(struct vdfs *fs, const struct ctl *c, const char *path);
 int ctl_parent(struct vdfs *fs, const char *path, uint32_t *parent, const char **name);
 void ctl_json_string(const char *s);
 
+/* A directory's names, collected by vdfs_readdir before any other library
+ * call: readdir's callback runs under the volume lock. */
+struct ctl_names {
+    char **names;
+    size_t n, cap;
+};
+int ctl_collect_name(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next);
+
 #endif

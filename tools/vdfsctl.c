@@ -256,28 +256,6 @@ static int cmd_mkdir(struct vdfs *fs, const struct ctl *c, const char *path)
     return rc;
 }
 
-struct rm_list {
-    char **names;
-    size_t n, cap;
-};
-
-static int rm_collect(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next)
-{
-    struct rm_list *l = ctx;
-    if (!strcmp(name, ".") || !strcmp(name, ".."))
-        return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        char **more = realloc(l->names, cap * sizeof(*more));
-        if (!more)
-            return -ENOMEM;
-        l->names = more;
-        l->cap = cap;
-    }
-    l->names[l->n] = strdup(name);
-    return l->names[l->n++] ? 0 : -ENOMEM;
-}
-
 static int rm_tree(struct vdfs *fs, uint32_t parent, const char *name)
 {
     struct vdfs_stat st;
@@ -286,8 +264,8 @@ static int rm_tree(struct vdfs *fs, uint32_t parent, const char *name)
         return rc;
     if (!S_ISDIR(st.mode))
         return vdfs_unlink(fs, parent, name);
-    struct rm_list l = {0};
-    rc = vdfs_readdir(fs, st.ino, 0, rm_collect, &l);
+    struct ctl_names l = {0};
+    rc = vdfs_readdir(fs, st.ino, 0, ctl_collect_name, &l);
     for (size_t i = 0; i < l.n; i++) {
         if (rc == 0)
             rc = rm_tree(fs, st.ino, l.names[i]);
