@@ -1,6 +1,5 @@
-/* Directory entries inside a block, and the two directory writes fsck
- * makes on its own: adding an entry (lost+found, root) and creating an
- * empty directory descriptor. */
+/* The two directory writes fsck makes on its own: adding an entry
+ * (lost+found, root) and creating an empty directory descriptor. */
 #include <dirent.h>
 #include <stdio.h>
 #include <errno.h>
@@ -10,50 +9,6 @@
 #include <time.h>
 
 #include "fsck.h"
-
-bool fsck_dirent_next(const struct vdfs_dirblock *d, uint16_t *pos, struct fsck_dirent *e)
-{
-    uint32_t p = *pos;
-    if (d->used > VDFS_DIR_AREA || p + VDFS_DIRENT_FIXED > d->used)
-        return false;
-    const uint8_t *b = d->entries + p;
-    e->ino = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    e->type = b[4];
-    e->name_len = b[5];
-    if (e->name_len == 0 || p + VDFS_DIRENT_FIXED + e->name_len > d->used)
-        return false;
-    e->name = b + VDFS_DIRENT_FIXED;
-    e->offset = (uint16_t)p;
-    e->len = (uint16_t)(VDFS_DIRENT_FIXED + e->name_len);
-    *pos = (uint16_t)(p + e->len);
-    return true;
-}
-
-void fsck_dirent_remove(struct vdfs_dirblock *d, const struct fsck_dirent *e)
-{
-    memmove(d->entries + e->offset, d->entries + e->offset + e->len, d->used - e->offset - e->len);
-    d->used = (uint16_t)(d->used - e->len);
-    memset(d->entries + d->used, 0, VDFS_DIR_AREA - d->used);
-    d->nentries--;
-}
-
-bool fsck_dirent_append(struct vdfs_dirblock *d, uint32_t ino, uint8_t type, const char *name)
-{
-    size_t len = strlen(name);
-    if (len == 0 || len > VDFS_NAME_MAX || d->used + VDFS_DIRENT_FIXED + len > VDFS_DIR_AREA)
-        return false;
-    uint8_t *p = d->entries + d->used;
-    p[0] = (uint8_t)ino;
-    p[1] = (uint8_t)(ino >> 8);
-    p[2] = (uint8_t)(ino >> 16);
-    p[3] = (uint8_t)(ino >> 24);
-    p[4] = type;
-    p[5] = (uint8_t)len;
-    memcpy(p + VDFS_DIRENT_FIXED, name, len);
-    d->used = (uint16_t)(d->used + VDFS_DIRENT_FIXED + len);
-    d->nentries++;
-    return true;
-}
 
 /* Makes room for directory block `block` (at byte block*4096) in the map,
  * allocating a sub-block or a direct file block.  Growing past what direct
@@ -115,7 +70,7 @@ int fsck_dir_add(struct fsck *f, uint32_t dir, const char *name, uint32_t ino, u
         if (fsck_read(f, buf, VDFS_META_SIZE, addr) != 0 || vdfs_dirblock_decode(buf, addr, d) != 0 ||
             d->owner_ino != dir)
             continue;
-        if (fsck_dirent_append(d, ino, type, name)) {
+        if (vdfs_dirent_append(d, ino, type, name, strlen(name))) {
             rc = fsck_dirblock_store(f, addr, d);
             goto out;
         }
@@ -131,7 +86,7 @@ int fsck_dir_add(struct fsck *f, uint32_t dir, const char *name, uint32_t ino, u
     }
     memset(d, 0, sizeof(*d));
     d->owner_ino = dir;
-    fsck_dirent_append(d, ino, type, name);
+    vdfs_dirent_append(d, ino, type, name, strlen(name));
     rc = fsck_dirblock_store(f, addr, d);
     if (rc == 0) {
         fd->size += VDFS_META_SIZE;

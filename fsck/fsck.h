@@ -193,18 +193,6 @@ uint32_t fsck_dtype_of_mode(uint32_t mode);
 const char *fsck_rtype_name(unsigned rtype);
 
 /* ---- dirent.c ----------------------------------------------------------- */
-struct fsck_dirent {
-    uint32_t ino;
-    uint8_t type;
-    uint8_t name_len;
-    const uint8_t *name;
-    uint16_t offset; /* within entries[] */
-    uint16_t len;
-};
-/* Iterates entries: returns false at the end or on a malformed entry. */
-bool fsck_dirent_next(const struct vdfs_dirblock *d, uint16_t *pos, struct fsck_dirent *e);
-void fsck_dirent_remove(struct vdfs_dirblock *d, const struct fsck_dirent *e);
-bool fsck_dirent_append(struct vdfs_dirblock *d, uint32_t ino, uint8_t type, const char *name);
 /* Appends an entry to directory `dir`, growing it when every block is full. */
 int fsck_dir_add(struct fsck *f, uint32_t dir, const char *name, uint32_t ino, uint8_t type);
 /* Gives directory block `block` a place in the map (sub-block or direct

@@ -11,7 +11,7 @@
 
 #include "fsck.h"
 
-static void printable_name(const struct fsck_dirent *e, char *out, size_t len)
+static void printable_name(const struct vdfs_dirent *e, char *out, size_t len)
 {
     size_t n = 0;
     for (size_t i = 0; i < e->name_len && n + 5 < len; i++) {
@@ -44,10 +44,10 @@ static bool check_entries(struct fsck *f, uint32_t dir, uint32_t block, struct v
 {
     bool changed = false;
     uint16_t pos = 0;
-    struct fsck_dirent e;
+    struct vdfs_dirent e;
     char obj[32], name[4 * VDFS_NAME_MAX + 1];
     snprintf(obj, sizeof(obj), "ino %u", dir);
-    while (fsck_dirent_next(d, &pos, &e)) {
+    while (vdfs_dirent_next(d, &pos, &e)) {
         uint32_t t = e.ino;
         printable_name(&e, name, sizeof(name));
         bool drop = true;
@@ -66,7 +66,7 @@ static bool check_entries(struct fsck *f, uint32_t dir, uint32_t block, struct v
         else
             drop = false;
         if (drop) {
-            fsck_dirent_remove(d, &e);
+            vdfs_dirent_remove(d, &e);
             pos = e.offset;
             changed = true;
             continue;
@@ -164,11 +164,11 @@ int fsck_remove_entry(struct fsck *f, uint32_t dir, uint32_t block, uint32_t tar
         (rc = fsck_map_lookup(f, fd, (uint64_t)block * VDFS_META_SIZE, &addr)) == 0 &&
         (rc = fsck_read(f, buf, VDFS_META_SIZE, addr)) == 0 && (rc = vdfs_dirblock_decode(buf, addr, d)) == 0) {
         uint16_t pos = 0;
-        struct fsck_dirent e;
+        struct vdfs_dirent e;
         rc = -ENOENT;
-        while (fsck_dirent_next(d, &pos, &e)) {
+        while (vdfs_dirent_next(d, &pos, &e)) {
             if (e.ino == target) {
-                fsck_dirent_remove(d, &e);
+                vdfs_dirent_remove(d, &e);
                 rc = fsck_dirblock_store(f, addr, d);
                 break;
             }

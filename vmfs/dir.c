@@ -213,13 +213,10 @@ static int index_get(struct vdfs *fs, uint32_t dir, struct dir_index **out)
     }
     for (uint32_t b = 0; rc == 0 && b < d->nblocks; b++) {
         rc = block_load(fs, dirfd, b, db);
-        for (uint32_t pos = 0; rc == 0 && pos < db->used;) {
-            uint32_t ino = (uint32_t)db->entries[pos] | (uint32_t)db->entries[pos + 1] << 8 |
-                           (uint32_t)db->entries[pos + 2] << 16 | (uint32_t)db->entries[pos + 3] << 24;
-            uint8_t type = db->entries[pos + 4], len = db->entries[pos + 5];
-            rc = index_insert(d, (const char *)&db->entries[pos + VDFS_DIRENT_FIXED], len, ino, type, b);
-            pos += VDFS_DIRENT_FIXED + len;
-        }
+        uint16_t pos = 0;
+        struct vdfs_dirent e;
+        while (rc == 0 && vdfs_dirent_next(db, &pos, &e))
+            rc = index_insert(d, (const char *)e.name, e.name_len, e.ino, e.type, b);
         if (rc == 0)
             d->free_bytes[b] = (uint16_t)(VDFS_DIR_AREA - db->used);
     }
@@ -300,16 +297,7 @@ int dir_add(struct vdfs *fs, struct vdfs_fd *dirfd, const char *name, uint32_t i
         free(db);
         return rc;
     }
-    uint8_t *p = &db->entries[db->used];
-    p[0] = (uint8_t)ino;
-    p[1] = (uint8_t)(ino >> 8);
-    p[2] = (uint8_t)(ino >> 16);
-    p[3] = (uint8_t)(ino >> 24);
-    p[4] = type;
-    p[5] = (uint8_t)len;
-    memcpy(p + VDFS_DIRENT_FIXED, name, len);
-    db->used = (uint16_t)(db->used + need);
-    db->nentries++;
+    vdfs_dirent_append(db, ino, type, name, len); /* fits: free_bytes said so */
     rc = block_store(fs, db);
     free(db);
     if (rc)
@@ -319,16 +307,14 @@ int dir_add(struct vdfs *fs, struct vdfs_fd *dirfd, const char *name, uint32_t i
     return index_insert(d, name, len, ino, type, block);
 }
 
-/* Finds `name` inside a loaded block: returns its offset or -1. */
-static int find_in_block(const struct vdfs_dirblock *db, const char *name, size_t len)
+/* Finds `name` inside a loaded block. */
+static bool find_in_block(const struct vdfs_dirblock *db, const char *name, size_t len, struct vdfs_dirent *e)
 {
-    for (uint32_t pos = 0; pos < db->used;) {
-        uint8_t l = db->entries[pos + 5];
-        if (l == len && memcmp(&db->entries[pos + VDFS_DIRENT_FIXED], name, len) == 0)
-            return (int)pos;
-        pos += VDFS_DIRENT_FIXED + l;
-    }
-    return -1;
+    uint16_t pos = 0;
+    while (vdfs_dirent_next(db, &pos, e))
+        if (e->name_len == len && memcmp(e->name, name, len) == 0)
+            return true;
+    return false;
 }
 
 static int edit_entry(struct vdfs *fs, struct vdfs_fd *dirfd, const char *name, bool remove, uint32_t ino,
@@ -347,25 +333,15 @@ static int edit_entry(struct vdfs *fs, struct vdfs_fd *dirfd, const char *name, 
     if (!db)
         return -ENOMEM;
     rc = block_load(fs, dirfd, e->block, db);
-    int pos = rc ? -1 : find_in_block(db, name, len);
-    if (rc == 0 && pos < 0) {
+    struct vdfs_dirent found;
+    if (rc == 0 && !find_in_block(db, name, len, &found)) {
         vdfs_log(VDFS_LOG_ERR, "directory %u: entry '%s' missing from block %u", dirfd->ino, name, e->block);
         rc = -EIO;
     }
-    if (rc == 0 && remove) {
-        uint32_t size = VDFS_DIRENT_FIXED + (uint32_t)len;
-        memmove(&db->entries[pos], &db->entries[pos + size], db->used - pos - size);
-        memset(&db->entries[db->used - size], 0, size);
-        db->used = (uint16_t)(db->used - size);
-        db->nentries--;
-    } else if (rc == 0) {
-        uint8_t *p = &db->entries[pos];
-        p[0] = (uint8_t)ino;
-        p[1] = (uint8_t)(ino >> 8);
-        p[2] = (uint8_t)(ino >> 16);
-        p[3] = (uint8_t)(ino >> 24);
-        p[4] = type;
-    }
+    if (rc == 0 && remove)
+        vdfs_dirent_remove(db, &found);
+    else if (rc == 0)
+        vdfs_dirent_set(db, &found, ino, type);
     if (rc == 0)
         rc = block_store(fs, db);
     if (rc == 0 && remove) {
@@ -411,22 +387,18 @@ int dir_iterate(struct vdfs *fs, uint32_t dir, uint64_t from, dir_iter_fn fn, vo
     uint32_t nblocks = rc ? 0 : (uint32_t)(dirfd->size / VDFS_META_SIZE);
     for (uint32_t b = (uint32_t)(from >> 16); rc == 0 && b < nblocks; b++) {
         rc = block_load(fs, dirfd, b, db);
-        uint32_t idx = 0;
-        for (uint32_t pos = 0; rc == 0 && pos < db->used; idx++) {
-            uint8_t len = db->entries[pos + 5];
+        uint16_t pos = 0;
+        struct vdfs_dirent e;
+        for (uint32_t idx = 0; rc == 0 && vdfs_dirent_next(db, &pos, &e); idx++) {
             uint64_t here = (uint64_t)b << 16 | idx;
-            if (here >= from) {
-                uint32_t ino = (uint32_t)db->entries[pos] | (uint32_t)db->entries[pos + 1] << 8 |
-                               (uint32_t)db->entries[pos + 2] << 16 | (uint32_t)db->entries[pos + 3] << 24;
-                int stop = fn(ctx, (const char *)&db->entries[pos + VDFS_DIRENT_FIXED], len, ino,
-                              db->entries[pos + 4], here + 1);
-                if (stop) {
-                    free(dirfd);
-                    free(db);
-                    return stop < 0 ? stop : 0;
-                }
+            if (here < from)
+                continue;
+            int stop = fn(ctx, (const char *)e.name, e.name_len, e.ino, e.type, here + 1);
+            if (stop) {
+                free(dirfd);
+                free(db);
+                return stop < 0 ? stop : 0;
             }
-            pos += VDFS_DIRENT_FIXED + len;
         }
     }
     free(dirfd);

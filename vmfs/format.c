@@ -706,3 +706,56 @@ int vdfs_jdesc_decode(const uint8_t buf[VDFS_META_SIZE], uint64_t addr, struct v
         return -EIO;
     return 0;
 }
+
+bool vdfs_dirent_next(const struct vdfs_dirblock *d, uint16_t *pos, struct vdfs_dirent *e)
+{
+    uint32_t p = *pos;
+    if (d->used > VDFS_DIR_AREA || p + VDFS_DIRENT_FIXED > d->used)
+        return false;
+    const uint8_t *b = d->entries + p;
+    e->ino = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    e->type = b[4];
+    e->name_len = b[5];
+    if (e->name_len == 0 || p + VDFS_DIRENT_FIXED + e->name_len > d->used)
+        return false;
+    e->name = b + VDFS_DIRENT_FIXED;
+    e->offset = (uint16_t)p;
+    e->len = (uint16_t)(VDFS_DIRENT_FIXED + e->name_len);
+    *pos = (uint16_t)(p + e->len);
+    return true;
+}
+
+void vdfs_dirent_remove(struct vdfs_dirblock *d, const struct vdfs_dirent *e)
+{
+    memmove(d->entries + e->offset, d->entries + e->offset + e->len, d->used - e->offset - e->len);
+    d->used = (uint16_t)(d->used - e->len);
+    memset(d->entries + d->used, 0, VDFS_DIR_AREA - d->used);
+    d->nentries--;
+}
+
+static void put_entry_head(uint8_t *p, uint32_t ino, uint8_t type)
+{
+    p[0] = (uint8_t)ino;
+    p[1] = (uint8_t)(ino >> 8);
+    p[2] = (uint8_t)(ino >> 16);
+    p[3] = (uint8_t)(ino >> 24);
+    p[4] = type;
+}
+
+bool vdfs_dirent_append(struct vdfs_dirblock *d, uint32_t ino, uint8_t type, const char *name, size_t len)
+{
+    if (len == 0 || len > VDFS_NAME_MAX || d->used + VDFS_DIRENT_FIXED + len > VDFS_DIR_AREA)
+        return false;
+    uint8_t *p = d->entries + d->used;
+    put_entry_head(p, ino, type);
+    p[5] = (uint8_t)len;
+    memcpy(p + VDFS_DIRENT_FIXED, name, len);
+    d->used = (uint16_t)(d->used + VDFS_DIRENT_FIXED + len);
+    d->nentries++;
+    return true;
+}
+
+void vdfs_dirent_set(struct vdfs_dirblock *d, const struct vdfs_dirent *e, uint32_t ino, uint8_t type)
+{
+    put_entry_head(d->entries + e->offset, ino, type);
+}

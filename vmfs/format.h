@@ -447,6 +447,23 @@ struct vdfs_dirblock {
     uint8_t entries[VDFS_DIR_AREA];
 };
 
+/* One entry of a decoded directory block. */
+struct vdfs_dirent {
+    uint32_t ino;
+    uint8_t type;
+    uint8_t name_len;
+    const uint8_t *name; /* not NUL-terminated; points into the block */
+    uint16_t offset;     /* within entries[] */
+    uint16_t len;        /* bytes the entry takes */
+};
+/* Reads the entry at *pos and advances it: false at the end or on a
+ * malformed entry. */
+bool vdfs_dirent_next(const struct vdfs_dirblock *d, uint16_t *pos, struct vdfs_dirent *e);
+void vdfs_dirent_remove(struct vdfs_dirblock *d, const struct vdfs_dirent *e);
+/* False when the name is empty, too long, or does not fit the block. */
+bool vdfs_dirent_append(struct vdfs_dirblock *d, uint32_t ino, uint8_t type, const char *name, size_t len);
+void vdfs_dirent_set(struct vdfs_dirblock *d, const struct vdfs_dirent *e, uint32_t ino, uint8_t type);
+
 void vdfs_dirblock_encode(const struct vdfs_dirblock *d, uint8_t buf[VDFS_META_SIZE]);
 /* Also checks that the entries parse: each inside `used`, names non-empty,
  * without '/' or NUL, and nentries matching. */

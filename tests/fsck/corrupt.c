@@ -166,10 +166,10 @@ static void cmd_unlink(uint32_t dir, const char *name)
             vdfs_dirblock_decode(buf, addr, &d))
             continue;
         uint16_t pos = 0;
-        struct fsck_dirent e;
-        while (fsck_dirent_next(&d, &pos, &e)) {
+        struct vdfs_dirent e;
+        while (vdfs_dirent_next(&d, &pos, &e)) {
             if (e.name_len == strlen(name) && !memcmp(e.name, name, e.name_len)) {
-                fsck_dirent_remove(&d, &e);
+                vdfs_dirent_remove(&d, &e);
                 int rc = fsck_dirblock_store(&f, addr, &d);
                 if (rc)
                     die("write directory block", rc);
