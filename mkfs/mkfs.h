@@ -45,7 +45,6 @@ int mkfs_parse_size(const char *text, uint64_t *out);
 /* Accepts a 36-character UUID, "random" (version 4) or "time" (version 1
  * with a random node id).  0 or -EINVAL. */
 int mkfs_uuid_from_arg(const char *arg, uint8_t uuid[VDFS_UUID_SIZE]);
-void mkfs_uuid_format(const uint8_t uuid[VDFS_UUID_SIZE], char out[37]);
 /* Fills buf from getrandom(2); 0 or -errno. */
 int mkfs_random_bytes(void *buf, size_t len);
 

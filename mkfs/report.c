@@ -2,6 +2,7 @@
 #include <stdio.h>
 
 #include "mkfs.h"
+#include "vdfs.h"
 
 static const char *const region_names[VDFS_RT_COUNT] = {"file_blocks", "subblocks", "pointer_blocks",
                                                         "descriptors"};
@@ -23,7 +24,7 @@ static void human_size(uint64_t bytes, char *out, size_t len)
 void mkfs_report_text(const char *path, const struct vdfs_super *sb, bool dry_run, const struct mkfs_stats *st)
 {
     char uuid[37], total[32], block[32], sub[32], journal[32], written[32];
-    mkfs_uuid_format(sb->uuid, uuid);
+    vdfs_uuid_format(sb->uuid, uuid);
     human_size(sb->total_bytes, total, sizeof(total));
     human_size(sb->block_size, block, sizeof(block));
     human_size(sb->subblock_size, sub, sizeof(sub));
@@ -62,7 +63,7 @@ void mkfs_report_json(const char *path, const struct vdfs_super *sb, bool dry_ru
                       double seconds)
 {
     char uuid[37];
-    mkfs_uuid_format(sb->uuid, uuid);
+    vdfs_uuid_format(sb->uuid, uuid);
     printf("{\"device\": ");
     json_string(path);
     printf(", \"dry_run\": %s, \"uuid\": \"%s\", \"label\": ", dry_run ? "true" : "false", uuid);

@@ -1,5 +1,5 @@
-/* Datastore UUIDs: parsing, generation (RFC 9562 versions 1 and 4) and
- * printing. */
+/* Datastore UUIDs for -U: generation (RFC 9562 versions 1 and 4); the
+ * library parses and prints them. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "mkfs.h"
+#include "vdfs.h"
 
 int mkfs_random_bytes(void *buf, size_t len)
 {
@@ -20,38 +21,6 @@ int mkfs_random_bytes(void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
-    }
-    return 0;
-}
-
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-static int parse_uuid(const char *s, uint8_t uuid[VDFS_UUID_SIZE])
-{
-    if (strlen(s) != 36)
-        return -EINVAL;
-    unsigned byte = 0;
-    for (unsigned i = 0; i < 36;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return -EINVAL;
-            i++;
-            continue;
-        }
-        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -EINVAL;
-        uuid[byte++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
     }
     return 0;
 }
@@ -102,11 +71,5 @@ int mkfs_uuid_from_arg(const char *arg, uint8_t uuid[VDFS_UUID_SIZE])
         return random_uuid(uuid);
     if (strcmp(arg, "time") == 0)
         return time_uuid(uuid);
-    return parse_uuid(arg, uuid);
-}
-
-void mkfs_uuid_format(const uint8_t u[VDFS_UUID_SIZE], char out[37])
-{
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2],
-             u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    return vdfs_uuid_parse(arg, uuid);
 }

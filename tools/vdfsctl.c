@@ -15,9 +15,6 @@
 #include "device.h"
 #include "format.h"
 
-/* From libvdfs's internals: the same formatting everywhere. */
-void vdfs_uuid_format(const uint8_t uuid[VDFS_UUID_SIZE], char text[37]);
-
 static void usage(FILE *out)
 {
     fprintf(out,

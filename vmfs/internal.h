@@ -15,8 +15,6 @@ void vdfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 uint64_t vdfs_now_ns(void);
 uint64_t vdfs_monotonic_ms(void);
 void vdfs_random_bytes(void *buf, size_t len);
-int vdfs_uuid_parse(const char *text, uint8_t uuid[VDFS_UUID_SIZE]);
-void vdfs_uuid_format(const uint8_t uuid[VDFS_UUID_SIZE], char text[37]);
 /* The persistent host UUID in /etc/vdfs/host-uuid (created on first use),
  * or VDFS_HOST_UUID from the environment. */
 int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE]);
@@ -25,6 +23,7 @@ int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE]);
 struct meta_entry {
     uint64_t addr;
     uint8_t *data; /* VDFS_META_SIZE bytes, encoded and sealed */
+    uint32_t kind; /* checked when read from the device or installed */
     bool dirty;
     bool referenced;
     struct meta_entry *hash_next;
@@ -76,7 +75,6 @@ struct journal {
     uint32_t slot;
     uint64_t seq;        /* next transaction's sequence number */
     uint32_t head;       /* next free block */
-    uint32_t start_seq_block; /* unused, kept for clarity of replay rule */
     uint8_t *scratch;    /* aligned buffer for a whole transaction */
     size_t scratch_size;
 };
@@ -96,11 +94,6 @@ int heartbeat_renew(struct vdfs *fs);
  * holder).  Refuses with -EBUSY when another live host holds the volume:
  * until the multi-host protocol lands, one host at a time. */
 int heartbeat_recover_and_check(struct vdfs *fs);
-
-/* ---- lock.c: on-disk locks by compare-and-write ---- */
-int disk_lock_acquire(struct vdfs *fs, uint64_t lock_index, uint32_t mode, uint64_t object,
-                      struct vdfs_lock_rec *held_by);
-int disk_lock_release(struct vdfs *fs, uint64_t lock_index);
 
 /* ---- filemap.c ---- */
 struct map_segment {

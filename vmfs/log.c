@@ -68,7 +68,7 @@ void vdfs_random_bytes(void *buf, size_t len)
     }
 }
 
-static int hexval(char c)
+static int hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -79,24 +79,25 @@ static int hexval(char c)
     return -1;
 }
 
-int vdfs_uuid_parse(const char *text, uint8_t uuid[VDFS_UUID_SIZE])
+int vdfs_uuid_parse(const char *s, uint8_t uuid[VDFS_UUID_SIZE])
 {
-    size_t n = 0;
-    for (const char *p = text; *p; p++) {
-        if (*p == '-')
+    if (strlen(s) != 36)
+        return -EINVAL;
+    unsigned byte = 0;
+    for (unsigned i = 0; i < 36;) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return -EINVAL;
+            i++;
             continue;
-        if (n >= 32)
+        }
+        int hi = hex_value(s[i]), lo = hex_value(s[i + 1]);
+        if (hi < 0 || lo < 0)
             return -EINVAL;
-        int v = hexval(*p);
-        if (v < 0)
-            return -EINVAL;
-        if (n % 2 == 0)
-            uuid[n / 2] = (uint8_t)(v << 4);
-        else
-            uuid[n / 2] |= (uint8_t)v;
-        n++;
+        uuid[byte++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
     }
-    return n == 32 ? 0 : -EINVAL;
+    return 0;
 }
 
 void vdfs_uuid_format(const uint8_t u[VDFS_UUID_SIZE], char text[37])
