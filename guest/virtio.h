@@ -6,26 +6,9 @@
 #include <stdint.h>
 
 #include "pci.h"
+#include "virtio_spec.h"
 
-#define VIRTIO_PCI_VENDOR 0x1af4
-#define VIRTIO_PCI_DEVICE_MODERN_BASE 0x1040
-#define VIRTIO_ID_BLOCK 2
 #define VIRTIO_PCI_DEVICE_TRANSITIONAL_BLOCK 0x1001
-
-#define VIRTIO_STATUS_ACKNOWLEDGE 1
-#define VIRTIO_STATUS_DRIVER 2
-#define VIRTIO_STATUS_DRIVER_OK 4
-#define VIRTIO_STATUS_FEATURES_OK 8
-#define VIRTIO_STATUS_NEEDS_RESET 64
-#define VIRTIO_STATUS_FAILED 128
-
-#define VIRTIO_F_RING_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
-
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define VIRTQ_USED_F_NO_NOTIFY 1
 
 struct virtq_desc {
 	uint64_t addr;

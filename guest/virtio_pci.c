@@ -76,7 +76,7 @@ bool virtio_pci_matches(const struct pci_device *d, uint16_t device_id, uint16_t
 
 	if (d->vendor != VIRTIO_PCI_VENDOR)
 		return false;
-	if (d->device == VIRTIO_PCI_DEVICE_MODERN_BASE + device_id)
+	if (d->device == VIRTIO_PCI_DEVICE_BASE + device_id)
 		return true;
 	return d->device == transitional_id && find_virtio_caps(d, &common, &notify, &device);
 }

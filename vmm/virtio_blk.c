@@ -20,29 +20,8 @@
 
 #include "virtio_pci.h"
 #include "virtqueue.h"
+#include "virtio_spec.h"
 
-#define VIRTIO_BLK_DEVICE_ID 2
-
-#define VIRTIO_BLK_F_SEG_MAX 2
-#define VIRTIO_BLK_F_RO 5
-#define VIRTIO_BLK_F_BLK_SIZE 6
-#define VIRTIO_BLK_F_FLUSH 9
-#define VIRTIO_BLK_F_DISCARD 13
-#define VIRTIO_BLK_F_WRITE_ZEROES 14
-
-#define VIRTIO_BLK_T_IN 0
-#define VIRTIO_BLK_T_OUT 1
-#define VIRTIO_BLK_T_FLUSH 4
-#define VIRTIO_BLK_T_GET_ID 8
-#define VIRTIO_BLK_T_DISCARD 11
-#define VIRTIO_BLK_T_WRITE_ZEROES 13
-
-#define VIRTIO_BLK_S_OK 0
-#define VIRTIO_BLK_S_IOERR 1
-#define VIRTIO_BLK_S_UNSUPP 2
-
-#define VIRTIO_BLK_ID_BYTES 20
-#define VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP 1
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request */
 #define DISCARD_ALIGN_SECTORS 8
 #define BLK_CONFIG_LEN 60
@@ -657,7 +636,7 @@ int virtio_blk_create_backend(struct pci_bus *pci, struct vm_services *svc,
         features |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
     struct virtio_pci_params params = {
         .name = "virtio-blk",
-        .device_type = VIRTIO_BLK_DEVICE_ID,
+        .device_type = VIRTIO_ID_BLOCK,
         .class_code = 0x018000,
         .features = features,
         .num_queues = 1,

@@ -19,7 +19,6 @@
 #include "virtio_pci.h"
 #include "virtqueue.h"
 
-#define VIRTIO_NET_DEVICE_ID 1
 #define VIRTIO_NET_F_MAC 5
 #define VIRTIO_NET_F_STATUS 16
 #define VIRTIO_NET_S_LINK_UP 1
@@ -447,7 +446,7 @@ int virtio_net_create(struct pci_bus *pci, struct vm_services *svc, const struct
 
     struct virtio_pci_params params = {
         .name = "virtio-net",
-        .device_type = VIRTIO_NET_DEVICE_ID,
+        .device_type = VIRTIO_ID_NET,
         .class_code = 0x020000,
         .features = 1ull << VIRTIO_F_RING_EVENT_IDX | 1ull << VIRTIO_NET_F_MAC |
                     1ull << VIRTIO_NET_F_STATUS,

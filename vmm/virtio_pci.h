@@ -28,20 +28,8 @@
 #include "bus.h"
 #include "pci.h"
 #include "virtqueue.h"
+#include "virtio_spec.h"
 
-#define VIRTIO_PCI_VENDOR 0x1af4
-#define VIRTIO_PCI_DEVICE_BASE 0x1040
-
-#define VIRTIO_F_RING_INDIRECT_DESC 28
-#define VIRTIO_F_RING_EVENT_IDX 29
-#define VIRTIO_F_VERSION_1 32
-
-#define VIRTIO_STATUS_ACKNOWLEDGE 0x01
-#define VIRTIO_STATUS_DRIVER 0x02
-#define VIRTIO_STATUS_DRIVER_OK 0x04
-#define VIRTIO_STATUS_FEATURES_OK 0x08
-#define VIRTIO_STATUS_NEEDS_RESET 0x40
-#define VIRTIO_STATUS_FAILED 0x80
 
 #define VIRTIO_MSI_NO_VECTOR 0xffff
 

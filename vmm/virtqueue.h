@@ -11,14 +11,9 @@
 #include <sys/uio.h>
 
 #include "bus.h"
+#include "virtio_spec.h"
 
 #define VIRTQ_MAX_SIZE 256
-
-#define VIRTQ_DESC_F_NEXT 1
-#define VIRTQ_DESC_F_WRITE 2
-#define VIRTQ_DESC_F_INDIRECT 4
-#define VIRTQ_AVAIL_F_NO_INTERRUPT 1
-#define VIRTQ_USED_F_NO_NOTIFY 1
 
 struct virtqueue {
     const struct guest_memory *mem;
