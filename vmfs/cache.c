@@ -123,8 +123,10 @@ int meta_get(struct vdfs *fs, uint64_t addr, uint32_t kind, const uint8_t **out)
                          (unsigned long long)addr, kind);
             return rc;
         }
-    } else if (vdfs_obj_verify(e->data, VDFS_META_SIZE, kind, addr) != 0) {
-        /* Cached under another kind, e.g. a directory block read as data. */
+        e->kind = kind;
+    } else if (e->kind != kind) {
+        /* Verified on the way in; only its kind can disagree, e.g. a
+         * directory block named by a corrupt pointer as a pointer block. */
         return -EIO;
     }
     e->referenced = true;
@@ -146,6 +148,9 @@ int meta_put(struct vdfs *fs, uint64_t addr, const uint8_t *image)
             return -ENOMEM;
     }
     memcpy(e->data, image, VDFS_META_SIZE);
+    struct vdfs_header h;
+    vdfs_obj_read_header(image, &h);
+    e->kind = h.kind;
     e->referenced = true;
     if (!e->dirty) {
         e->dirty = true;

@@ -847,3 +847,58 @@ int vdfs_dev_read_atomic(struct vdfs_dev *dev, void *buf, size_t len, uint64_t o
     vdfs_aligned_free(bounce);
     return rc;
 }
+
+bool vdfs_dev_aligned(const struct vdfs_dev *dev, const void *buf, size_t len, uint64_t off)
+{
+    uint32_t a = vdfs_dev_alignment(dev);
+    return a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0);
+}
+
+/* The aligned range [*a0, *a1) that covers [off, off + len). */
+static void aligned_cover(uint32_t a, size_t len, uint64_t off, uint64_t *a0, uint64_t *a1)
+{
+    *a0 = off / a * a;
+    *a1 = (off + len + a - 1) / a * a;
+}
+
+int vdfs_dev_read_any(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off)
+{
+    if (vdfs_dev_aligned(dev, buf, len, off))
+        return vdfs_dev_read(dev, buf, len, off);
+    uint64_t a0, a1;
+    aligned_cover(vdfs_dev_alignment(dev), len, off, &a0, &a1);
+    uint8_t *bounce = vdfs_aligned_alloc(a1 - a0);
+    if (!bounce)
+        return -ENOMEM;
+    int rc = vdfs_dev_read(dev, bounce, a1 - a0, a0);
+    if (rc == 0)
+        memcpy(buf, bounce + (off - a0), len);
+    vdfs_aligned_free(bounce);
+    return rc;
+}
+
+int vdfs_dev_write_any(struct vdfs_dev *dev, const void *buf, size_t len, uint64_t off)
+{
+    if (vdfs_dev_aligned(dev, buf, len, off))
+        return vdfs_dev_write(dev, buf, len, off);
+    uint32_t a = vdfs_dev_alignment(dev);
+    uint64_t a0, a1;
+    aligned_cover(a, len, off, &a0, &a1);
+    uint8_t *bounce = vdfs_aligned_alloc(a1 - a0);
+    if (!bounce)
+        return -ENOMEM;
+    int rc = 0;
+    bool head_partial = off != a0;
+    bool tail_partial = (off + len) % a != 0;
+    if (head_partial)
+        rc = vdfs_dev_read(dev, bounce, a, a0);
+    /* One sector holding both ends was read above already. */
+    if (rc == 0 && tail_partial && !(head_partial && a1 - a0 == a))
+        rc = vdfs_dev_read(dev, bounce + (a1 - a0 - a), a, a1 - a);
+    if (rc == 0) {
+        memcpy(bounce + (off - a0), buf, len);
+        rc = vdfs_dev_write(dev, bounce, a1 - a0, a0);
+    }
+    vdfs_aligned_free(bounce);
+    return rc;
+}

@@ -37,6 +37,15 @@ int vdfs_dev_fd(const struct vdfs_dev *dev);
 int vdfs_dev_read(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off);
 int vdfs_dev_write(struct vdfs_dev *dev, const void *buf, size_t len, uint64_t off);
 
+/* True if buf, len and off meet vdfs_dev_alignment(). */
+bool vdfs_dev_aligned(const struct vdfs_dev *dev, const void *buf, size_t len, uint64_t off);
+/* The same I/O at any alignment: when O_DIRECT needs alignment the caller
+ * lacks, it goes through an aligned bounce buffer, reading back only the
+ * partial sectors at either end of a write.  Not atomic against other
+ * writers of those sectors. */
+int vdfs_dev_read_any(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off);
+int vdfs_dev_write_any(struct vdfs_dev *dev, const void *buf, size_t len, uint64_t off);
+
 /* A batch: all requests are queued, submitted together and waited for.
  * Each request's `result` gets 0 or -errno; the call returns the first
  * error or 0. */

@@ -193,18 +193,31 @@ static uint64_t unit_addr(struct vdfs *fs, const struct vdfs_fd *fd, uint32_t p)
     return vdfs_resource_addr(&fs->sb, unit_rtype(fd), vdfs_ptr_index(p));
 }
 
-int filemap_lookup(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_t len, struct map_segment *seg)
+/* Starts a segment at `off`: resident files take the whole range, others
+ * are clipped to the unit holding `off`, whose index goes to *unit_index. */
+static bool segment_start(struct vdfs *fs, const struct vdfs_fd *fd, uint64_t off, uint64_t len,
+                          struct map_segment *seg, uint64_t *unit_index)
 {
     memset(seg, 0, sizeof(*seg));
     seg->file_off = off;
     if (fd->addr_mode == VDFS_AM_RESIDENT) {
         seg->resident = true;
         seg->length = len;
-        return 0;
+        return false;
     }
     uint64_t unit = filemap_unit_size(fs, fd);
-    uint64_t L = off / unit, within = off % unit;
+    uint64_t within = off % unit;
+    *unit_index = off / unit;
     seg->length = unit - within < len ? unit - within : len;
+    return true;
+}
+
+int filemap_lookup(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_t len, struct map_segment *seg)
+{
+    uint64_t L;
+    if (!segment_start(fs, fd, off, len, seg, &L))
+        return 0;
+    uint64_t within = off % filemap_unit_size(fs, fd);
     uint32_t p;
     int rc = ptr_get(fs, fd, L, &p);
     if (rc)
@@ -234,11 +247,6 @@ static int new_unit(struct vdfs *fs, struct vdfs_fd *fd, bool zero, uint32_t *p)
     fd->alloc_bytes += size;
     *p = vdfs_ptr_make(idx, false);
     return 0;
-}
-
-static int write_unit_image(struct vdfs *fs, uint64_t addr, const uint8_t *data, size_t len)
-{
-    return vdfs_dev_write(fs->dev, data, len, addr);
 }
 
 /* RESIDENT -> SUB or BLOCK, and SUB -> BLOCK: the data moves into the
@@ -282,7 +290,7 @@ static int convert(struct vdfs *fs, struct vdfs_fd *fd, uint32_t to_mode)
         uint32_t p;
         rc = new_unit(fs, fd, false, &p);
         if (rc == 0)
-            rc = write_unit_image(fs, unit_addr(fs, fd, p), img, filemap_unit_size(fs, fd));
+            rc = vdfs_dev_write(fs->dev, img, filemap_unit_size(fs, fd), unit_addr(fs, fd, p));
         if (rc) {
             fd->addr_mode = old_mode;
             memcpy(fd->data.slots, old_slots, sizeof(old_slots));
@@ -321,18 +329,12 @@ int filemap_prepare_write(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uin
     int rc = ensure_mode(fs, fd, off + len, S_ISDIR(fd->mode));
     if (rc)
         return rc;
-    memset(seg, 0, sizeof(*seg));
-    seg->file_off = off;
-    if (fd->addr_mode == VDFS_AM_RESIDENT) {
-        seg->resident = true;
-        seg->length = len;
+    uint64_t L;
+    if (!segment_start(fs, fd, off, len, seg, &L))
         return 0;
-    }
-    uint64_t unit = filemap_unit_size(fs, fd);
-    uint64_t L = off / unit, within = off % unit;
     if (L >= MAX_UNITS)
         return -EFBIG;
-    seg->length = unit - within < len ? unit - within : len;
+    uint64_t unit = filemap_unit_size(fs, fd), within = off % unit;
     bool whole = within == 0 && seg->length == unit;
     uint32_t p;
     if ((rc = ptr_get(fs, fd, L, &p)))
@@ -487,23 +489,7 @@ static int zero_partial(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint6
     int rc = filemap_lookup(fs, fd, off, end - off, &seg);
     if (rc || seg.resident || seg.dev_off == 0)
         return rc;
-    uint8_t *zeros = fs->zero_block;
-    uint32_t align = vdfs_dev_alignment(fs->dev);
-    if (align <= 1 || (seg.dev_off % align == 0 && seg.length % align == 0))
-        return vdfs_dev_write(fs->dev, zeros, seg.length, seg.dev_off);
-    /* Unaligned under O_DIRECT: read-modify-write the covering sectors. */
-    uint64_t a0 = seg.dev_off / align * align;
-    uint64_t a1 = (seg.dev_off + seg.length + align - 1) / align * align;
-    uint8_t *buf = vdfs_aligned_alloc(a1 - a0);
-    if (!buf)
-        return -ENOMEM;
-    rc = vdfs_dev_read(fs->dev, buf, a1 - a0, a0);
-    if (rc == 0) {
-        memset(buf + (seg.dev_off - a0), 0, seg.length);
-        rc = vdfs_dev_write(fs->dev, buf, a1 - a0, a0);
-    }
-    vdfs_aligned_free(buf);
-    return rc;
+    return vdfs_dev_write_any(fs->dev, fs->zero_block, seg.length, seg.dev_off);
 }
 
 int filemap_punch(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_t end)
@@ -527,11 +513,6 @@ int filemap_punch(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_t en
         rc = zero_partial(fs, fd, last_full * unit, end);
     return rc;
 }
-
-struct falloc_ctx {
-    struct vdfs *fs;
-    struct vdfs_fd *fd;
-};
 
 int filemap_fallocate(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_t end)
 {

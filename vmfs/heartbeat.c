@@ -149,7 +149,8 @@ int heartbeat_renew(struct vdfs *fs)
         uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
         if (!buf)
             return -ENOMEM;
-        /* The owner alone writes its live slot: a plain sector write. */
+        /* Compare-and-write, though the owner alone writes its live slot:
+         * a slot someone broke while this host stalled is never overwritten. */
         vdfs_heartbeat_encode(&hb, buf);
         rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, raw, buf, NULL);
         vdfs_aligned_free(buf);

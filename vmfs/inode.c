@@ -172,17 +172,36 @@ static int new_fd(struct vdfs *fs, const struct vdfs_fd *parent, uint32_t mode, 
     return 0;
 }
 
-int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st)
+/* Most operations work on one descriptor under the volume lock:
+ * fd_begin allocates the buffer, locks and loads `ino` (its result in
+ * *rc); fd_end unlocks and frees.  NULL means no buffer and no lock. */
+static struct vdfs_fd *fd_begin(struct vdfs *fs, uint32_t ino, int *rc)
 {
     struct vdfs_fd *fd = malloc(sizeof(*fd));
-    if (!fd)
-        return -ENOMEM;
+    if (!fd) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
     LOCK(fs);
-    int rc = fd_load(fs, ino, fd);
-    if (rc == 0)
-        fill_stat(fd, st);
+    *rc = fd_load(fs, ino, fd);
+    return fd;
+}
+
+static void fd_end(struct vdfs *fs, struct vdfs_fd *fd)
+{
     UNLOCK(fs);
     free(fd);
+}
+
+int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st)
+{
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
+    if (!fd)
+        return rc;
+    if (rc == 0)
+        fill_stat(fd, st);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -369,53 +388,6 @@ int vdfs_create(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, 
 
 /* ---- data ---- */
 
-/* Reads device bytes into an arbitrary buffer, bouncing through an
- * aligned buffer when O_DIRECT requires alignment the caller lacks. */
-static int dev_read_any(struct vdfs *fs, void *buf, size_t len, uint64_t off)
-{
-    uint32_t a = vdfs_dev_alignment(fs->dev);
-    if (a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0))
-        return vdfs_dev_read(fs->dev, buf, len, off);
-    uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
-    uint8_t *bounce = vdfs_aligned_alloc(a1 - a0);
-    if (!bounce)
-        return -ENOMEM;
-    int rc = vdfs_dev_read(fs->dev, bounce, a1 - a0, a0);
-    if (rc == 0)
-        memcpy(buf, bounce + (off - a0), len);
-    vdfs_aligned_free(bounce);
-    return rc;
-}
-
-static int dev_write_any(struct vdfs *fs, const void *buf, size_t len, uint64_t off)
-{
-    uint32_t a = vdfs_dev_alignment(fs->dev);
-    if (a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0))
-        return vdfs_dev_write(fs->dev, buf, len, off);
-    uint64_t a0 = off / a * a, a1 = (off + len + a - 1) / a * a;
-    uint8_t *bounce = vdfs_aligned_alloc(a1 - a0);
-    if (!bounce)
-        return -ENOMEM;
-    int rc = 0;
-    /* Only the partial sectors at either end need their old contents. */
-    if (off != a0)
-        rc = vdfs_dev_read(fs->dev, bounce, a, a0);
-    if (rc == 0 && (off + len) % a && (a1 - a > a0 || off == a0))
-        rc = vdfs_dev_read(fs->dev, bounce + (a1 - a0 - a), a, a1 - a);
-    if (rc == 0) {
-        memcpy(bounce + (off - a0), buf, len);
-        rc = vdfs_dev_write(fs->dev, bounce, a1 - a0, a0);
-    }
-    vdfs_aligned_free(bounce);
-    return rc;
-}
-
-static bool io_aligned(struct vdfs *fs, const void *buf, size_t len, uint64_t off)
-{
-    uint32_t a = vdfs_dev_alignment(fs->dev);
-    return a <= 1 || (off % a == 0 && len % a == 0 && (uintptr_t)buf % a == 0);
-}
-
 #define IO_BATCH 32
 
 /* Device I/O of a request is gathered and submitted together, so a large
@@ -434,8 +406,8 @@ static int batch_flush(struct vdfs *fs, struct io_batch *b)
 
 static int batch_add(struct vdfs *fs, struct io_batch *b, enum vdfs_io_op op, void *buf, size_t len, uint64_t off)
 {
-    if (!io_aligned(fs, buf, len, off))
-        return op == VDFS_IO_READ ? dev_read_any(fs, buf, len, off) : dev_write_any(fs, buf, len, off);
+    if (!vdfs_dev_aligned(fs->dev, buf, len, off))
+        return op == VDFS_IO_READ ? vdfs_dev_read_any(fs->dev, buf, len, off) : vdfs_dev_write_any(fs->dev, buf, len, off);
     b->ios[b->n++] = (struct vdfs_io){.op = op, .buf = buf, .len = len, .off = off};
     return b->n == IO_BATCH ? batch_flush(fs, b) : 0;
 }
@@ -474,15 +446,14 @@ static ssize_t read_locked(struct vdfs *fs, struct vdfs_fd *fd, void *buf, size_
 
 ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_t off)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int err;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &err);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    ssize_t rc = fd_load(fs, ino, fd);
+        return err;
+    ssize_t rc = err;
     if (rc == 0)
         rc = read_locked(fs, fd, buf, len, off);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -533,11 +504,11 @@ static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf
 
 ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, uint64_t off)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int err;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &err);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    ssize_t rc = fd_load(fs, ino, fd);
+        return err;
+    ssize_t rc = err;
     if (rc == 0 && S_ISDIR(fd->mode))
         rc = -EISDIR;
     if (rc == 0)
@@ -547,8 +518,7 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
         if (crc)
             rc = crc;
     }
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -593,17 +563,16 @@ int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *ta
 
 ssize_t vdfs_readlink(struct vdfs *fs, uint32_t ino, char *buf, size_t size)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int err;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &err);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    ssize_t rc = fd_load(fs, ino, fd);
+        return err;
+    ssize_t rc = err;
     if (rc == 0 && !S_ISLNK(fd->mode))
         rc = -EINVAL;
     if (rc == 0)
         rc = read_locked(fs, fd, buf, size, 0);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -868,11 +837,10 @@ int vdfs_rename(struct vdfs *fs, uint32_t olddir, const char *oldname, uint32_t 
 
 int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, struct vdfs_stat *st)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    int rc = fd_load(fs, ino, fd);
+        return rc;
     struct vdfs_timespec now = now_ts();
     if (rc)
         goto out;
@@ -909,18 +877,16 @@ int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, s
         rc = journal_maybe_commit(fs);
     fill_stat(fd, st);
 out:
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
 int vdfs_open(struct vdfs *fs, uint32_t ino, int flags)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    int rc = fd_load(fs, ino, fd);
+        return rc;
     if (rc == 0 && (flags & O_ACCMODE) != O_RDONLY && fs->readonly)
         rc = -EROFS;
     if (rc == 0) {
@@ -943,8 +909,7 @@ int vdfs_open(struct vdfs *fs, uint32_t ino, int flags)
                 o->writers++;
         }
     }
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -991,11 +956,10 @@ int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64
         return -EOPNOTSUPP;
     if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
         return -EOPNOTSUPP;
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    int rc = fd_load(fs, ino, fd);
+        return rc;
     if (rc == 0 && S_ISDIR(fd->mode))
         rc = -EISDIR;
     else if (rc == 0 && !S_ISREG(fd->mode))
@@ -1029,8 +993,7 @@ int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64
     if (rc == 0)
         rc = journal_maybe_commit(fs);
 out:
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -1038,15 +1001,14 @@ int64_t vdfs_lseek(struct vdfs *fs, uint32_t ino, uint64_t off, int whence)
 {
     if (whence != SEEK_DATA && whence != SEEK_HOLE)
         return -EINVAL;
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int err;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &err);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    int64_t rc = fd_load(fs, ino, fd);
+        return err;
+    int64_t rc = err;
     if (rc == 0)
         rc = filemap_seek(fs, fd, off, whence);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -1088,11 +1050,10 @@ out:
 static int xattr_op(struct vdfs *fs, uint32_t ino, const char *name, const void *value, size_t size, int flags,
                     bool remove)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    int rc = fd_load(fs, ino, fd);
+        return rc;
     if (rc == 0)
         rc = remove ? xattr_remove(fd, name) : xattr_set(fd, name, value, size, flags);
     if (rc == 0) {
@@ -1101,8 +1062,7 @@ static int xattr_op(struct vdfs *fs, uint32_t ino, const char *name, const void 
     }
     if (rc == 0)
         rc = journal_maybe_commit(fs);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
@@ -1118,42 +1078,38 @@ int vdfs_removexattr(struct vdfs *fs, uint32_t ino, const char *name)
 
 ssize_t vdfs_getxattr(struct vdfs *fs, uint32_t ino, const char *name, void *value, size_t size)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int err;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &err);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    ssize_t rc = fd_load(fs, ino, fd);
+        return err;
+    ssize_t rc = err;
     if (rc == 0)
         rc = xattr_get(fd, name, value, size);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
 ssize_t vdfs_listxattr(struct vdfs *fs, uint32_t ino, char *list, size_t size)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int err;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &err);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    ssize_t rc = fd_load(fs, ino, fd);
+        return err;
+    ssize_t rc = err;
     if (rc == 0)
         rc = xattr_list(fd, list, size);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }
 
 int vdfs_map(struct vdfs *fs, uint32_t ino, vdfs_map_fn fn, void *ctx)
 {
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
     if (!fd)
-        return -ENOMEM;
-    LOCK(fs);
-    int rc = fd_load(fs, ino, fd);
+        return rc;
     if (rc == 0)
         rc = filemap_walk(fs, fd, fn, ctx);
-    UNLOCK(fs);
-    free(fd);
+    fd_end(fs, fd);
     return rc;
 }

@@ -44,7 +44,6 @@ int vdfs_journal_replay(struct vdfs_dev *dev, const struct vdfs_super *sb, uint3
         vdfs_aligned_free(block);
         return -ENOMEM;
     }
-    uint32_t txn_start = pos;
     while (pos < sb->journal_blocks) {
         uint64_t daddr = vdfs_journal_addr(sb, slot, pos);
         if (vdfs_dev_read(dev, block, VDFS_META_SIZE, daddr) != 0)
@@ -95,9 +94,7 @@ int vdfs_journal_replay(struct vdfs_dev *dev, const struct vdfs_super *sb, uint3
         expected++;
         nimages = 0;
         naddrs = 0;
-        txn_start = pos;
     }
-    (void)txn_start;
 out:
     if (next_seq)
         *next_seq = expected;

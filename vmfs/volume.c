@@ -226,7 +226,6 @@ int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u)
     }
     u->capacity_bytes = fs->sb.region[VDFS_RT_FB].count * fs->sb.block_size;
     u->free_bytes = (fs->pools[VDFS_RT_FB].free + resources_pending_free(fs, VDFS_RT_FB)) * fs->sb.block_size;
-    int rc = 0;
     for (uint64_t ino = 1; ino < fs->sb.region[VDFS_RT_FD].count; ino++) {
         if (!resource_is_allocated(fs, VDFS_RT_FD, ino))
             continue;
@@ -243,7 +242,7 @@ int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u)
     }
     pthread_mutex_unlock(&fs->lock);
     free(fd);
-    return rc;
+    return 0;
 }
 
 int vdfs_get_info(struct vdfs *fs, struct vdfs_info *info)

@@ -7,25 +7,11 @@ import os
 import stat
 import sys
 
+from checklib import check, expect_errno, failures
+
 MNT = sys.argv[1]
 uid, gid = os.getuid(), os.getgid()
 assert uid != 0, "must not run as root"
-failures = []
-
-
-def check(what, cond):
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what, file=sys.stderr)
-
-
-def expect_errno(what, err, fn, *args):
-    try:
-        fn(*args)
-    except OSError as e:
-        check(f"{what}: errno {errno.errorcode.get(e.errno)} expected {errno.errorcode[err]}", e.errno == err)
-        return
-    check(f"{what}: succeeded, expected {errno.errorcode[err]}", False)
 
 
 pub = os.path.join(MNT, "pub")

@@ -96,6 +96,25 @@ void fixture_destroy(struct fixture *f)
         rmdir(f->dir);
 }
 
+int fixture_setup(void **state, const char *size, const char *const *extra, bool mount)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    fixture_make(f, size, extra);
+    if (mount)
+        fixture_mount(f);
+    *state = f;
+    return 0;
+}
+
+int fixture_teardown(void **state)
+{
+    struct fixture *f = *state;
+    fixture_destroy(f);
+    free(f);
+    return 0;
+}
+
 uint32_t fixture_create(struct fixture *f, uint32_t dir, const char *name, uint32_t mode)
 {
     struct vdfs_stat st;

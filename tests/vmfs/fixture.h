@@ -5,6 +5,7 @@
 #ifndef VDFS_TEST_FIXTURE_H
 #define VDFS_TEST_FIXTURE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "vdfs.h"
@@ -26,6 +27,12 @@ void fixture_unmount(struct fixture *f);
 int fixture_fsck(const struct fixture *f);
 /* Unmounts if mounted and removes the directory. */
 void fixture_destroy(struct fixture *f);
+
+/* A cmocka per-test setup: a new fixture with an image of `size` made
+ * with `extra` options, mounted when `mount`; stored in *state.
+ * fixture_teardown is the matching teardown. */
+int fixture_setup(void **state, const char *size, const char *const *extra, bool mount);
+int fixture_teardown(void **state);
 
 /* Convenience wrappers that assert success. */
 uint32_t fixture_create(struct fixture *f, uint32_t dir, const char *name, uint32_t mode);

@@ -17,21 +17,9 @@
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     const char *opts[] = {"-H", "2", NULL};
-    fixture_make(f, "1G", opts);
-    fixture_mount(f);
     fixture_quiet_log();
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    fixture_destroy(f);
-    free(f);
-    return 0;
+    return fixture_setup(state, "1G", opts, true);
 }
 
 static void flip_byte(const char *image, uint64_t addr)
@@ -95,7 +83,7 @@ static void test_corrupt_descriptor_is_eio_alone(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_corrupt_descriptor_is_eio_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_descriptor_is_eio_alone, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,20 +15,8 @@
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     const char *opts[] = {"-H", "2", "-N", "32768", NULL};
-    fixture_make(f, "2G", opts);
-    fixture_mount(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    fixture_destroy(f);
-    free(f);
-    return 0;
+    return fixture_setup(state, "2G", opts, true);
 }
 
 struct count_ctx {
@@ -342,14 +330,14 @@ static void test_symlinks(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_twenty_thousand_entries, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readdir_resumes_from_cookie, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_name_length_limits, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_rename_flavours, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_remove_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hard_links_and_dir_nlink, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_symlinks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_deleted_descriptor_is_gone_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_twenty_thousand_entries, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_readdir_resumes_from_cookie, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_name_length_limits, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_rename_flavours, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_remove_errors, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_hard_links_and_dir_nlink, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_symlinks, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_deleted_descriptor_is_gone_at_once, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,20 +23,8 @@
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     const char *opts[] = {"-H", "2", NULL};
-    fixture_make(f, "4G", opts);
-    fixture_mount(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    fixture_destroy(f);
-    free(f);
-    return 0;
+    return fixture_setup(state, "4G", opts, true);
 }
 
 static uint64_t free_blocks(struct fixture *f)
@@ -336,14 +324,14 @@ static void test_single_and_double_indirect(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_first_write_allocates_one_block, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_punch_hole_frees_whole_blocks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_zero_range_reads_zeros, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fallocate_allocates_unwritten_zero_blocks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_seek_data_and_hole, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_one_tib_sparse_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_mode_transitions_keep_content, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_single_and_double_indirect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_write_allocates_one_block, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_punch_hole_frees_whole_blocks, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_zero_range_reads_zeros, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_fallocate_allocates_unwritten_zero_blocks, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_seek_data_and_hole, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_one_tib_sparse_file, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_mode_transitions_keep_content, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_single_and_double_indirect, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,20 +16,8 @@
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     const char *opts[] = {"-H", "2", NULL};
-    fixture_make(f, "1G", opts);
-    fixture_mount(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    fixture_destroy(f);
-    free(f);
-    return 0;
+    return fixture_setup(state, "1G", opts, true);
 }
 
 static void test_attributes_survive_remount(void **state)
@@ -132,10 +120,10 @@ static void test_open_file_outlives_unlink(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_attributes_survive_remount, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_setgid_directory_passes_gid_on, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_special_files, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_file_outlives_unlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_attributes_survive_remount, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_setgid_directory_passes_gid_on, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_special_files, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_open_file_outlives_unlink, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,19 +17,8 @@
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     const char *opts[] = {"-H", "2", NULL};
-    fixture_make(f, "2G", opts);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    fixture_destroy(f);
-    free(f);
-    return 0;
+    return fixture_setup(state, "2G", opts, false);
 }
 
 enum { FILES = 200 };
@@ -153,9 +142,9 @@ static void test_many_operations_between_syncs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_clean_unmount_keeps_everything, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replay_after_host_death, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_many_operations_between_syncs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_clean_unmount_keeps_everything, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_replay_after_host_death, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_many_operations_between_syncs, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,20 +14,8 @@
 
 static int setup(void **state)
 {
-    struct fixture *f = calloc(1, sizeof(*f));
     const char *opts[] = {"-H", "2", NULL};
-    fixture_make(f, "1G", opts);
-    fixture_mount(f);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *f = *state;
-    fixture_destroy(f);
-    free(f);
-    return 0;
+    return fixture_setup(state, "1G", opts, true);
 }
 
 static void test_set_get_list_remove(void **state)
@@ -115,9 +103,9 @@ static void test_area_full_is_enospc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_set_get_list_remove, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_flags_and_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_area_full_is_enospc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_get_list_remove, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_flags_and_errors, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_area_full_is_enospc, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
