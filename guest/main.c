@@ -17,7 +17,7 @@ extern char __image_end[];
 
 static const char *const known_keys[] = {
 	"mode", "op", "bs", "qd", "seconds", "count", "span", "tsc_khz", "timeout_ms",
-	"disk", "pci", "ecam", "bar_window", "mem_mb",
+	"disk", "pci", "ecam", "bar_window", "mem_mb", "nic", "ip", "peer", "dst", "size", "end",
 };
 
 /* The RAM region holding the image, from the PVH memory map (or mem_mb=). */
@@ -110,6 +110,13 @@ void guest_main(const struct hvm_start_info *info)
 		guest_finish(mode_blktest());
 	if (str_equal_n(mode, "blkbench", mode_len))
 		guest_finish(mode_blkbench());
-	console_write("VDFS-GUEST ERROR mode= takes ready, pci, blktest, blkbench or fault\n");
+	if (str_equal_n(mode, "net-responder", mode_len))
+		guest_finish(mode_net_responder());
+	if (str_equal_n(mode, "net-ping", mode_len))
+		guest_finish(mode_net_ping());
+	if (str_equal_n(mode, "net-blast", mode_len))
+		guest_finish(mode_net_blast());
+	console_write("VDFS-GUEST ERROR mode= takes ready, pci, blktest, blkbench, net-responder, net-ping, "
+		      "net-blast or fault\n");
 	guest_finish(STATUS_BAD_CMDLINE);
 }

@@ -8,5 +8,8 @@
 enum guest_status mode_pci(void);
 enum guest_status mode_blktest(void);
 enum guest_status mode_blkbench(void);
+enum guest_status mode_net_responder(void);
+enum guest_status mode_net_ping(void);
+enum guest_status mode_net_blast(void);
 
 #endif
