@@ -1,0 +1,165 @@
+#!/bin/bash
+# vdfs-switch with real VMs: vdfs-vm boots the test guest (guest/guest.elf)
+# with a virtio-net NIC on a switch port.  Cases:
+#   vm-ping     two VMs: ARP + 5 ICMP echoes between them through the switch
+#   vm-blast    net-blast sends 20000 frames to a net-responder VM; every
+#               frame is accounted for by the receiver or the switch's drops
+#   vm-restart  the responder VM powers off and boots again with the same MAC:
+#               its port re-attaches and the peer reaches it again
+#   host-ping   the real ping, from a network namespace holding the switch's
+#               TAP uplink, to a responder VM
+# Usage: vm_net.sh CASE VDFS_SWITCH VDFS_VM GUEST_ELF.  Exit 77 without KVM.
+set -euo pipefail
+case=$1 SWITCH=$2 VM=$3 GUEST=$4
+[[ -w /dev/kvm ]] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
+dir=$(mktemp -d /tmp/vdfs-vmnet.XXXXXX)
+export VDFS_VM_RUN_DIR=$dir/run # private VM registry: no admission clash with other tests
+ns=vdfsvm$$ tap=vswv$$
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+fail() {
+    echo "FAIL ($case): $*"
+    for f in "$dir"/*.log "$dir"/*.err; do [[ -s $f ]] && { echo "--- $(basename "$f")"; cat "$f"; }; done
+    exit 1
+}
+tsc_khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+sw() { "$SWITCH" --socket "$dir/sw.sock" "$@"; }
+
+start_switch() {
+    "$SWITCH" daemon -f --name vmnet --socket "$dir/sw.sock" "$@" 2>"$dir/switch.err" &
+    pids+=($!)
+    for _ in $(seq 100); do [[ -S $dir/sw.sock.ctl ]] && return; sleep 0.05; done
+    fail "switch did not start"
+}
+
+# boot NAME MAC CMDLINE: starts a VM in the background; its console goes to NAME.log.
+boot() {
+    local name=$1 mac=$2 cmdline=$3
+    timeout 60 "$VM" run --name "$name" --memory 64M --kernel "$GUEST" --switch "$dir/sw.sock" \
+        --nic "default,mac=$mac" --cmdline "$cmdline tsc_khz=$tsc_khz" \
+        --serial "file:$dir/$name.log" 2>"$dir/$name.err" &
+    last_vm=$!
+    pids+=($last_vm)
+}
+
+# wait_line NAME PATTERN: waits up to 20 s for a console line.
+wait_line() {
+    for _ in $(seq 200); do grep -q -- "$2" "$dir/$1.log" 2>/dev/null && return; sleep 0.1; done
+    fail "$1: no '$2' on the console"
+}
+
+# field NAME LINE_PATTERN KEY: the value of KEY= on the console line matching LINE_PATTERN.
+field() {
+    grep -- "$2" "$dir/$1.log" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"
+}
+
+expect_done() { # expect_done NAME PID STATUS
+    local rc=0
+    wait "$2" || rc=$?
+    [[ $rc == "$3" ]] || fail "$1: vdfs-vm exited $rc, want $3"
+    grep -qx "VDFS-GUEST DONE status=$3" "$dir/$1.log" || fail "$1: no 'DONE status=$3'"
+}
+
+ping_pair() { # ping_pair ROUND: responder a (10.0.0.2) must already be up
+    boot "b$1" 02:00:00:00:0b:01 "mode=net-ping ip=10.0.0.1 peer=10.0.0.2 count=5"
+    local b=$last_vm
+    expect_done "b$1" "$b" 0
+    expect_done "a$1" "$a_pid" 0
+    [[ $(field "b$1" mode=net-ping received) == 5 ]] || fail "round $1: not 5 replies"
+    [[ $(field "b$1" mode=net-ping peer_mac) == 02:00:00:00:0a:01 ]] || fail "round $1: ARP gave the wrong MAC"
+    [[ $(field "a$1" mode=net-responder echo_replies) == 5 ]] || fail "round $1: responder sent no 5 replies"
+    [[ $(field "a$1" mode=net-responder arp_replies) -ge 1 ]] || fail "round $1: responder answered no ARP"
+    [[ $(field "a$1" mode=net-responder ended) == end-frame ]] || fail "round $1: responder missed the END frame"
+}
+
+case $case in
+vm-ping)
+    start_switch
+    boot a1 02:00:00:00:0a:01 "mode=net-responder ip=10.0.0.2 seconds=30"
+    a_pid=$last_vm
+    wait_line a1 "nic=ready"
+    ping_pair 1
+    ;;
+vm-restart)
+    start_switch
+    boot a1 02:00:00:00:0a:01 "mode=net-responder ip=10.0.0.2 seconds=30"
+    a_pid=$last_vm
+    wait_line a1 "nic=ready"
+    port1=$(sw --json port list | python3 -c 'import json,sys; print([p["port"] for p in json.load(sys.stdin) if p["mac"] == "02:00:00:00:0a:01"][0])')
+    ping_pair 1
+    # Both VMs are gone: their ports and MACs are free again.
+    for _ in $(seq 50); do [[ $(sw --json port list) == "[]" ]] && break; sleep 0.1; done
+    [[ $(sw --json port list) == "[]" ]] || fail "ports still attached after the VMs powered off"
+    boot a2 02:00:00:00:0a:01 "mode=net-responder ip=10.0.0.2 seconds=30"
+    a_pid=$last_vm
+    wait_line a2 "nic=ready"
+    attached=$(sw --json port list | python3 -c 'import json,sys; print(sum(1 for p in json.load(sys.stdin) if p["mac"] == "02:00:00:00:0a:01"))')
+    [[ $attached == 1 ]] || fail "restarted VM's MAC attached $attached times"
+    ping_pair 2
+    echo "port before restart: $port1"
+    ;;
+vm-blast)
+    start_switch
+    boot rx 02:00:00:00:0a:01 "mode=net-responder ip=10.0.0.2 seconds=30"
+    rx_pid=$last_vm
+    wait_line rx "nic=ready"
+    rx_port=$(sw --json port list | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["port"])')
+    boot tx 02:00:00:00:0b:01 "mode=net-blast dst=02:00:00:00:0a:01 size=64 count=20000 end=0"
+    expect_done tx "$last_vm" 0
+    sent=$(field tx mode=net-blast frames)
+    [[ $sent == 20000 ]] || fail "generator sent $sent frames, want 20000"
+    read -r tx_frames queue_full < <(sw --json port stats --port "$rx_port" |
+        python3 -c 'import json,sys; p=json.load(sys.stdin)[0]; print(p["tx_frames"], p["drops"]["queue_full"])')
+    (( tx_frames + queue_full == sent )) || fail "switch: $tx_frames delivered + $queue_full dropped != $sent sent"
+    # Now that the counters are read, an END frame from a port of our own ends the receiver.
+    python3 -c '
+import socket, struct, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.connect(sys.argv[1])
+mac = bytes.fromhex("02000000ee01")
+s.send(struct.pack("<IHH6s2x32s16s", 0x57534456, 1, 0, mac, b"default", b"vm_net.sh"))
+ack = s.recv(64)
+assert len(ack) == 64 and struct.unpack_from("<H", ack, 6)[0] == 0, "switch refused the port"
+s.send(bytes.fromhex("020000000a01") + mac + bytes.fromhex("88b5" "56444642" "02") + bytes(41))
+s.close()' "$dir/sw.sock" || fail "could not send the END frame"
+    expect_done rx "$rx_pid" 0
+    got=$(field rx blast_rx frames)
+    [[ $got == "$tx_frames" ]] || fail "receiver counted $got frames, the switch delivered $tx_frames"
+    (( got >= sent / 10 )) || fail "receiver got only $got of $sent frames"
+    echo "sent=$sent delivered=$tx_frames dropped_queue_full=$queue_full counted=$got"
+    ;;
+host-ping)
+    start_switch --uplink "$tap"
+    ip netns add "$ns"
+    ip link set "$tap" netns "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add 10.77.0.1/24 dev "$tap"
+    ip -n "$ns" link set "$tap" up
+    boot vm 02:77:00:00:00:02 "mode=net-responder ip=10.77.0.2 seconds=30"
+    vm_pid=$last_vm
+    wait_line vm "nic=ready"
+    ip netns exec "$ns" ping -c 3 -i 0.2 -W 2 10.77.0.2 >"$dir/ping.out" || fail "ping: $(cat "$dir/ping.out")"
+    cat "$dir/ping.out"
+    # The generator's END frame, sent by hand through the TAP, ends the responder.
+    ip netns exec "$ns" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+end = bytes.fromhex("027700000002" "027700000001" "88b5" "56444642" "02") + bytes(41)
+s.send(end)' "$tap"
+    expect_done vm "$vm_pid" 0
+    [[ $(field vm mode=net-responder echo_replies) -ge 3 ]] || fail "the VM sent fewer than 3 echo replies"
+    [[ $(field vm mode=net-responder arp_replies) -ge 1 ]] || fail "the VM answered no ARP"
+    ;;
+*)
+    echo "usage: vm_net.sh vm-ping|vm-blast|vm-restart|host-ping VDFS_SWITCH VDFS_VM GUEST_ELF" >&2
+    exit 2
+    ;;
+esac
+echo "ok $case"
