@@ -1,0 +1,60 @@
+#!/bin/bash
+# kill -9 of a host in the middle of its work: host 1 runs workload.py
+# (creates, writes, renames with fsync, holding the metadata lock), host 2
+# is idle.  At a seeded moment host 1's daemon gets SIGKILL; at once host 2
+# makes a directory, which needs the lock host 1 held.  With the default
+# heartbeat settings (interval 250 ms, timeout 3000 ms) host 2 must be
+# done within 5 s of the kill: the timeout, replay of host 1's journal, and
+# 2 s of slack for this shared 2-core machine.  Then host 2 must show
+# everything host 1 fsync'ed, fsck -n is clean, and host 1 can mount again.
+# Usage: failover.sh BUILD_ROOT
+. "$(dirname "$0")/lib.sh" "$1"
+seed=${VDFS_CLUSTER_SEED:-4}
+bound_ms=${VDFS_FAILOVER_BOUND_MS:-5000}
+
+make_image 2G -H 8
+mount_host 1
+mount_host 2
+mkdir "$(mnt 1)/shared" "$(mnt 1)/shared/claims"
+python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$(mnt 1)"
+ls "$(mnt 2)/shared" >/dev/null
+
+python3 "$HERE/workload.py" --root "$(mnt 1)" --host 1 --seed "$seed" --seconds 60 --log "$WORK/log1" \
+    >"$WORK/wl1.out" 2>&1 &
+wl=$!
+# 2 to 3.5 s of work first, so that the journal has wrapped through many
+# transactions and one is most likely open.
+sleep "$(python3 -c "import random; print(2 + random.Random($seed).random() * 1.5)")"
+kill -0 "$wl" 2>/dev/null || { cat "$WORK/wl1.out"; fail "host 1's workload ended before the kill"; }
+grep -q '^F ' "$WORK/log1" || fail "host 1 fsync'ed nothing before the kill"
+
+t0=$(now_ms)
+kill_host 1
+timeout -k 2 30 mkdir "$(mnt 2)/after-takeover" || fail "host 2 could not make a directory after host 1 died"
+t1=$(now_ms)
+takeover=$((t1 - t0))
+echo "takeover after kill -9: ${takeover} ms (bound ${bound_ms} ms)"
+rc=0; wait "$wl" || rc=$?
+[ "$rc" = 3 ] || { cat "$WORK/wl1.out"; fail "host 1's workload: status $rc, expected 3 (mount gone)"; }
+[ "$takeover" -le "$bound_ms" ] || fail "takeover took ${takeover} ms, more than ${bound_ms} ms"
+
+python3 - "$VDFSCTL" "$IMG" "$(host_uuid 1)" <<'PY' || fail "host 1 still shows as live after the takeover"
+import json, subprocess, sys
+ctl, img, dead = sys.argv[1:]
+slots = json.loads(subprocess.run([ctl, "hosts", "--json", img], check=True, capture_output=True).stdout)
+assert not [s for s in slots if s["host_uuid"] == dead and s["state"] == "live"], slots
+PY
+
+sleep 1.2  # host 2's entry and attribute caches
+python3 "$HERE/verify.py" --pending-ok --ignore /after-takeover --mount "$(mnt 2)" "$WORK/log1" ||
+    fail "host 2 does not show what host 1 fsync'ed"
+unmount_host 2
+fsck_clean
+
+mount_host 1
+[ -d "$(mnt 1)/after-takeover" ] || fail "host 1 rejoined but does not see host 2's directory"
+python3 "$HERE/verify.py" --pending-ok --ignore /after-takeover --mount "$(mnt 1)" "$WORK/log1" ||
+    fail "after host 1 rejoined the tree differs"
+unmount_host 1
+fsck_clean
+echo PASS
