@@ -129,12 +129,17 @@ static int parse_disk(struct vm_config *cfg, const char *value, char *err, size_
             d.readonly = true;
         } else if (strcmp(part, "rw") == 0) {
             d.readonly = false;
+        } else if (strcmp(part, "cache=none") == 0) {
+            d.direct = true;
+        } else if (strcmp(part, "cache=writeback") == 0) {
+            d.direct = false;
         } else if (strncmp(part, "serial=", 7) == 0) {
             if (strlen(part + 7) > 20)
                 return fail(err, errlen, "disk: serial '%s' is longer than 20 bytes", part + 7);
             strcpy(d.serial, part + 7);
         } else {
-            return fail(err, errlen, "disk: unknown option '%s' (ro, rw, serial=X)", part);
+            return fail(err, errlen, "disk: unknown option '%s' (ro, rw, cache=none, cache=writeback, serial=X)",
+                        part);
         }
     }
     cfg->disks[cfg->ndisks++] = d;

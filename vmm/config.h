@@ -15,6 +15,7 @@
 struct disk_config {
     char path[CONFIG_PATH_MAX];
     bool readonly;
+    bool direct;     /* cache=none: O_DIRECT, the host page cache is bypassed */
     char serial[21]; /* virtio-blk serial: up to 20 bytes, NUL-terminated */
 };
 

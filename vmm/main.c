@@ -204,6 +204,12 @@ static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_ser
         for (unsigned i = 0; i < cfg->ndisks; i++) {
             const struct disk_config *disk = &cfg->disks[i];
             if (strncmp(disk->path, "vdfs:", 5) == 0) {
+                if (disk->direct) {
+                    /* libvdfs owns its device I/O (O_DIRECT on shared images). */
+                    fprintf(stderr, "vdfs-vm: disk %s: cache= applies to plain files and "
+                                    "block devices, not datastore disks\n", disk->path);
+                    return -1;
+                }
                 char err[1024];
                 struct blk_backend *be = disk_vdfs_open(disk->path, disk->readonly, err,
                                                         sizeof(err));

@@ -33,14 +33,25 @@ struct guest_memory *guest_memory_create(uint64_t size)
     struct guest_memory *mem = calloc(1, sizeof(*mem));
     if (!mem)
         return NULL;
-    void *host = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (host == MAP_FAILED) {
+    /* 2 MiB alignment lets guest 2 MiB pages sit on host huge pages (one
+     * EPT entry each, and one page pin per 2 MiB of O_DIRECT disk I/O). */
+    const uint64_t huge = UINT64_C(2) << 20;
+    uint8_t *area = mmap(NULL, size + huge, PROT_READ | PROT_WRITE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (area == MAP_FAILED) {
         int saved = errno;
         free(mem);
         errno = saved;
         return NULL;
     }
+    uint8_t *host = (uint8_t *)(((uintptr_t)area + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (host > area)
+        munmap(area, (size_t)(host - area));
+    if (host + size < area + size + huge)
+        munmap(host + size, (size_t)(area + size + huge - (host + size)));
+    /* Transparent huge pages where the host allows them on request (the
+     * "madvise" setting); pages are still only allocated when touched. */
+    (void)madvise(host, size, MADV_HUGEPAGE);
     /* Lets RSS measurements tell guest RAM from the VMM's own memory in
      * /proc/PID/smaps; the name is advisory, so failure is fine. */
     (void)prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)host, size,

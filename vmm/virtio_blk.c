@@ -33,7 +33,9 @@ enum file_op { FILE_READ, FILE_WRITE, FILE_FLUSH, FILE_PUNCH, FILE_ZERO_RANGE };
 
 struct blk_file {
     struct blk_backend be;
-    int fd;
+    int fd;          /* O_DIRECT when the disk is cache=none */
+    int fd_buffered; /* cache=none: for requests O_DIRECT cannot take; else -1 */
+    uint32_t dio_mem_align, dio_offset_align;
     int efd;
     uint64_t capacity;
     struct io_uring ring;
@@ -49,6 +51,24 @@ static struct io_uring_sqe *file_sqe(struct blk_file *f)
     return sqe;
 }
 
+/* O_DIRECT needs the file offset, every segment's address and every
+ * segment's length aligned; a guest may send 512-byte pieces anywhere, and
+ * those go through the page cache instead (the kernel writes back and
+ * invalidates cached pages around direct I/O, so both views agree). */
+static bool direct_ok(const struct blk_file *f, const struct blk_io *io)
+{
+    if (f->fd_buffered < 0)
+        return true;
+    if (io->offset % f->dio_offset_align)
+        return false;
+    for (int i = 0; i < io->iovcnt; i++) {
+        if ((uintptr_t)io->iov[i].iov_base % f->dio_mem_align ||
+            io->iov[i].iov_len % f->dio_offset_align)
+            return false;
+    }
+    return true;
+}
+
 static int file_queue(struct blk_file *f, struct blk_io *io, enum file_op op)
 {
     struct io_uring_sqe *sqe = file_sqe(f);
@@ -56,10 +76,12 @@ static int file_queue(struct blk_file *f, struct blk_io *io, enum file_op op)
         return -EBUSY;
     switch (op) {
     case FILE_READ:
-        io_uring_prep_readv(sqe, f->fd, io->iov, (unsigned)io->iovcnt, io->offset);
+        io_uring_prep_readv(sqe, direct_ok(f, io) ? f->fd : f->fd_buffered, io->iov,
+                            (unsigned)io->iovcnt, io->offset);
         break;
     case FILE_WRITE:
-        io_uring_prep_writev(sqe, f->fd, io->iov, (unsigned)io->iovcnt, io->offset);
+        io_uring_prep_writev(sqe, direct_ok(f, io) ? f->fd : f->fd_buffered, io->iov,
+                             (unsigned)io->iovcnt, io->offset);
         break;
     case FILE_FLUSH:
         io_uring_prep_fsync(sqe, f->fd, IORING_FSYNC_DATASYNC);
@@ -152,6 +174,8 @@ static void file_close(struct blk_backend *be)
     io_uring_queue_exit(&f->ring);
     close(f->efd);
     close(f->fd);
+    if (f->fd_buffered >= 0)
+        close(f->fd_buffered);
     free(f);
 }
 
@@ -168,17 +192,46 @@ static const struct blk_backend_ops file_ops = {
     .reap = file_reap,
 };
 
-struct blk_backend *blk_file_open(const char *path, bool readonly, char *err, size_t errlen)
+/* Alignment O_DIRECT needs on `fd` (statx STATX_DIOALIGN, Linux 6.1);
+ * 512 bytes where the kernel does not say, which every device accepts
+ * that has 512-byte logical blocks, and a 4 KiB-sector device refuses
+ * with EINVAL (an I/O error for that request, never a crash). */
+static void dio_alignment(int fd, uint32_t *mem_align, uint32_t *offset_align)
+{
+    struct statx stx;
+    *mem_align = *offset_align = VIRTIO_BLK_SECTOR_SIZE;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+        (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_mem_align && stx.stx_dio_offset_align) {
+        *mem_align = stx.stx_dio_mem_align;
+        *offset_align = stx.stx_dio_offset_align;
+    }
+}
+
+static void file_free(struct blk_file *f)
+{
+    if (f->efd >= 0)
+        close(f->efd);
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->fd_buffered >= 0)
+        close(f->fd_buffered);
+    free(f);
+}
+
+struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, char *err,
+                                  size_t errlen)
 {
     struct blk_file *f = calloc(1, sizeof(*f));
     if (!f) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    f->fd = open(path, (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    f->fd = f->fd_buffered = f->efd = -1;
+    int flags = (readonly ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+    f->fd = open(path, flags);
     if (f->fd < 0) {
         snprintf(err, errlen, "cannot open disk %s: %s", path, strerror(errno));
-        free(f);
+        file_free(f);
         return NULL;
     }
     struct stat st;
@@ -190,9 +243,21 @@ struct blk_backend *blk_file_open(const char *path, bool readonly, char *err, si
         size = (uint64_t)st.st_size;
     } else {
         snprintf(err, errlen, "disk %s is not a regular file or block device", path);
-        close(f->fd);
-        free(f);
+        file_free(f);
         return NULL;
+    }
+    if (direct) {
+        /* The buffered descriptor stays for unaligned requests. */
+        f->fd_buffered = f->fd;
+        f->fd = open(path, flags | O_DIRECT);
+        if (f->fd < 0) {
+            snprintf(err, errlen, "disk %s: cache=none needs O_DIRECT, which %s: %s", path,
+                     errno == EINVAL ? "this filesystem does not support" : "failed",
+                     strerror(errno));
+            file_free(f);
+            return NULL;
+        }
+        dio_alignment(f->fd, &f->dio_mem_align, &f->dio_offset_align);
     }
     f->capacity = size / VIRTIO_BLK_SECTOR_SIZE * VIRTIO_BLK_SECTOR_SIZE;
     f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -204,10 +269,7 @@ struct blk_backend *blk_file_open(const char *path, bool readonly, char *err, si
     }
     if (rc) {
         snprintf(err, errlen, "disk %s: cannot set up io_uring: %s", path, strerror(-rc));
-        if (f->efd >= 0)
-            close(f->efd);
-        close(f->fd);
-        free(f);
+        file_free(f);
         return NULL;
     }
     f->be.ops = &file_ops;
@@ -518,7 +580,14 @@ static void blk_process_queue(struct virtio_blk *blk)
                 break;
             }
         }
-        if (stop || !virtqueue_enable_notify(vq))
+        if (stop)
+            break;
+        /* While requests are in flight, their completions wake this thread
+         * and it looks at the ring again then, so the guest need not kick
+         * (each kick is a VM exit).  Only an idle device asks for kicks. */
+        if (blk->inflight && blk->be->ops->reap)
+            break;
+        if (!virtqueue_enable_notify(vq))
             break;
     }
     if (blk->be->ops->submit)
@@ -549,7 +618,7 @@ static void *blk_thread(void *arg)
                 blk_process_queue(blk);
             } else {
                 blk->be->ops->reap(blk->be);
-                blk_publish(blk);
+                blk_process_queue(blk); /* also publishes the completions */
             }
             virtio_pci_unlock(blk->vp);
         }
@@ -690,7 +759,8 @@ int virtio_blk_create(struct pci_bus *pci, struct vm_services *svc, const struct
         return -ENOTSUP;
     }
     char err[512];
-    struct blk_backend *be = blk_file_open(cfg->path, cfg->readonly, err, sizeof(err));
+    struct blk_backend *be = blk_file_open(cfg->path, cfg->readonly, cfg->direct, err,
+                                           sizeof(err));
     if (!be) {
         fprintf(stderr, "vdfs-vm: %s\n", err);
         return -ENOENT;

@@ -67,11 +67,13 @@ struct blk_backend {
     bool readonly;
 };
 
-/* The plain-file (or block-device) backend: buffered I/O through one
- * io_uring; discard punches holes (FALLOC_FL_PUNCH_HOLE|KEEP_SIZE), write-
- * zeroes uses FALLOC_FL_ZERO_RANGE or a punch.  NULL with `err` filled on
- * failure. */
-struct blk_backend *blk_file_open(const char *path, bool readonly, char *err, size_t errlen);
+/* The plain-file (or block-device) backend: I/O through one io_uring,
+ * buffered, or O_DIRECT when `direct` (requests whose buffers are not
+ * aligned for O_DIRECT then go through the page cache); discard punches
+ * holes (FALLOC_FL_PUNCH_HOLE|KEEP_SIZE), write-zeroes uses
+ * FALLOC_FL_ZERO_RANGE or a punch.  NULL with `err` filled on failure. */
+struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, char *err,
+                                  size_t errlen);
 
 /* Creates a virtio-blk PCI function for cfg->path (a plain path; the
  * "vdfs:" form needs a libvdfs backend passed to virtio_blk_create_backend).
