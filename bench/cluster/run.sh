@@ -1,0 +1,124 @@
+#!/bin/bash
+# Multi-host figures for vdfs, each next to a peer measured in the same run:
+#  1. uncontended file-lock acquire: libvdfs open-for-write + release (an
+#     on-disk lock taken by compare-and-write) against an OFD lock + unlock
+#     of a local file (what one machine's kernel gives for free); then the
+#     same open while a second host keeps the metadata lock busy;
+#  2. fail-over after kill -9 with the default heartbeat settings, against
+#     the published VMFS (~16 s) and sanlock (~140 s) figures;
+#  3. create+stat+unlink ops/s with 1, 2 and 4 hosts (vdfs-fuse mounts of
+#     one image), each in its own directory, against the same processes on
+#     the ext4 the image lives on.
+# Usage: bench/cluster/run.sh [BUILD_DIR] [SECONDS] [FAILOVER_ROUNDS]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${1:-$root/build}
+seconds=${2:-5}
+rounds=${3:-3}
+bench=$build/bench/cluster/vdfs-clusterbench
+fuse=$build/fuse/vdfs-fuse
+mkfs=$build/mkfs/mkfs.vdfs
+for b in "$bench" "$fuse" "$mkfs"; do
+    [[ -x $b ]] || { echo "no $b: build first (ninja -C $build)"; exit 1; }
+done
+work=$(mktemp -d /var/tmp/vdfs-cluster-bench.XXXXXX)
+img=$work/img
+declare -A pid=()
+cleanup() {
+    for n in "${!pid[@]}"; do
+        mountpoint -q "$work/h$n" && { umount "$work/h$n" 2>/dev/null || umount -l "$work/h$n"; }
+        kill "${pid[$n]}" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+uuid() { printf '00000000-0000-4000-8000-%012d' "$1"; }
+mount_host() { # N [opts]
+    mkdir -p "$work/h$1"
+    "$fuse" "$img" "$work/h$1" -f -o "host_uuid=$(uuid "$1")${2:+,$2}" 2>"$work/h$1.err" &
+    pid[$1]=$!
+    for _ in $(seq 200); do mountpoint -q "$work/h$1" && return 0; sleep 0.05; done
+    echo "host $1 did not mount: $(cat "$work/h$1.err")"; exit 1
+}
+unmount_host() {
+    umount "$work/h$1"
+    wait "${pid[$1]}" || true
+    unset "pid[$1]"
+}
+kill_host() {
+    kill -9 "${pid[$1]}"; wait "${pid[$1]}" 2>/dev/null || true; unset "pid[$1]"
+    umount -l "$work/h$1" 2>/dev/null || true
+}
+now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+field() { awk -v k="$2" '{for (i = 1; i < NF; i++) if ($i == k) print $(i + 1)}' <<<"$1"; }
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
+
+echo "== 1. uncontended lock acquire (2000 open-for-write/release of 64 files)"
+"$mkfs" -q "$img" 4G
+lock=$("$bench" lock "$img" "$(uuid 9)" 64 2000)
+ofd=$("$bench" ofd "$work/ofd" 2000)
+printf '%-36s %10s %10s\n' "" "median us" "p99 us"
+printf '%-36s %10s %10s\n' "vdfs open O_RDWR (lock by CAW)" "$(field "$lock" median_us | head -1)" "$(field "$lock" p99_us | head -1)"
+printf '%-36s %10s %10s\n' "vdfs release" "$(field "$lock" median_us | tail -1)" "$(field "$lock" p99_us | tail -1)"
+printf '%-36s %10s %10s\n' "peer: OFD lock (one machine)" "$(field "$ofd" median_us | head -1)" "$(field "$ofd" p99_us | head -1)"
+lock_med=$(field "$lock" median_us | head -1) ofd_med=$(field "$ofd" median_us | head -1)
+echo "ratio open/OFD lock (median): $(ratio "$lock_med" "$ofd_med")"
+# The same while another host keeps asking for the metadata lock.
+mount_host 2
+mkdir "$work/h2/busy"
+"$bench" meta "$work/h2/busy" 30 >"$work/busy.out" &
+busy=$!
+sleep 0.5
+contended=$("$bench" lock "$img" "$(uuid 9)" 64 500)
+kill "$busy" 2>/dev/null || true; wait "$busy" 2>/dev/null || true
+unmount_host 2
+printf '%-36s %10s %10s\n' "vdfs open O_RDWR, host 2 busy" "$(field "$contended" median_us | head -1)" "$(field "$contended" p99_us | head -1)"
+rm -f "$img"
+
+echo "== 2. fail-over after kill -9, default heartbeat settings ($rounds rounds)"
+times=()
+for ((r = 0; r < rounds; r++)); do
+    "$mkfs" -q "$img" 4G
+    mount_host 1
+    mount_host 2
+    mkdir "$work/h1/w"
+    ls "$work/h2" >/dev/null
+    "$bench" meta "$work/h1/w" 60 >/dev/null 2>&1 &
+    w=$!
+    sleep 1
+    t0=$(now_ms)
+    kill_host 1
+    mkdir "$work/h2/after"
+    t1=$(now_ms)
+    wait "$w" 2>/dev/null || true
+    times+=($((t1 - t0)))
+    unmount_host 2
+    rm -f "$img"
+done
+fo_med=$(printf '%s\n' "${times[@]}" | median)
+fo_max=$(printf '%s\n' "${times[@]}" | sort -n | tail -1)
+echo "takeover ms per round: ${times[*]}; median $fo_med, max $fo_max"
+echo "peers (published, not measured here): VMFS ~16000 ms, sanlock ~140000 ms"
+echo "ratio VMFS/vdfs: $(ratio 16000 "$fo_med"), sanlock/vdfs: $(ratio 140000 "$fo_med")"
+
+echo "== 3. create+stat+unlink, each host in its own directory (${seconds} s)"
+printf '%-8s %14s %14s %8s %10s\n' "hosts" "vdfs ops/s" "ext4 ops/s" "ratio" "vs 1 host"
+one=
+for n in 1 2 4; do
+    "$mkfs" -q -H 8 "$img" 4G
+    jobs_v=() jobs_e=()
+    for ((h = 1; h <= n; h++)); do mount_host "$h"; mkdir "$work/h$h/d$h"; mkdir -p "$work/ext4/d$h"; done
+    for ((h = 1; h <= n; h++)); do "$bench" meta "$work/h$h/d$h" "$seconds" >"$work/v$h.out" & jobs_v+=($!); done
+    for j in "${jobs_v[@]}"; do wait "$j"; done
+    for ((h = 1; h <= n; h++)); do "$bench" meta "$work/ext4/d$h" "$seconds" >"$work/e$h.out" & jobs_e+=($!); done
+    for j in "${jobs_e[@]}"; do wait "$j"; done
+    v=$(cat "$work"/v?.out | awk '{s += $2} END {print s}')
+    e=$(cat "$work"/e?.out | awk '{s += $2} END {print s}')
+    [[ -n $one ]] || one=$v
+    printf '%-8s %14s %14s %8s %10s\n' "$n" "$v" "$e" "$(ratio "$v" "$e")" "$(ratio "$v" "$one")"
+    for ((h = 1; h <= n; h++)); do unmount_host "$h"; done
+    rm -f "$img" "$work"/v?.out "$work"/e?.out
+done
