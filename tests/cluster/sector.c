@@ -5,7 +5,6 @@
  *   cluster-sector IMAGE hb SLOT      byte offset of heartbeat slot SLOT
  *   cluster-sector IMAGE fdlock INO   byte offset of descriptor INO's lock record
  *                                     (INO 0 is the volume metadata lock)
- *   cluster-sector IMAGE root         the root directory's ino
  *
  * Prints one decimal number; exit 1 with a message on bad input.
  */
@@ -38,8 +37,8 @@ static int parse_u32(const char *text, uint32_t *out)
 
 int main(int argc, char **argv)
 {
-    if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: cluster-sector IMAGE hb SLOT | fdlock INO | root\n");
+    if (argc != 4) {
+        fprintf(stderr, "usage: cluster-sector IMAGE hb SLOT | fdlock INO\n");
         return 2;
     }
     int fd = open(argv[1], O_RDONLY);
@@ -52,10 +51,8 @@ int main(int argc, char **argv)
     if (got != (ssize_t)sizeof(buf) || vdfs_super_decode(buf, 0, &sb) != 0)
         return fail(argv[1], "no valid vdfs superblock");
     const char *what = argv[2];
-    if (strcmp(what, "root") == 0 && argc == 3) {
-        printf("%" PRIu32 "\n", sb.root_ino);
-        return 0;
-    }
+    if (strcmp(what, "hb") != 0 && strcmp(what, "fdlock") != 0)
+        return fail(what, "unknown request (hb or fdlock)");
     uint32_t n;
     if (argc != 4 || parse_u32(argv[3], &n) != 0)
         return fail(what, "needs one decimal number");
@@ -63,12 +60,10 @@ int main(int argc, char **argv)
         if (n >= sb.max_hosts)
             return fail("hb", "slot beyond max_hosts");
         printf("%" PRIu64 "\n", vdfs_heartbeat_addr(&sb, n));
-    } else if (strcmp(what, "fdlock") == 0) {
+    } else {
         if (vdfs_fd_lock_index(&sb, n) >= sb.lock_count)
             return fail("fdlock", "ino beyond the lock area");
         printf("%" PRIu64 "\n", vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, n)));
-    } else {
-        return fail(what, "unknown request");
     }
     return 0;
 }
