@@ -229,7 +229,7 @@ class Host:
         op()
         self.count(op.__name__[3:])
 
-    def run(self, seconds, max_ops):
+    def run(self, seconds, max_ops, until_seq):
         seq = self.intent("mkdir", self.priv)
         os.mkdir(self.p(self.priv))
         self.fsync_dir("/")
@@ -237,7 +237,8 @@ class Host:
         self.note(f"D {seq} {self.priv}")
         end = time.monotonic() + seconds
         ops = 0
-        while time.monotonic() < end and (max_ops == 0 or ops < max_ops):
+        while (time.monotonic() < end and (max_ops == 0 or ops < max_ops)
+               and (until_seq == 0 or self.seq < until_seq)):
             self.step()
             ops += 1
         return ops
@@ -250,11 +251,14 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--ops", type=int, default=0, help="stop after this many ops (0: no limit)")
+    ap.add_argument("--until-seq", type=int, default=0,
+                    help="stop once op SEQ is done: replays a single host's run (no claim races) into a "
+                         "local directory, to see the bytes a failed run should have shown")
     ap.add_argument("--log", required=True)
     args = ap.parse_args()
     h = Host(args)
     try:
-        ops = h.run(args.seconds, args.ops)
+        ops = h.run(args.seconds, args.ops, args.until_seq)
     except OSError as e:
         h.note(f"E {h.seq} {errno.errorcode.get(e.errno, e.errno)} {e}")
         if e.errno in GONE:
