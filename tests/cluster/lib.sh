@@ -33,6 +33,17 @@ cleanup() {
         if mountpoint -q "$(mnt "$n")" 2>/dev/null; then
             umount "$(mnt "$n")" 2>/dev/null || umount -l "$(mnt "$n")" 2>/dev/null || true
         fi
+    done
+    # A daemon finishes its unmount (journal, heartbeat slot) after umount
+    # returns: give it time before signalling, so that left-over state in
+    # a kept work directory is the test's, not the clean-up's.
+    for _ in $(seq 100); do
+        local alive=
+        for n in "${!HOST_PID[@]}"; do kill -0 "${HOST_PID[$n]}" 2>/dev/null && alive=1; done
+        [ -z "$alive" ] && break
+        sleep 0.05
+    done
+    for n in "${!HOST_PID[@]}"; do
         kill "${HOST_PID[$n]}" 2>/dev/null || true
         wait "${HOST_PID[$n]}" 2>/dev/null || true
     done

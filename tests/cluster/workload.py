@@ -204,8 +204,10 @@ class Host:
             try:
                 with open(self.p("/shared/claims/" + name), "rb") as f:
                     got = f.read()
-            except FileNotFoundError:
-                continue  # unlinked by its owner meanwhile
+            except OSError as e:
+                if e.errno in (errno.ENOENT, errno.ESTALE):
+                    continue  # unlinked by its owner meanwhile
+                raise
             if got and not (got.startswith(b"host-") and got.endswith(b"\n")):
                 raise AssertionError(f"claim {name} holds {got[:40]!r}")
 
