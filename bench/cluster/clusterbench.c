@@ -67,7 +67,9 @@ static int bench_lock(const char *image, const char *uuid, long files, long roun
     struct vdfs_cred cred = {0, 0};
     struct vdfs_stat st;
     uint32_t dir = vdfs_root_ino(fs);
-    rc = vdfs_create(fs, dir, "lockbench", S_IFDIR | 0755, 0, &cred, &st);
+    char dname[32];
+    snprintf(dname, sizeof(dname), "lockbench.%d", (int)getpid());
+    rc = vdfs_create(fs, dir, dname, S_IFDIR | 0755, 0, &cred, &st);
     if (rc == 0)
         dir = st.ino;
     uint32_t *ino = calloc((size_t)files, sizeof(*ino));
