@@ -396,8 +396,9 @@ static void *vcpu_thread(void *arg)
     char name[16];
     snprintf(name, sizeof(name), "vcpu%u", cpu->index);
     pthread_setname_np(pthread_self(), name);
-    if (vm->seccomp) {
-        int rc = seccomp_apply(SECCOMP_PROFILE_VCPU);
+    {
+        int rc = vm->seccomp ? seccomp_apply(SECCOMP_PROFILE_VCPU)
+                             : seccomp_thread_confine(SECCOMP_PROFILE_VCPU);
         if (rc < 0) {
             fprintf(stderr, "vdfs-vm: vCPU %u: cannot install seccomp filter: %s\n", cpu->index,
                     strerror(-rc));
@@ -419,7 +420,7 @@ static void *vcpu_thread(void *arg)
     return NULL;
 }
 
-enum vm_stop_reason vm_run(struct vm *vm, const struct boot_entry *boot, int *status)
+int vm_start(struct vm *vm, const struct boot_entry *boot)
 {
     struct sigaction sa = { .sa_handler = kick_handler };
     sigemptyset(&sa.sa_mask);
@@ -429,8 +430,8 @@ enum vm_stop_reason vm_run(struct vm *vm, const struct boot_entry *boot, int *st
     int rc = cpu_setup_boot_regs(vm->vcpus[0].fd, vm->mem, boot);
     if (rc < 0) {
         fprintf(stderr, "vdfs-vm: cannot set boot registers: %s\n", strerror(-rc));
-        *status = 0;
-        return VM_STOP_ERROR;
+        vm_request_stop(vm, VM_STOP_ERROR, 0);
+        return -1;
     }
     for (unsigned i = 0; i < vm->ncpus; i++) {
         struct vcpu *cpu = &vm->vcpus[i];
@@ -438,11 +439,15 @@ enum vm_stop_reason vm_run(struct vm *vm, const struct boot_entry *boot, int *st
         if (rc != 0) {
             fprintf(stderr, "vdfs-vm: cannot start vCPU thread %u: %s\n", i, strerror(rc));
             vm_request_stop(vm, VM_STOP_ERROR, 0);
-            break;
+            return -1;
         }
         cpu->started = true;
     }
+    return 0;
+}
 
+enum vm_stop_reason vm_wait(struct vm *vm, int *status)
+{
     pthread_mutex_lock(&vm->stop_lock);
     while (vm->stop_reason == VM_STOP_NONE)
         pthread_cond_wait(&vm->stop_cond, &vm->stop_lock);
@@ -462,4 +467,10 @@ enum vm_stop_reason vm_run(struct vm *vm, const struct boot_entry *boot, int *st
     }
     *status = vm->stop_status;
     return vm->stop_reason;
+}
+
+enum vm_stop_reason vm_run(struct vm *vm, const struct boot_entry *boot, int *status)
+{
+    vm_start(vm, boot);
+    return vm_wait(vm, status);
 }

@@ -48,7 +48,10 @@ struct vm {
     struct vcpu *vcpus;
     size_t run_size;
     struct boot_entry boot;
-    /* Profile applied to each vCPU thread before it first enters the guest. */
+    /* Each vCPU thread installs the vCPU seccomp profile itself before it
+     * first enters the guest (for tests).  Otherwise it confines itself
+     * through seccomp_thread_confine(), which does nothing unless the
+     * program called seccomp_prepare() (vdfs-vm run does). */
     bool seccomp;
 
     pthread_mutex_t stop_lock;
@@ -78,6 +81,11 @@ bool vm_stopping(const struct vm *vm);
 /* Sets the boot CPU's registers, starts one thread per vCPU and waits until
  * the VM ends.  Returns the stop reason; `status` receives its value. */
 enum vm_stop_reason vm_run(struct vm *vm, const struct boot_entry *boot, int *status);
+/* vm_run in two steps, so the caller can act while the vCPUs run: vm_start
+ * returns 0, or -1 when the VM could not start (vm_wait then reports
+ * VM_STOP_ERROR). */
+int vm_start(struct vm *vm, const struct boot_entry *boot);
+enum vm_stop_reason vm_wait(struct vm *vm, int *status);
 
 /* Fills the services devices may use (ioeventfd, MSI irqfd). */
 void vm_fill_services(struct vm *vm, struct vm_services *svc);

@@ -22,6 +22,8 @@
 #include "vmm_seccomp.h"
 #ifdef VDFS_VMM_HAVE_PCI
 #include "pci.h"
+#include "virtio_pci.h"
+#include "virtio_spec.h"
 #endif
 #ifdef VDFS_VMM_HAVE_VIRTIO_BLK
 #include "disk_vdfs.h"
@@ -41,7 +43,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: vdfs-vm run [CONFIG.vmx] [options]   boot a VM\n"
             "       vdfs-vm ps [--json]                  list VMs against host capacity\n"
-            "       vdfs-vm --seccomp-selftest           prove the vCPU allow-list blocks\n"
+            "       vdfs-vm --seccomp-selftest           prove the seccomp allow-lists block\n"
             "\n"
             "run options (override the config file):\n"
             "  --name NAME             VM name (registry, ps)\n"
@@ -56,7 +58,7 @@ static void usage(FILE *out)
             "  --serial stdout|file:PATH     where the guest console goes\n"
             "  --cpu-ratio R           vCPUs allowed per host core (default 4.0)\n"
             "  --allow-mem-overcommit  admit beyond host RAM, with a warning\n"
-            "  --no-seccomp            do not confine vCPU threads (debugging)\n"
+            "  --no-seccomp            no seccomp allow-lists (debugging)\n"
             "  -v, --verbose           report how the VM ended and unclaimed port accesses\n"
             "\n"
             "exit status: the guest's byte written to port 0xf4; 0 after ACPI poweroff;\n"
@@ -168,9 +170,31 @@ static int parse_run_args(int argc, char **argv, struct vm_config *cfg, struct r
     return 0;
 }
 
+/* A thread that cannot take its allow-list must not serve the guest. */
+static void confine_or_die(enum seccomp_profile profile, const char *thread)
+{
+    int rc = seccomp_thread_confine(profile);
+    if (rc < 0) {
+        fprintf(stderr, "vdfs-vm: %s thread: cannot install its seccomp filter: %s\n", thread,
+                strerror(-rc));
+        _exit(EXIT_VMM_ERROR);
+    }
+}
+
+#ifdef VDFS_VMM_HAVE_PCI
+static void confine_device_thread(uint32_t device_type)
+{
+    if (device_type == VIRTIO_ID_NET)
+        confine_or_die(SECCOMP_PROFILE_NET, "virtio-net");
+    else
+        confine_or_die(SECCOMP_PROFILE_IO, "virtio device I/O");
+}
+#endif
+
 static void *signal_thread(void *arg)
 {
     struct vm *vm = arg;
+    confine_or_die(SECCOMP_PROFILE_SIGNALS, "signal");
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
@@ -317,6 +341,18 @@ static int cmd_run(int argc, char **argv)
      * terminal (the read fails instead and console input ends). */
     signal(SIGPIPE, SIG_IGN);
     signal(SIGTTIN, SIG_IGN);
+    /* Every thread started from here on waits, before it acts for the
+     * guest, until setup is over and it can take its allow-list. */
+    if (opt.seccomp) {
+        int rc = seccomp_prepare();
+        if (rc < 0) {
+            fprintf(stderr, "vdfs-vm: cannot build the seccomp filters: %s\n", strerror(-rc));
+            return EXIT_VMM_ERROR;
+        }
+    }
+#ifdef VDFS_VMM_HAVE_PCI
+    virtio_pci_set_io_thread_hook(confine_device_thread);
+#endif
     /* Signals are taken by one thread; vCPU threads inherit the mask. */
     sigset_t set;
     sigemptyset(&set);
@@ -337,7 +373,7 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "vdfs-vm: %s\n", bus ? err : "out of memory");
         return EXIT_VMM_ERROR;
     }
-    vm->seccomp = opt.seccomp;
+    vm->seccomp = false; /* the vCPUs confine themselves with the other threads */
     struct platform *platform = platform_create(vm);
     struct serial *serial = serial_create(vm, serial_fd);
     if (!platform || !serial) {
@@ -374,8 +410,21 @@ static int cmd_run(int argc, char **argv)
     }
     pthread_detach(sig_thread);
 
+    /* The vCPU threads start, then wait in seccomp_thread_confine() like
+     * the device threads until every thread has the process filter. */
     int status = 0;
-    enum vm_stop_reason reason = vm_run(vm, &entry, &status);
+    vm_start(vm, &entry);
+    int rc = seccomp_confine_process(opt.seccomp);
+    if (rc < 0) {
+        fprintf(stderr, "vdfs-vm: cannot confine the VMM's threads (seccomp): %s\n", strerror(-rc));
+        vm_request_stop(vm, VM_STOP_ERROR, 0);
+    }
+    else if ((rc = seccomp_thread_confine(SECCOMP_PROFILE_SUPERVISOR)) < 0) {
+        fprintf(stderr, "vdfs-vm: main thread: cannot install its seccomp filter: %s\n",
+                strerror(-rc));
+        vm_request_stop(vm, VM_STOP_ERROR, 0);
+    }
+    enum vm_stop_reason reason = vm_wait(vm, &status);
     serial_flush(serial);
     uint64_t unclaimed_pio = bus_unclaimed_count(bus, BUS_PIO);
     uint64_t unclaimed_mmio = bus_unclaimed_count(bus, BUS_MMIO);

@@ -599,7 +599,7 @@ static void *blk_thread(void *arg)
 {
     struct virtio_blk *blk = arg;
     int kick_fd = virtio_pci_queue_eventfd(blk->vp, 0);
-    virtio_pci_io_thread_start();
+    virtio_pci_io_thread_start(blk->vp);
     for (;;) {
         struct epoll_event ev[4];
         int n = epoll_wait(blk->epfd, ev, 4, -1);

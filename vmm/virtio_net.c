@@ -335,7 +335,7 @@ static void *net_thread(void *arg)
     struct virtio_net *net = arg;
     int rx_kick = virtio_pci_queue_eventfd(net->vp, RX_QUEUE);
     int tx_kick = virtio_pci_queue_eventfd(net->vp, TX_QUEUE);
-    virtio_pci_io_thread_start();
+    virtio_pci_io_thread_start(net->vp);
     virtio_pci_lock(net->vp);
     try_connect(net);
     virtio_pci_unlock(net->vp);

@@ -559,17 +559,17 @@ void virtio_pci_destroy(struct virtio_pci *vp)
     free(vp);
 }
 
-static void (*io_thread_hook)(void);
+static void (*io_thread_hook)(uint32_t device_type);
 
-void virtio_pci_set_io_thread_hook(void (*hook)(void))
+void virtio_pci_set_io_thread_hook(void (*hook)(uint32_t device_type))
 {
     io_thread_hook = hook;
 }
 
-void virtio_pci_io_thread_start(void)
+void virtio_pci_io_thread_start(struct virtio_pci *vp)
 {
     if (io_thread_hook)
-        io_thread_hook();
+        io_thread_hook(vp->params.device_type);
 }
 
 void virtio_pci_lock(struct virtio_pci *vp)

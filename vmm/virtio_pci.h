@@ -122,14 +122,16 @@ uint64_t virtio_pci_reset_count(struct virtio_pci *vp);
 /* "00:01.0" style location for messages. */
 const char *virtio_pci_location(struct virtio_pci *vp);
 
-/* Device I/O threads call the hook first thing, so the VMM can confine
- * them (e.g. seccomp_apply(SECCOMP_PROFILE_IO)).  Their system calls:
+/* Device I/O threads call the hook first thing with their virtio device
+ * type, so the VMM can confine them (vdfs-vm: seccomp_thread_confine()
+ * with SECCOMP_PROFILE_NET for a NIC, SECCOMP_PROFILE_IO otherwise).
+ * Their system calls:
  * epoll_wait/epoll_ctl, read/write (eventfds, stderr), io_uring_enter,
  * futex, timerfd_settime, close, getpid, brk/mmap (malloc), the KVM
  * ioctls KVM_SET_GSI_ROUTING and KVM_IRQFD (MSI routes set on first use),
  * and for virtio-net reconnection socket(AF_UNIX), connect, sendto/sendmsg
  * and recvfrom/recvmsg.  Set it before creating devices. */
-void virtio_pci_set_io_thread_hook(void (*hook)(void));
-void virtio_pci_io_thread_start(void);
+void virtio_pci_set_io_thread_hook(void (*hook)(uint32_t device_type));
+void virtio_pci_io_thread_start(struct virtio_pci *vp);
 
 #endif

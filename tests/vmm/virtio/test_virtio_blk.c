@@ -162,9 +162,11 @@ static uint64_t file_blocks(struct env *e)
 /* ---- PCI and transport ---- */
 
 static int io_threads_started;
+static uint32_t io_thread_device_type;
 
-static void count_io_thread(void)
+static void count_io_thread(uint32_t device_type)
 {
+    __atomic_store_n(&io_thread_device_type, device_type, __ATOMIC_SEQ_CST);
     __atomic_add_fetch(&io_threads_started, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -176,6 +178,8 @@ static void test_io_thread_hook(void **state)
     uint64_t buf = tdrv_alloc(&e->t, 512);
     assert_int_equal(blk_sync(e, 0, 0, buf, 512, true), 0);
     assert_int_equal(__atomic_load_n(&io_threads_started, __ATOMIC_SEQ_CST), before + 1);
+    /* The hook learns which device it confines (vdfs-vm picks the profile). */
+    assert_int_equal(__atomic_load_n(&io_thread_device_type, __ATOMIC_SEQ_CST), VIRTIO_ID_BLOCK);
     env_destroy(e);
     (void)state;
 }
