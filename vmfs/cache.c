@@ -140,6 +140,7 @@ int meta_put(struct vdfs *fs, uint64_t addr, const uint8_t *image)
         return -EROFS;
     if (fs->fenced)
         return -EIO;
+    fs->mlock_dirty = true;
     struct meta_cache *c = &fs->cache;
     struct meta_entry *e = find(c, addr);
     if (!e) {

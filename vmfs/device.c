@@ -20,6 +20,8 @@
 #include <liburing.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -68,6 +70,11 @@ struct vdfs_dev {
      * reads under.  Hence one sector operation at a time per device. */
     pthread_mutex_t sector_lock;
 
+    /* Cluster fencing: see vdfs_dev_fence().  Atomic because the heartbeat
+     * thread moves the deadline while I/O threads check it. */
+    atomic_bool fenced;
+    atomic_uint_fast64_t write_deadline_ms; /* CLOCK_MONOTONIC; 0: none */
+
     int trace_fd;
     pthread_mutex_t trace_lock;
     /* While tracing, writes hold this shared from trace record to
@@ -77,6 +84,43 @@ struct vdfs_dev {
 };
 
 /* ---------------------------------------------------------------- helpers */
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Checked immediately before every write reaches the kernel: a host whose
+ * lease ran out must not write, whatever the caller believed a moment ago.
+ * Passing the deadline latches the fence. */
+static int write_allowed(struct vdfs_dev *dev)
+{
+    if (atomic_load(&dev->fenced))
+        return -EIO;
+    uint64_t deadline = atomic_load(&dev->write_deadline_ms);
+    if (deadline && monotonic_ms() > deadline) {
+        atomic_store(&dev->fenced, true);
+        return -EIO;
+    }
+    return 0;
+}
+
+void vdfs_dev_fence(struct vdfs_dev *dev)
+{
+    atomic_store(&dev->fenced, true);
+}
+
+bool vdfs_dev_is_fenced(struct vdfs_dev *dev)
+{
+    return write_allowed(dev) != 0;
+}
+
+void vdfs_dev_set_write_deadline(struct vdfs_dev *dev, uint64_t monotonic_deadline_ms)
+{
+    atomic_store(&dev->write_deadline_ms, monotonic_deadline_ms);
+}
 
 static bool is_multiple(uint64_t value, uint32_t align)
 {
@@ -547,6 +591,22 @@ int vdfs_dev_submit(struct vdfs_dev *dev, struct vdfs_io *ios, unsigned count)
             valid[nvalid++] = io;
     }
 
+    bool writes = false;
+    for (unsigned i = 0; i < nvalid; i++)
+        writes |= valid[i]->op == VDFS_IO_WRITE;
+    int fence_error = writes ? write_allowed(dev) : 0;
+    if (fence_error) {
+        /* One batch is all or nothing against the fence. */
+        unsigned kept = 0;
+        for (unsigned i = 0; i < nvalid; i++) {
+            if (valid[i]->op == VDFS_IO_WRITE)
+                valid[i]->result = fence_error;
+            else
+                valid[kept++] = valid[i];
+        }
+        nvalid = kept;
+    }
+
     gate_enter(dev);
     int trace_error = 0;
     for (unsigned i = 0; i < nvalid && !trace_error; i++)
@@ -667,6 +727,9 @@ int vdfs_dev_zero(struct vdfs_dev *dev, uint64_t off, uint64_t len)
 {
     if (dev->readonly)
         return -EROFS;
+    int fence_error = write_allowed(dev);
+    if (fence_error)
+        return fence_error;
     if (!range_is_valid(off, len))
         return -EINVAL;
     if (len == 0)
@@ -683,6 +746,9 @@ int vdfs_dev_discard(struct vdfs_dev *dev, uint64_t off, uint64_t len)
 {
     if (dev->readonly)
         return -EROFS;
+    int fence_error = write_allowed(dev);
+    if (fence_error)
+        return fence_error;
     if (!range_is_valid(off, len))
         return -EINVAL;
     if (len == 0)
@@ -812,7 +878,9 @@ int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len, c
         } else if (rc == 0) {
             memcpy((char *)bounce + w.skip, data, len);
             gate_enter(dev);
-            rc = trace_record(dev, VDFS_TRACE_WRITE, w.start, w.len, bounce);
+            rc = write_allowed(dev);
+            if (rc == 0)
+                rc = trace_record(dev, VDFS_TRACE_WRITE, w.start, w.len, bounce);
             if (rc == 0)
                 rc = raw_io(dev, VDFS_IO_WRITE, bounce, w.len, w.start);
             gate_leave(dev);

@@ -91,6 +91,17 @@ int vdfs_dev_try_lock(struct vdfs_dev *dev, uint64_t off, uint64_t len, bool exc
 int vdfs_dev_unlock(struct vdfs_dev *dev, uint64_t off, uint64_t len);
 int vdfs_dev_probe_lock(struct vdfs_dev *dev, uint64_t off, uint64_t len);
 
+/* Fencing for the cluster protocol.  Once fenced, or once CLOCK_MONOTONIC
+ * passes the write deadline (the host's heartbeat lease), every write,
+ * zero, discard and compare-and-write fails with -EIO; the check runs
+ * right before the request is handed to the kernel, so a host that was
+ * stopped (SIGSTOP, a long stall) and resumes after its lease never
+ * writes.  Passing the deadline fences for good.  Reads still work. */
+void vdfs_dev_fence(struct vdfs_dev *dev);
+bool vdfs_dev_is_fenced(struct vdfs_dev *dev);
+/* 0: no deadline (single-process tools, mkfs, fsck). */
+void vdfs_dev_set_write_deadline(struct vdfs_dev *dev, uint64_t monotonic_deadline_ms);
+
 /* Crash testing: when the environment variable VDFS_TRACE_WRITES names a
  * file at open time, every write, zero, discard and flush that reaches the
  * device is appended to it in order (see tests/crash/). */

@@ -342,6 +342,7 @@ void vdfs_heartbeat_encode(const struct vdfs_heartbeat *h, uint8_t buf[VDFS_SECT
     d.interval_ms = vdfs_put32(h->interval_ms);
     d.pid = vdfs_put32(h->pid);
     d.replayer_slot = vdfs_put32(h->replayer_slot);
+    d.timeout_ms = vdfs_put32(h->timeout_ms);
     string_to_disk(d.hostname, h->hostname, VDFS_HOSTNAME_SIZE);
     memcpy(buf, &d, sizeof(d));
     seal_as(buf, sizeof(d), VDFS_KIND_HEARTBEAT, &h->hdr);
@@ -371,6 +372,7 @@ int vdfs_heartbeat_decode(const uint8_t buf[VDFS_SECTOR_SIZE], uint64_t addr, st
     h->interval_ms = vdfs_get32(d.interval_ms);
     h->pid = vdfs_get32(d.pid);
     h->replayer_slot = vdfs_get32(d.replayer_slot);
+    h->timeout_ms = vdfs_get32(d.timeout_ms);
     string_from_disk(h->hostname, d.hostname, VDFS_HOSTNAME_SIZE);
     if (h->state > VDFS_HB_REPLAYING)
         return -EIO;
@@ -393,6 +395,8 @@ void vdfs_lock_encode(const struct vdfs_lock_rec *l, uint8_t buf[VDFS_SECTOR_SIZ
         d.holders[i].slot = vdfs_put32(l->holders[i].slot);
         d.holders[i].hb_gen = vdfs_put32(l->holders[i].hb_gen);
     }
+    d.version = vdfs_put64(l->version);
+    d.waiters = vdfs_put64(l->waiters);
     memcpy(buf, &d, sizeof(d));
     seal_as(buf, sizeof(d), VDFS_KIND_LOCK, &l->hdr);
 }
@@ -423,6 +427,8 @@ int vdfs_lock_decode(const uint8_t buf[VDFS_SECTOR_SIZE], uint64_t addr, struct 
         l->holders[i].slot = vdfs_get32(d.holders[i].slot);
         l->holders[i].hb_gen = vdfs_get32(d.holders[i].hb_gen);
     }
+    l->version = vdfs_get64(d.version);
+    l->waiters = vdfs_get64(d.waiters);
     if (l->mode > VDFS_LOCK_MULTI_WRITER || l->nholders > VDFS_LOCK_HOLDERS)
         return -EIO;
     return 0;

@@ -208,7 +208,7 @@ struct vdfs_disk_heartbeat {
     vdfs_le32 interval_ms;
     vdfs_le32 pid;
     vdfs_le32 replayer_slot;
-    vdfs_le32 reserved0;
+    vdfs_le32 timeout_ms; /* the writer's heartbeat timeout; observers wait at least this long */
     uint8_t hostname[VDFS_HOSTNAME_SIZE];
     uint8_t reserved[352];
 };
@@ -225,6 +225,7 @@ struct vdfs_heartbeat {
     uint32_t interval_ms;
     uint32_t pid;
     uint32_t replayer_slot;
+    uint32_t timeout_ms;
     char hostname[VDFS_HOSTNAME_SIZE + 1];
 };
 
@@ -259,7 +260,14 @@ struct vdfs_disk_lock {
     vdfs_le32 nholders;
     vdfs_le32 reserved0;
     struct vdfs_disk_lock_holder holders[VDFS_LOCK_HOLDERS];
-    uint8_t reserved[184];
+    /* Bumped by every holder of the volume metadata lock that changed
+     * metadata, when it releases: other hosts drop their caches when it
+     * differs from the value they last saw.  Unused (0) on other locks. */
+    vdfs_le64 version;
+    /* Bit s set: the host in heartbeat slot s waits for this lock and asks
+     * its holder to release it. */
+    vdfs_le64 waiters;
+    uint8_t reserved[168];
 };
 static_assert(sizeof(struct vdfs_disk_lock) == VDFS_SECTOR_SIZE, "lock");
 
@@ -272,6 +280,8 @@ struct vdfs_lock_rec {
     uint64_t acquired_ns;
     uint32_t nholders;
     struct { uint32_t slot; uint32_t hb_gen; } holders[VDFS_LOCK_HOLDERS];
+    uint64_t version;
+    uint64_t waiters;
 };
 
 void vdfs_lock_encode(const struct vdfs_lock_rec *l, uint8_t buf[VDFS_SECTOR_SIZE]);

@@ -1,7 +1,12 @@
-/* Heartbeat slots: each mounted host owns one, claimed by compare-and-write
- * and renewed by its owner.  See docs/format.md and BRIEF §2. */
+/* Heartbeat slots: each mounted host owns one, claims it by
+ * compare-and-write and renews it from its own thread.  Liveness of other
+ * hosts is judged on this host's monotonic clock: a slot whose counter has
+ * not moved for the timeout is dead, whatever its writer's clock says.  A
+ * host that cannot renew within its lease (timeout minus a margin) fences
+ * itself before anyone may judge it dead.  See docs/clustering.md. */
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -20,6 +25,26 @@ static int read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_h
     return rc;
 }
 
+void volume_fence(struct vdfs *fs, const char *why, bool hard)
+{
+    if (!atomic_exchange(&fs->fenced, true))
+        vdfs_log(VDFS_LOG_ERR, "fencing this host (slot %u): %s; every write now fails with EIO, remount to rejoin",
+                 fs->slot, why);
+    if (hard && fs->dev)
+        vdfs_dev_fence(fs->dev);
+}
+
+bool volume_is_fenced(struct vdfs *fs)
+{
+    if (atomic_load(&fs->fenced))
+        return true;
+    if (fs->dev && !fs->readonly && vdfs_dev_is_fenced(fs->dev)) {
+        volume_fence(fs, "heartbeat lease expired", true);
+        return true;
+    }
+    return false;
+}
+
 static void fill_live(struct vdfs *fs, struct vdfs_heartbeat *hb, uint32_t slot)
 {
     hb->hdr.kind = VDFS_KIND_HEARTBEAT;
@@ -30,28 +55,72 @@ static void fill_live(struct vdfs *fs, struct vdfs_heartbeat *hb, uint32_t slot)
     memcpy(hb->host_uuid, fs->host_uuid, VDFS_UUID_SIZE);
     hb->counter = ++fs->hb_counter;
     hb->stamp_ns = vdfs_now_ns();
-    hb->interval_ms = fs->sb.hb_interval_ms;
+    hb->interval_ms = fs->hb_interval_ms;
+    hb->timeout_ms = fs->hb_timeout_ms;
     hb->pid = (uint32_t)getpid();
     hb->replayer_slot = VDFS_NO_SLOT;
     memcpy(hb->hostname, fs->host_name, sizeof(hb->hostname));
 }
 
-/* Frees a dead host's slot after finishing its journal: the breaker's
- * steps 1-3 of BRIEF §2. */
-static int recover_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_heartbeat *hb)
+/* Records what was seen in a slot; returns for how long (on our clock) it
+ * has not changed. */
+static uint64_t watch_update(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t now)
+{
+    pthread_mutex_lock(&fs->hb_lock);
+    struct slot_watch *w = &fs->watch[slot];
+    if (!w->seen || w->state != hb->state || w->hb_gen != hb->hb_gen || w->counter != hb->counter ||
+        hb->state == VDFS_HB_FREE) {
+        w->seen = true;
+        w->state = hb->state;
+        w->hb_gen = hb->hb_gen;
+        w->counter = hb->counter;
+        w->since_ms = now;
+    }
+    uint64_t silent = now - w->since_ms;
+    pthread_mutex_unlock(&fs->hb_lock);
+    return silent;
+}
+
+/* The writer may run with a longer timeout than ours: wait for the longer. */
+static uint64_t timeout_for(const struct vdfs *fs, const struct vdfs_heartbeat *hb)
+{
+    return hb->timeout_ms > fs->hb_timeout_ms ? hb->timeout_ms : fs->hb_timeout_ms;
+}
+
+int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
+{
+    if (slot >= fs->sb.max_hosts)
+        return SLOT_GONE;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat hb;
+    int rc = read_slot(fs, slot, raw, &hb);
+    if (rc)
+        return rc;
+    if (hb.state == VDFS_HB_FREE || hb.hb_gen != hb_gen)
+        return SLOT_GONE;
+    uint64_t silent = watch_update(fs, slot, &hb, vdfs_monotonic_ms());
+    if (silent < timeout_for(fs, &hb))
+        return hb.state == VDFS_HB_REPLAYING ? SLOT_BUSY : SLOT_ALIVE;
+    return SLOT_DEAD;
+}
+
+/* The breaker's steps 1-3 of BRIEF §2 on a slot read as `raw`/`hb`. */
+static int recover_slot(struct vdfs *fs, uint32_t slot, const uint8_t *raw, const struct vdfs_heartbeat *hb)
 {
     uint8_t next[VDFS_SECTOR_SIZE];
     char uuid[37];
     vdfs_uuid_format(hb->host_uuid, uuid);
-    vdfs_log(VDFS_LOG_INFO, "host %s (slot %u, pid %u) is gone; replaying its journal", uuid, slot, hb->pid);
+    vdfs_log(VDFS_LOG_INFO, "host %s (%s, slot %u, pid %u) is gone; replaying its journal", hb->hostname, uuid,
+             slot, hb->pid);
     struct vdfs_heartbeat mark = *hb;
     mark.state = VDFS_HB_REPLAYING;
     mark.replayer_slot = fs->slot;
+    mark.stamp_ns = vdfs_now_ns();
     mark.hdr.gen++;
     vdfs_heartbeat_encode(&mark, next);
     int rc = vdfs_dev_compare_and_write(fs->dev, mark.hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL);
     if (rc)
-        return rc == -EAGAIN ? -EBUSY : rc;
+        return rc;
     uint64_t next_seq = 0;
     int n = vdfs_journal_replay(fs->dev, &fs->sb, slot, true, &next_seq);
     if (n < 0)
@@ -75,37 +144,62 @@ static int recover_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdf
     return vdfs_dev_compare_and_write(fs->dev, mark.hdr.addr, VDFS_SECTOR_SIZE, next, done, NULL);
 }
 
-int heartbeat_recover_and_check(struct vdfs *fs)
+int heartbeat_recover(struct vdfs *fs, uint32_t slot)
+{
+    if (slot >= fs->sb.max_hosts || slot == fs->slot)
+        return -EINVAL;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat hb;
+    int rc = read_slot(fs, slot, raw, &hb);
+    if (rc)
+        return rc;
+    if (hb.state == VDFS_HB_FREE)
+        return 0;
+    /* Judge again on this very image: the CAW below is against it, so a
+     * renewal since then makes it fail instead of breaking a live host. */
+    if (watch_update(fs, slot, &hb, vdfs_monotonic_ms()) < timeout_for(fs, &hb))
+        return -EAGAIN;
+    return recover_slot(fs, slot, raw, &hb);
+}
+
+/* Mount-time scan: a slot held LIVE by this host's UUID refuses the mount;
+ * a LIVE slot whose process is gone from this machine (no OFD liveness
+ * lock: kill -9 releases it, SIGSTOP does not) is recovered at once. */
+static int scan_slots(struct vdfs *fs, bool recover)
 {
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
     for (uint32_t slot = 0; slot < fs->sb.max_hosts; slot++) {
         int rc = read_slot(fs, slot, raw, &hb);
+        if (rc == -EIO)
+            continue; /* a corrupt slot is nobody's; fsck.vdfs repairs it */
         if (rc)
             return rc;
-        if (hb.state == VDFS_HB_FREE)
+        watch_update(fs, slot, &hb, vdfs_monotonic_ms());
+        if (hb.state != VDFS_HB_LIVE || slot == fs->slot)
             continue;
         rc = vdfs_dev_probe_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
         if (rc < 0)
             return rc;
-        if (rc == 1) {
+        bool held = rc == 1;
+        if (held && memcmp(hb.host_uuid, fs->host_uuid, VDFS_UUID_SIZE) == 0) {
             char uuid[37];
             vdfs_uuid_format(hb.host_uuid, uuid);
-            vdfs_log(VDFS_LOG_ERR,
-                     "datastore is mounted by host %s (%s, pid %u, slot %u); one host at a time until multi-host mounting is enabled",
-                     hb.hostname, uuid, hb.pid, slot);
+            vdfs_log(VDFS_LOG_ERR, "host UUID %s is already mounted on this datastore (host %s, pid %u, slot %u); "
+                                   "each mount needs its own host UUID",
+                     uuid, hb.hostname, hb.pid, slot);
             return -EBUSY;
         }
-        if (fs->readonly)
+        if (held || !recover)
             continue;
         rc = recover_slot(fs, slot, raw, &hb);
-        if (rc)
+        if (rc && rc != -EAGAIN)
             return rc;
     }
     return 0;
 }
 
-int heartbeat_claim(struct vdfs *fs)
+static int claim_slot(struct vdfs *fs)
 {
     uint8_t raw[VDFS_SECTOR_SIZE], next[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
@@ -120,65 +214,164 @@ int heartbeat_claim(struct vdfs *fs)
             vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
             continue;
         }
+        uint64_t started = vdfs_monotonic_ms();
         fill_live(fs, &hb, slot);
         vdfs_heartbeat_encode(&hb, next);
         rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL);
         if (rc == 0) {
             fs->slot = slot;
             fs->hb_gen = hb.hb_gen;
+            fs->liveness_locked = true;
+            memcpy(fs->hb_raw, next, VDFS_SECTOR_SIZE);
+            vdfs_dev_set_write_deadline(fs->dev, started + fs->lease_ms);
             return 0;
         }
         vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
         if (rc != -EAGAIN)
             return rc;
     }
-    vdfs_log(VDFS_LOG_ERR, "all %u heartbeat slots of the datastore are taken", fs->sb.max_hosts);
+    vdfs_log(VDFS_LOG_ERR,
+             "all %u heartbeat slots of the datastore are taken by live hosts; unmount one (vdfsctl hosts lists them)",
+             fs->sb.max_hosts);
     return -EUSERS;
 }
 
-int heartbeat_renew(struct vdfs *fs)
+/* One renewal: compare-and-write against the image we wrote last, so a
+ * slot someone recovered while we stalled is never overwritten. */
+static int renew(struct vdfs *fs)
 {
-    uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
-    int rc = read_slot(fs, fs->slot, raw, &hb);
-    if (rc == 0 && (hb.state != VDFS_HB_LIVE || memcmp(hb.host_uuid, fs->host_uuid, VDFS_UUID_SIZE) != 0 ||
-                    hb.hb_gen != fs->hb_gen))
-        rc = -ESTALE;
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    pthread_mutex_lock(&fs->hb_lock);
+    int rc = vdfs_heartbeat_decode(fs->hb_raw, vdfs_heartbeat_addr(&fs->sb, fs->slot), &hb);
     if (rc == 0) {
         fill_live(fs, &hb, fs->slot);
-        uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
-        if (!buf)
-            return -ENOMEM;
-        /* Compare-and-write, though the owner alone writes its live slot:
-         * a slot someone broke while this host stalled is never overwritten. */
         vdfs_heartbeat_encode(&hb, buf);
-        rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, raw, buf, NULL);
-        vdfs_aligned_free(buf);
+        rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, fs->hb_raw, buf, NULL);
+        if (rc == 0)
+            memcpy(fs->hb_raw, buf, VDFS_SECTOR_SIZE);
     }
-    if (rc) {
-        fs->fenced = true;
-        vdfs_log(VDFS_LOG_ERR, "cannot renew heartbeat of slot %u (%s): fencing this host", fs->slot,
-                 vdfs_strerror(rc));
-    }
+    pthread_mutex_unlock(&fs->hb_lock);
+    vdfs_aligned_free(buf);
     return rc;
+}
+
+/* Reads every slot so that silences are measured from when they began. */
+static void watch_all(struct vdfs *fs)
+{
+    size_t len = (size_t)fs->sb.max_hosts * VDFS_SECTOR_SIZE;
+    uint8_t *buf = vdfs_aligned_alloc(len < VDFS_META_SIZE ? VDFS_META_SIZE : len);
+    if (!buf)
+        return;
+    if (vdfs_dev_read_atomic(fs->dev, buf, len, vdfs_heartbeat_addr(&fs->sb, 0)) == 0) {
+        uint64_t now = vdfs_monotonic_ms();
+        for (uint32_t slot = 0; slot < fs->sb.max_hosts; slot++) {
+            struct vdfs_heartbeat hb;
+            uint64_t addr = vdfs_heartbeat_addr(&fs->sb, slot);
+            if (vdfs_heartbeat_decode(buf + (size_t)slot * VDFS_SECTOR_SIZE, addr, &hb) == 0)
+                watch_update(fs, slot, &hb, now);
+        }
+    }
+    vdfs_aligned_free(buf);
+}
+
+static void sleep_ms(uint32_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static void *heartbeat_main(void *arg)
+{
+    struct vdfs *fs = arg;
+    uint64_t lease_until = vdfs_monotonic_ms() + fs->lease_ms;
+    while (!atomic_load(&fs->hb_stopping)) {
+        /* Short naps so that unmount does not wait a whole interval. */
+        for (uint32_t slept = 0; slept < fs->hb_interval_ms && !atomic_load(&fs->hb_stopping); slept += 20)
+            sleep_ms(fs->hb_interval_ms - slept < 20 ? fs->hb_interval_ms - slept : 20);
+        if (atomic_load(&fs->hb_stopping) || volume_is_fenced(fs))
+            break;
+        uint64_t started = vdfs_monotonic_ms();
+        if (started > lease_until) {
+            volume_fence(fs, "the heartbeat could not be renewed within the lease", true);
+            break;
+        }
+        int rc = renew(fs);
+        if (rc) {
+            volume_fence(fs,
+                         rc == -EAGAIN ? "another host took over this host's heartbeat slot"
+                                       : "the heartbeat could not be written",
+                         true);
+            break;
+        }
+        /* The lease runs from before the write: an observer saw the new
+         * counter no earlier than that. */
+        lease_until = started + fs->lease_ms;
+        vdfs_dev_set_write_deadline(fs->dev, lease_until);
+        watch_all(fs);
+    }
+    return NULL;
+}
+
+int heartbeat_mount(struct vdfs *fs)
+{
+    /* Until the slot is ours, recovery writes are bounded by a provisional
+     * lease too: a mount that stalls must not replay over a newer state. */
+    vdfs_dev_set_write_deadline(fs->dev, vdfs_monotonic_ms() + fs->lease_ms);
+    int rc = scan_slots(fs, true);
+    if (rc == 0)
+        rc = claim_slot(fs);
+    if (rc)
+        return rc;
+    /* A twin that claimed concurrently with the same UUID: the later slot yields. */
+    rc = scan_slots(fs, false);
+    if (rc) {
+        heartbeat_release(fs);
+        return rc;
+    }
+    atomic_store(&fs->hb_stopping, false);
+    if (pthread_create(&fs->heartbeat_thread, NULL, heartbeat_main, fs) != 0) {
+        heartbeat_release(fs);
+        return -EAGAIN;
+    }
+    fs->heartbeat_running = true;
+    return 0;
+}
+
+void heartbeat_stop(struct vdfs *fs)
+{
+    atomic_store(&fs->hb_stopping, true);
+    if (fs->heartbeat_running)
+        pthread_join(fs->heartbeat_thread, NULL);
+    fs->heartbeat_running = false;
 }
 
 int heartbeat_release(struct vdfs *fs)
 {
-    uint8_t raw[VDFS_SECTOR_SIZE], next[VDFS_SECTOR_SIZE];
-    struct vdfs_heartbeat hb;
-    int rc = read_slot(fs, fs->slot, raw, &hb);
-    if (rc == 0) {
-        struct vdfs_heartbeat freed = {0};
-        freed.hdr = hb.hdr;
-        freed.hdr.gen++;
-        freed.state = VDFS_HB_FREE;
-        freed.slot = fs->slot;
-        freed.hb_gen = hb.hb_gen + 1;
-        freed.replayer_slot = VDFS_NO_SLOT;
-        vdfs_heartbeat_encode(&freed, next);
-        rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL);
+    int rc = 0;
+    if (!vdfs_dev_is_fenced(fs->dev)) {
+        struct vdfs_heartbeat hb;
+        uint8_t next[VDFS_SECTOR_SIZE];
+        pthread_mutex_lock(&fs->hb_lock);
+        rc = vdfs_heartbeat_decode(fs->hb_raw, vdfs_heartbeat_addr(&fs->sb, fs->slot), &hb);
+        if (rc == 0) {
+            struct vdfs_heartbeat freed = {0};
+            freed.hdr = hb.hdr;
+            freed.hdr.gen++;
+            freed.state = VDFS_HB_FREE;
+            freed.slot = fs->slot;
+            freed.hb_gen = hb.hb_gen + 1;
+            freed.replayer_slot = VDFS_NO_SLOT;
+            vdfs_heartbeat_encode(&freed, next);
+            rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, fs->hb_raw, next, NULL);
+        }
+        pthread_mutex_unlock(&fs->hb_lock);
     }
-    vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(fs->slot), 1);
+    if (fs->liveness_locked)
+        vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(fs->slot), 1);
+    fs->liveness_locked = false;
     return rc;
 }

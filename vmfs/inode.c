@@ -13,8 +13,16 @@
 
 #include "internal.h"
 
-#define LOCK(fs) pthread_mutex_lock(&(fs)->lock)
 #define UNLOCK(fs) pthread_mutex_unlock(&(fs)->lock)
+
+/* Takes the local lock and makes sure this host holds the volume
+ * metadata lock (cluster.md): every operation reads and writes metadata
+ * under both.  fs->lock is held on return, even on error. */
+static int enter(struct vdfs *fs)
+{
+    pthread_mutex_lock(&fs->lock);
+    return cluster_hold(fs);
+}
 
 int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd)
 {
@@ -139,7 +147,7 @@ static int drop_link(struct vdfs *fs, struct vdfs_fd *fd)
     else if (fd->nlink > 0)
         fd->nlink--;
     fd->ctime = now;
-    if (fd->nlink == 0 && !is_open(fs, fd->ino))
+    if (fd->nlink == 0 && !is_open(fs, fd->ino) && !filelock_held_elsewhere(fs, fd->ino))
         return destroy_fd(fs, fd);
     return fd_store(fs, fd);
 }
@@ -182,8 +190,9 @@ static struct vdfs_fd *fd_begin(struct vdfs *fs, uint32_t ino, int *rc)
         *rc = -ENOMEM;
         return NULL;
     }
-    LOCK(fs);
-    *rc = fd_load(fs, ino, fd);
+    *rc = enter(fs);
+    if (*rc == 0)
+        *rc = fd_load(fs, ino, fd);
     return fd;
 }
 
@@ -234,8 +243,9 @@ int vdfs_lookup(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_sta
     struct vdfs_fd *fd = malloc(sizeof(*fd));
     if (!fd)
         return -ENOMEM;
-    LOCK(fs);
-    int rc = lookup_locked(fs, dir, name, fd);
+    int rc = enter(fs);
+    if (rc == 0)
+        rc = lookup_locked(fs, dir, name, fd);
     if (rc == 0)
         fill_stat(fd, st);
     UNLOCK(fs);
@@ -262,9 +272,10 @@ int vdfs_resolve(struct vdfs *fs, const char *path, bool follow_last, struct vdf
         return -ENAMETOOLONG;
     }
     snprintf(work, 8192, "%s", path);
-    LOCK(fs);
     uint32_t cur = fs->sb.root_ino;
-    int rc = fd_load(fs, cur, fd);
+    int rc = enter(fs);
+    if (rc == 0)
+        rc = fd_load(fs, cur, fd);
     int hops = 0;
     char *p = work;
     while (rc == 0) {
@@ -373,8 +384,9 @@ int vdfs_create(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, 
     struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
     int rc = (!dirfd || !fd) ? -ENOMEM : 0;
     if (rc == 0) {
-        LOCK(fs);
-        rc = create_locked(fs, dir, name, mode, rdev, cred, dirfd, fd);
+        rc = enter(fs);
+        if (rc == 0)
+            rc = create_locked(fs, dir, name, mode, rdev, cred, dirfd, fd);
         if (rc == 0) {
             fill_stat(fd, st);
             rc = journal_maybe_commit(fs);
@@ -526,8 +538,9 @@ int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync)
 {
     (void)ino;
     (void)datasync;
-    LOCK(fs);
-    int rc = fs->readonly ? 0 : journal_commit(fs);
+    int rc = enter(fs);
+    if (rc == 0 && !fs->readonly)
+        rc = journal_commit(fs);
     if (rc == 0 && !fs->readonly)
         rc = vdfs_dev_flush(fs->dev);
     UNLOCK(fs);
@@ -545,8 +558,9 @@ int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *ta
     struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
     int rc = (!dirfd || !fd) ? -ENOMEM : 0;
     if (rc == 0) {
-        LOCK(fs);
-        rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
+        rc = enter(fs);
+        if (rc == 0)
+            rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
         if (rc == 0) {
             ssize_t w = write_locked(fs, fd, target, tl, 0);
             rc = w < 0 ? (int)w : 0;
@@ -582,8 +596,7 @@ int vdfs_link(struct vdfs *fs, uint32_t ino, uint32_t newdir, const char *newnam
     int rc = (!dirfd || !fd) ? -ENOMEM : 0;
     if (rc)
         goto out;
-    LOCK(fs);
-    if ((rc = fd_load(fs, ino, fd)))
+    if ((rc = enter(fs)) || (rc = fd_load(fs, ino, fd)))
         goto unlock;
     if (S_ISDIR(fd->mode)) {
         rc = -EPERM;
@@ -673,16 +686,18 @@ out:
 
 int vdfs_unlink(struct vdfs *fs, uint32_t dir, const char *name)
 {
-    LOCK(fs);
-    int rc = remove_locked(fs, dir, name, false);
+    int rc = enter(fs);
+    if (rc == 0)
+        rc = remove_locked(fs, dir, name, false);
     UNLOCK(fs);
     return rc;
 }
 
 int vdfs_rmdir(struct vdfs *fs, uint32_t dir, const char *name)
 {
-    LOCK(fs);
-    int rc = remove_locked(fs, dir, name, true);
+    int rc = enter(fs);
+    if (rc == 0)
+        rc = remove_locked(fs, dir, name, true);
     UNLOCK(fs);
     return rc;
 }
@@ -826,8 +841,9 @@ int vdfs_rename(struct vdfs *fs, uint32_t olddir, const char *oldname, uint32_t 
     struct rename_state *s = malloc(sizeof(*s));
     if (!s)
         return -ENOMEM;
-    LOCK(fs);
-    int rc = rename_locked(fs, olddir, oldname, newdir, newname, flags, s);
+    int rc = enter(fs);
+    if (rc == 0)
+        rc = rename_locked(fs, olddir, oldname, newdir, newname, flags, s);
     if (rc == 0)
         rc = journal_maybe_commit(fs);
     UNLOCK(fs);
@@ -893,20 +909,32 @@ int vdfs_open(struct vdfs *fs, uint32_t ino, int flags)
         struct open_file *o = fs->open_files;
         while (o && o->ino != ino)
             o = o->next;
-        if (!o) {
+        bool fresh = o == NULL;
+        if (fresh) {
             o = calloc(1, sizeof(*o));
-            if (!o) {
+            if (!o)
                 rc = -ENOMEM;
-            } else {
+            else
                 o->ino = ino;
+        }
+        /* Directories and special files carry no file lock: only data
+         * files are opened for exclusive use (a VM disk). */
+        if (rc == 0 && S_ISREG(fd->mode)) {
+            int lrc = filelock_open(fs, ino, flags, &o->lock_mode);
+            if (lrc)
+                rc = lrc;
+        }
+        if (rc == 0) {
+            if (fresh) {
+                o->ino_gen = fd->ino_gen;
                 o->next = fs->open_files;
                 fs->open_files = o;
             }
-        }
-        if (o) {
             o->count++;
             if ((flags & O_ACCMODE) != O_RDONLY)
                 o->writers++;
+        } else if (fresh) {
+            free(o);
         }
     }
     fd_end(fs, fd);
@@ -918,7 +946,7 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
     struct vdfs_fd *fd = malloc(sizeof(*fd));
     if (!fd)
         return -ENOMEM;
-    LOCK(fs);
+    pthread_mutex_lock(&fs->lock);
     int rc = 0;
     struct open_file **pp = &fs->open_files;
     while (*pp && (*pp)->ino != ino)
@@ -929,9 +957,15 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
             o->writers--;
         if (--o->count == 0) {
             *pp = o->next;
+            uint32_t gen = o->ino_gen;
+            bool locked = o->lock_mode != 0;
             free(o);
-            /* The last close of an unlinked file frees it. */
-            if (fd_load(fs, ino, fd) == 0 && fd->nlink == 0 && !fs->readonly) {
+            if (locked)
+                rc = filelock_close(fs, ino);
+            /* The last close of an unlinked file frees it, unless another
+             * host still has it open (that host frees it on its close). */
+            if (rc == 0 && !fs->readonly && (rc = cluster_hold(fs)) == 0 && fd_load(fs, ino, fd) == 0 &&
+                fd->ino_gen == gen && fd->nlink == 0 && !filelock_held_elsewhere(fs, ino)) {
                 rc = destroy_fd(fs, fd);
                 if (rc == 0)
                     rc = journal_maybe_commit(fs);
@@ -1031,8 +1065,9 @@ int vdfs_readdir(struct vdfs *fs, uint32_t dir, uint64_t cookie, vdfs_readdir_fn
     struct vdfs_fd *fd = malloc(sizeof(*fd));
     if (!fd)
         return -ENOMEM;
-    LOCK(fs);
-    int rc = dir_load(fs, dir, fd);
+    int rc = enter(fs);
+    if (rc == 0)
+        rc = dir_load(fs, dir, fd);
     if (rc == 0 && cookie == 0 && fn(ctx, ".", fd->ino, S_IFDIR, 1))
         goto out;
     if (rc == 0 && cookie <= 1 && fn(ctx, "..", fd->parent, S_IFDIR, 2))

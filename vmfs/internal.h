@@ -3,6 +3,7 @@
 #define VDFS_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -85,15 +86,65 @@ void journal_close(struct vdfs *fs);
 int journal_commit(struct vdfs *fs);
 /* Commits only if the running transaction has grown past its share. */
 int journal_maybe_commit(struct vdfs *fs);
+/* Makes the in-place copies durable and empties the journal. */
+int journal_checkpoint(struct vdfs *fs);
 
-/* ---- heartbeat.c ---- */
-int heartbeat_claim(struct vdfs *fs);
+/* ---- heartbeat.c: slots, liveness, renewal, fencing, recovery ---- */
+/* What this host last saw in another host's slot, and since when (on this
+ * host's monotonic clock): liveness is judged by the observer's clock. */
+struct slot_watch {
+    bool seen;
+    uint32_t state;
+    uint64_t hb_gen;
+    uint64_t counter;
+    uint64_t since_ms;
+};
+
+enum slot_verdict {
+    SLOT_ALIVE = 0,   /* renewing, or not yet silent for the timeout */
+    SLOT_GONE = 1,    /* FREE, or its generation moved on: locks it held are stale */
+    SLOT_DEAD = 2,    /* silent for the timeout: may be recovered */
+    SLOT_BUSY = 3,    /* another host is replaying it right now */
+};
+
+/* Mount: refuses a live slot with this host's UUID, claims a free slot,
+ * recovers slots of processes that died on this machine, starts renewal. */
+int heartbeat_mount(struct vdfs *fs);
+void heartbeat_stop(struct vdfs *fs);
+/* Frees this host's slot (clean unmount; never when fenced). */
 int heartbeat_release(struct vdfs *fs);
-int heartbeat_renew(struct vdfs *fs);
-/* Replays and frees slots of hosts that died on this machine (no OFD lock
- * holder).  Refuses with -EBUSY when another live host holds the volume:
- * until the multi-host protocol lands, one host at a time. */
-int heartbeat_recover_and_check(struct vdfs *fs);
+/* Judges the holder (slot, hb_gen) of a lock by a fresh read of its slot. */
+int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen);
+/* Recovers a dead slot: mark REPLAYING, replay its journal, reset the
+ * journal, free the slot with hb_gen + 1.  -EAGAIN when its state changed
+ * under us (someone else recovers it, or it renewed). */
+int heartbeat_recover(struct vdfs *fs, uint32_t slot);
+/* Stops this host from writing anything, for good. */
+/* hard: the lease is gone or the slot was taken; the device refuses every
+ * write at once.  Otherwise (a write failed) only operations stop, and a
+ * clean unmount within the lease may still hand over (cluster_abandon). */
+void volume_fence(struct vdfs *fs, const char *why, bool hard);
+bool volume_is_fenced(struct vdfs *fs);
+
+/* ---- lock.c: on-disk locks (volume metadata lock, file locks) ---- */
+/* Makes sure this host holds the volume metadata lock; drops every cache
+ * when another host changed metadata since this host last held it.
+ * Caller holds fs->lock. */
+int cluster_hold(struct vdfs *fs);
+/* Commits, checkpoints and releases the metadata lock.  Caller holds fs->lock. */
+int cluster_release(struct vdfs *fs);
+/* Unmount of a host fenced by a write error while its lease holds: replays
+ * its own journal, releases the metadata lock with a version bump.  Any
+ * failure leaves everything to the host that recovers the slot later. */
+int cluster_abandon(struct vdfs *fs);
+/* True when another host waits for the metadata lock this host holds. */
+bool cluster_release_wanted(struct vdfs *fs);
+/* The file lock of `ino` for an open with open(2) `flags`: taken on the
+ * first local open in a mode, released on the last local close. */
+int filelock_open(struct vdfs *fs, uint32_t ino, int flags, uint32_t *held_mode);
+int filelock_close(struct vdfs *fs, uint32_t ino);
+/* True when another live host holds ino's file lock (unlink keeps it). */
+bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino);
 
 /* ---- filemap.c ---- */
 struct map_segment {
@@ -143,10 +194,14 @@ int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd);
 int fd_store(struct vdfs *fs, struct vdfs_fd *fd);
 
 /* ---- the volume ---- */
+int caches_drop_and_reload(struct vdfs *fs);
+
 struct open_file {
     uint32_t ino;
     uint32_t count;
     uint32_t writers;
+    uint32_t lock_mode; /* this host's mode in the file's on-disk lock */
+    uint32_t ino_gen;   /* so a close never frees a reused descriptor */
     struct open_file *next;
 };
 
@@ -155,7 +210,9 @@ struct vdfs {
     struct vdfs_dev *dev;
     struct vdfs_super sb;
     bool readonly;
-    bool fenced; /* a fatal write error happened: refuse further metadata writes */
+    /* A fatal write error happened or the heartbeat lease ran out: no more
+     * writes of any kind (the device refuses them too). */
+    atomic_bool fenced;
     uint8_t host_uuid[VDFS_UUID_SIZE];
     char host_name[VDFS_HOSTNAME_SIZE + 1];
     uint32_t slot;
@@ -173,6 +230,25 @@ struct vdfs {
     bool stopping;
     pthread_cond_t stop_cond;
     uint32_t commit_ms;
+
+    /* Cluster (rw mounts): heartbeat renewal runs in its own thread. */
+    bool cluster;
+    bool multiwriter;
+    uint32_t hb_interval_ms, hb_timeout_ms, lease_ms;
+    pthread_mutex_t hb_lock; /* hb_raw, watch */
+    pthread_t heartbeat_thread;
+    bool heartbeat_running;
+    atomic_bool hb_stopping;
+    uint8_t hb_raw[VDFS_SECTOR_SIZE]; /* the image of our slot we last wrote */
+    struct slot_watch watch[VDFS_MAX_HOSTS_LIMIT];
+    bool liveness_locked;
+
+    /* The volume metadata lock (descriptor 0's lock record). */
+    atomic_bool mlock_held;
+    bool mlock_version_known;
+    bool mlock_dirty; /* metadata changed while held: bump the version on release */
+    uint64_t mlock_version;
+    uint64_t mlock_acquired_ms;
 };
 
 #endif

@@ -166,8 +166,10 @@ static int ensure_scratch(struct journal *j, size_t bytes)
 
 /* Makes the in-place copies of everything already journaled durable, so
  * the log can start again from block 1. */
-static int checkpoint(struct vdfs *fs)
+int journal_checkpoint(struct vdfs *fs)
 {
+    if (fs->journal.head <= 1)
+        return 0;
     int rc = vdfs_dev_flush(fs->dev);
     if (rc == 0)
         rc = vdfs_journal_reset(fs->dev, &fs->sb, fs->slot, fs->journal.seq, fs->host_uuid);
@@ -178,9 +180,9 @@ static int checkpoint(struct vdfs *fs)
 
 static void fence(struct vdfs *fs, int rc, const char *what)
 {
-    fs->fenced = true;
     vdfs_log(VDFS_LOG_ERR, "%s failed (%s): metadata writes stopped; the journal keeps the volume consistent",
              what, vdfs_strerror(rc));
+    volume_fence(fs, "a metadata write failed", false);
 }
 
 int journal_commit(struct vdfs *fs)
@@ -204,7 +206,7 @@ int journal_commit(struct vdfs *fs)
         return -EIO;
     }
     if (j->head + need > fs->sb.journal_blocks) {
-        rc = checkpoint(fs);
+        rc = journal_checkpoint(fs);
         if (rc) {
             fence(fs, rc, "journal checkpoint");
             return -EIO;

@@ -23,6 +23,12 @@ struct vdfs_mount_opts {
     const char *host_name;   /* shown in `vdfsctl hosts`; NULL: gethostname() */
     bool no_direct;          /* do not try O_DIRECT */
     uint32_t commit_ms;      /* journal commit interval; 0: default 5000 */
+    /* Cluster (docs/clustering.md).  0: the superblock's values.  Every
+     * host of a datastore should use the same timeout; an observer waits
+     * for the longer of its own and the one the silent host advertised. */
+    uint32_t hb_interval_ms; /* heartbeat renewal interval */
+    uint32_t hb_timeout_ms;  /* silence after which a host is dead */
+    bool multiwriter;        /* write opens share the file lock (MULTI_WRITER) */
 };
 
 int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vdfs **out);
@@ -98,6 +104,12 @@ int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, s
 /* Open/release keep an unlinked file alive while it is open, and (for the
  * multi-host protocol) take the file's lock. */
 int vdfs_open(struct vdfs *fs, uint32_t ino, int flags);
+/* Added to vdfs_open's flags: a write open takes the file lock in
+ * MULTI_WRITER mode, shared with other MULTI_WRITER opens only.  Without
+ * it (and without the mount option) a write open is EXCLUSIVE: an open
+ * for write while another host has the file open fails with -EBUSY, and
+ * a read-only open while another host writes it fails with -EBUSY. */
+#define VDFS_OPEN_MULTIWRITER 0x40000000
 int vdfs_release(struct vdfs *fs, uint32_t ino, int flags);
 
 ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_t off);
@@ -168,6 +180,11 @@ struct vdfs_info {
     uint32_t my_slot;
 };
 int vdfs_get_info(struct vdfs *fs, struct vdfs_info *info);
+
+/* Names the other host that holds ino's file lock: host name, UUID, slot
+ * and pid in `host`.  1 when another host holds it, 0 when it is free or
+ * held by this host only, or a negative errno. */
+int vdfs_lock_holder(struct vdfs *fs, uint32_t ino, char *host, size_t len);
 
 const char *vdfs_strerror(int err);
 

@@ -11,15 +11,18 @@
 
 #define CACHE_OBJECTS 32768 /* 128 MiB of metadata at most */
 
+/* Commits every commit_ms, and while this host holds the volume metadata
+ * lock, watches for other hosts asking for it and hands it over. */
 static void *committer_main(void *arg)
 {
     struct vdfs *fs = arg;
-    uint64_t last_commit = vdfs_monotonic_ms(), last_beat = last_commit;
+    uint64_t last_commit = vdfs_monotonic_ms();
     pthread_mutex_lock(&fs->lock);
     while (!fs->stopping) {
+        long nap_ms = atomic_load(&fs->mlock_held) ? 5 : 200;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 200 * 1000000L;
+        until.tv_nsec += nap_ms * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -27,13 +30,24 @@ static void *committer_main(void *arg)
         pthread_cond_timedwait(&fs->stop_cond, &fs->lock, &until);
         if (fs->stopping)
             break;
-        uint64_t now = vdfs_monotonic_ms();
-        if (!fs->fenced && now - last_beat >= fs->sb.hb_interval_ms) {
-            heartbeat_renew(fs);
-            last_beat = now;
+        if (atomic_load(&fs->mlock_held)) {
+            /* The lock record is read without fs->lock, so that operations
+             * are not held up by the poll. */
+            pthread_mutex_unlock(&fs->lock);
+            bool wanted = cluster_release_wanted(fs);
+            pthread_mutex_lock(&fs->lock);
+            if (fs->stopping)
+                break;
+            if (wanted) {
+                cluster_release(fs);
+                last_commit = vdfs_monotonic_ms();
+                continue;
+            }
         }
+        uint64_t now = vdfs_monotonic_ms();
         if (now - last_commit >= fs->commit_ms) {
-            journal_commit(fs);
+            if (!volume_is_fenced(fs))
+                journal_commit(fs);
             last_commit = now;
         }
     }
@@ -56,6 +70,7 @@ static void fs_free(struct vdfs *fs)
     if (fs->dev)
         vdfs_dev_close(fs->dev);
     pthread_mutex_destroy(&fs->lock);
+    pthread_mutex_destroy(&fs->hb_lock);
     pthread_cond_destroy(&fs->stop_cond);
     free(fs);
 }
@@ -85,6 +100,29 @@ static int read_super(struct vdfs *fs)
     return 0;
 }
 
+/* Heartbeat timing: mount options, else the superblock.  The lease is
+ * what this host allows itself without a successful renewal; the margin
+ * to the timeout absorbs scheduling delays and clock-rate differences. */
+static int cluster_timing(struct vdfs *fs, const struct vdfs_mount_opts *opts)
+{
+    fs->hb_interval_ms = opts->hb_interval_ms ? opts->hb_interval_ms : fs->sb.hb_interval_ms;
+    fs->hb_timeout_ms = opts->hb_timeout_ms ? opts->hb_timeout_ms : fs->sb.hb_timeout_ms;
+    if (fs->hb_interval_ms == 0)
+        fs->hb_interval_ms = 250;
+    if (fs->hb_timeout_ms == 0)
+        fs->hb_timeout_ms = 3000;
+    uint32_t margin = fs->hb_timeout_ms >= 3000 ? 1000 : fs->hb_timeout_ms / 3;
+    fs->lease_ms = fs->hb_timeout_ms - margin;
+    if (fs->hb_interval_ms < 10 || fs->hb_interval_ms * 2 > fs->lease_ms) {
+        vdfs_log(VDFS_LOG_ERR,
+                 "heartbeat interval %u ms does not fit timeout %u ms: the interval must be at least 10 ms and at "
+                 "most half of the lease (timeout minus %u ms margin)",
+                 fs->hb_interval_ms, fs->hb_timeout_ms, margin);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vdfs **out)
 {
     struct vdfs_mount_opts none = {0};
@@ -94,8 +132,11 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
     if (!fs)
         return -ENOMEM;
     pthread_mutex_init(&fs->lock, NULL);
+    pthread_mutex_init(&fs->hb_lock, NULL);
     pthread_cond_init(&fs->stop_cond, NULL);
     fs->readonly = opts->readonly;
+    fs->cluster = !opts->readonly;
+    fs->multiwriter = opts->multiwriter;
     fs->commit_ms = opts->commit_ms ? opts->commit_ms : 5000;
     fs->slot = VDFS_NO_SLOT;
     unsigned flags = (opts->readonly ? VDFS_DEV_RDONLY : 0) | (opts->no_direct ? 0 : VDFS_DEV_DIRECT);
@@ -107,6 +148,8 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
         return rc;
     }
     if ((rc = read_super(fs)))
+        goto fail;
+    if ((rc = cluster_timing(fs, opts)))
         goto fail;
     rc = opts->host_uuid ? vdfs_uuid_parse(opts->host_uuid, fs->host_uuid) : vdfs_host_uuid(fs->host_uuid);
     if (rc) {
@@ -125,27 +168,35 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
         goto fail;
     }
     memset(fs->zero_block, 0, fs->sb.block_size);
-    if ((rc = heartbeat_recover_and_check(fs)))
-        goto fail;
-    if (!fs->readonly) {
-        if ((rc = heartbeat_claim(fs)))
+    if (fs->readonly) {
+        /* A read-only mount is no cluster host: it reads what the hosts
+         * have written in place and never takes a lock. */
+        if ((rc = alloc_load(fs)))
             goto fail;
-        if ((rc = journal_open(fs))) {
-            heartbeat_release(fs);
-            goto fail;
-        }
+        *out = fs;
+        return 0;
     }
-    if ((rc = alloc_load(fs))) {
-        if (!fs->readonly)
-            heartbeat_release(fs);
+    if ((rc = heartbeat_mount(fs)))
         goto fail;
-    }
-    if (!fs->readonly) {
-        if (pthread_create(&fs->committer, NULL, committer_main, fs) == 0)
-            fs->committer_running = true;
-    }
+    if ((rc = journal_open(fs)))
+        goto fail_slot;
+    /* Taking the metadata lock loads the allocation bitmaps. */
+    pthread_mutex_lock(&fs->lock);
+    rc = cluster_hold(fs);
+    pthread_mutex_unlock(&fs->lock);
+    if (rc)
+        goto fail_slot;
+    if (pthread_create(&fs->committer, NULL, committer_main, fs) == 0)
+        fs->committer_running = true;
     *out = fs;
     return 0;
+fail_slot:
+    pthread_mutex_lock(&fs->lock);
+    if (atomic_load(&fs->mlock_held))
+        cluster_release(fs);
+    pthread_mutex_unlock(&fs->lock);
+    heartbeat_stop(fs);
+    heartbeat_release(fs);
 fail:
     fs_free(fs);
     return rc;
@@ -154,11 +205,21 @@ fail:
 int vdfs_sync(struct vdfs *fs)
 {
     pthread_mutex_lock(&fs->lock);
-    int rc = journal_commit(fs);
+    int rc = cluster_hold(fs);
+    if (rc == 0)
+        rc = journal_commit(fs);
     if (rc == 0 && !fs->readonly)
         rc = vdfs_dev_flush(fs->dev);
     pthread_mutex_unlock(&fs->lock);
     return rc;
+}
+
+/* Gives up every file lock this host still holds (files left open). */
+static void release_file_locks(struct vdfs *fs)
+{
+    for (struct open_file *o = fs->open_files; o; o = o->next)
+        if (o->lock_mode)
+            filelock_close(fs, o->ino);
 }
 
 int vdfs_unmount(struct vdfs *fs)
@@ -173,16 +234,41 @@ int vdfs_unmount(struct vdfs *fs)
         pthread_join(fs->committer, NULL);
     int rc = 0;
     if (!fs->readonly) {
+        bool release_slot = true;
         pthread_mutex_lock(&fs->lock);
-        rc = journal_commit(fs);
-        if (rc == 0)
-            rc = vdfs_dev_flush(fs->dev);
-        /* Everything is in place and durable: leave an empty journal so
-         * the next mount and fsck see a clean volume. */
-        if (rc == 0)
-            rc = vdfs_journal_reset(fs->dev, &fs->sb, fs->slot, fs->journal.seq, fs->host_uuid);
+        if (!volume_is_fenced(fs)) {
+            release_file_locks(fs);
+            rc = cluster_hold(fs);
+            if (rc == 0)
+                rc = journal_commit(fs);
+            if (rc == 0)
+                rc = vdfs_dev_flush(fs->dev);
+            /* Everything is in place and durable: leave an empty journal so
+             * the next mount and fsck see a clean volume. */
+            if (rc == 0)
+                rc = vdfs_journal_reset(fs->dev, &fs->sb, fs->slot, fs->journal.seq, fs->host_uuid);
+            fs->journal.head = 1;
+            if (rc == 0)
+                rc = cluster_release(fs);
+        }
+        if (volume_is_fenced(fs)) {
+            /* A write failed: within the lease this host can still finish
+             * its own journal and hand over.  After the lease others may
+             * have replayed it and moved on: then it writes nothing, not
+             * even its slot, which the next host recovers. */
+            rc = -EIO;
+            if (!vdfs_dev_is_fenced(fs->dev) && cluster_abandon(fs) == 0) {
+                release_file_locks(fs);
+            } else {
+                release_slot = false;
+                vdfs_log(VDFS_LOG_WARN, "unmounting a fenced host: nothing is written; its slot is recovered by the next host");
+            }
+        }
         pthread_mutex_unlock(&fs->lock);
-        int hrc = heartbeat_release(fs);
+        heartbeat_stop(fs);
+        int hrc = release_slot ? heartbeat_release(fs) : 0;
+        if (!release_slot && fs->liveness_locked)
+            vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(fs->slot), 1);
         if (rc == 0)
             rc = hrc;
     }
@@ -203,6 +289,11 @@ uint32_t vdfs_block_size(const struct vdfs *fs)
 int vdfs_statfs(struct vdfs *fs, struct vdfs_statfs *sf)
 {
     pthread_mutex_lock(&fs->lock);
+    int rc = cluster_hold(fs);
+    if (rc) {
+        pthread_mutex_unlock(&fs->lock);
+        return rc;
+    }
     sf->block_size = fs->sb.block_size;
     sf->total_blocks = fs->sb.region[VDFS_RT_FB].count;
     sf->free_blocks = fs->pools[VDFS_RT_FB].free + resources_pending_free(fs, VDFS_RT_FB);
@@ -220,6 +311,12 @@ int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u)
     if (!fd)
         return -ENOMEM;
     pthread_mutex_lock(&fs->lock);
+    int rc = cluster_hold(fs);
+    if (rc) {
+        pthread_mutex_unlock(&fs->lock);
+        free(fd);
+        return rc;
+    }
     for (unsigned rt = 0; rt < VDFS_RT_COUNT; rt++) {
         u->total[rt] = fs->sb.region[rt].count;
         u->used[rt] = fs->sb.region[rt].count - fs->pools[rt].free;

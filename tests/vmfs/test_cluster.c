@@ -1,0 +1,359 @@
+/* heartbeat.c + lock.c: several hosts on one image.  Two struct vdfs
+ * mounts with different host UUIDs in one process are two hosts; a forked
+ * child is a host that can be stopped (SIGSTOP) or killed. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "device.h"
+#include "fixture.h"
+#include "format.h"
+
+#define UUID_A "7e57e57e-0000-4000-8000-00000000000a"
+#define UUID_B "7e57e57e-0000-4000-8000-00000000000b"
+#define UUID_C "7e57e57e-0000-4000-8000-00000000000c"
+#define HB_INTERVAL 50
+#define HB_TIMEOUT 600
+
+static int setup(void **state)
+{
+    const char *opts[] = {"-H", "2", NULL};
+    return fixture_setup(state, "1G", opts, false);
+}
+
+static struct vdfs *mount_as(struct fixture *f, const char *uuid, const char *name, int *rc_out)
+{
+    struct vdfs_mount_opts o = {.host_uuid = uuid, .host_name = name, .hb_interval_ms = HB_INTERVAL,
+                                .hb_timeout_ms = HB_TIMEOUT};
+    struct vdfs *fs = NULL;
+    int rc = vdfs_mount(f->image, &o, &fs);
+    if (rc_out)
+        *rc_out = rc;
+    else
+        assert_int_equal(rc, 0);
+    return rc ? NULL : fs;
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The volume metadata lock record, read straight from the image. */
+static void read_meta_lock(struct fixture *f, struct vdfs_lock_rec *l)
+{
+    struct vdfs_dev *dev;
+    assert_int_equal(vdfs_dev_open(f->image, VDFS_DEV_RDONLY, &dev), 0);
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    struct vdfs_super sb;
+    assert_int_equal(vdfs_dev_read(dev, buf, VDFS_META_SIZE, 0), 0);
+    assert_int_equal(vdfs_super_decode(buf, 0, &sb), 0);
+    uint64_t addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, 0));
+    assert_int_equal(vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
+    assert_int_equal(vdfs_lock_decode(buf, addr, l), 0);
+    vdfs_aligned_free(buf);
+    vdfs_dev_close(dev);
+}
+
+/* Metadata changed by one host is seen by the other on its next call,
+ * including content and sizes it had cached before; the lock's version
+ * moves only when a holder changed something. */
+static void test_two_hosts_see_each_other(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    struct vdfs *b = mount_as(f, UUID_B, "host-b", NULL);
+    uint32_t root = vdfs_root_ino(a);
+    struct vdfs_stat st, bst;
+    assert_int_equal(vdfs_create(a, root, "shared", S_IFREG | 0644, 0, NULL, &st), 0);
+    for (int round = 0; round < 5; round++) {
+        char name[32], text[64], got[64];
+        int n = snprintf(text, sizeof(text), "round %d: written by host a, longer each time %*s", round, round, "");
+        assert_int_equal(vdfs_pwrite(a, st.ino, text, (size_t)n, 0), n);
+        /* b cached the file in the previous round: it must see the new size and bytes. */
+        assert_int_equal(vdfs_getattr(b, st.ino, &bst), 0);
+        assert_int_equal(bst.size, (uint64_t)n);
+        memset(got, 0, sizeof(got));
+        assert_int_equal(vdfs_pread(b, st.ino, got, sizeof(got), 0), n);
+        assert_memory_equal(got, text, (size_t)n);
+        snprintf(name, sizeof(name), "dir-from-b-%d", round);
+        assert_int_equal(vdfs_create(b, root, name, S_IFDIR | 0755, 0, NULL, &bst), 0);
+        assert_int_equal(vdfs_lookup(a, root, name, &st), 0);
+        assert_int_equal(st.ino, bst.ino);
+        assert_int_equal(vdfs_lookup(a, root, "shared", &st), 0);
+    }
+    /* Resources both hosts allocated never collide: fsck after both unmount. */
+    struct vdfs_lock_rec before, after;
+    assert_int_equal(vdfs_sync(a), 0);
+    read_meta_lock(f, &before);
+    assert_int_equal(vdfs_getattr(b, root, &bst), 0); /* b takes the lock from a */
+    assert_int_equal(vdfs_getattr(a, root, &st), 0);  /* and a takes it back: nothing changed */
+    read_meta_lock(f, &after);
+    assert_int_equal(after.version, before.version);
+    /* A change moves it by one when the changer hands the lock over. */
+    assert_int_equal(vdfs_lookup(a, root, "shared", &st), 0);
+    assert_int_equal(vdfs_pwrite(a, st.ino, "x", 1, 0), 1);
+    assert_int_equal(vdfs_getattr(b, root, &bst), 0);
+    read_meta_lock(f, &after);
+    assert_int_equal(after.version, before.version + 1);
+    assert_int_equal(after.owner_slot, 1);
+    assert_int_equal(vdfs_unmount(b), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+    read_meta_lock(f, &after);
+    assert_int_equal(after.mode, VDFS_LOCK_FREE);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
+static void test_same_uuid_refused(void **state)
+{
+    struct fixture *f = *state;
+    fixture_quiet_log();
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    int rc;
+    assert_null(mount_as(f, UUID_A, "host-a-again", &rc));
+    assert_int_equal(rc, -EBUSY);
+    assert_int_equal(vdfs_unmount(a), 0);
+    /* Once it is gone, the same UUID mounts again. */
+    a = mount_as(f, UUID_A, "host-a", NULL);
+    assert_int_equal(vdfs_unmount(a), 0);
+}
+
+static void test_all_slots_taken(void **state)
+{
+    struct fixture *f = *state;
+    fixture_quiet_log();
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    struct vdfs *b = mount_as(f, UUID_B, "host-b", NULL);
+    int rc;
+    assert_null(mount_as(f, UUID_C, "host-c", &rc));
+    assert_int_equal(rc, -EUSERS);
+    assert_int_equal(vdfs_unmount(b), 0);
+    struct vdfs *c = mount_as(f, UUID_C, "host-c", NULL);
+    assert_int_equal(vdfs_unmount(c), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+}
+
+/* One writer per file across hosts; readers share; the holder is named. */
+static void test_file_lock_modes(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    struct vdfs *b = mount_as(f, UUID_B, "host-b", NULL);
+    uint32_t root = vdfs_root_ino(a);
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_create(a, root, "disk.img", S_IFREG | 0644, 0, NULL, &st), 0);
+    char host[200];
+    assert_int_equal(vdfs_lock_holder(b, st.ino, host, sizeof(host)), 0);
+
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDONLY), 0); /* the same host may open it again */
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR), -EBUSY);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDONLY), -EBUSY);
+    assert_int_equal(vdfs_open(b, st.ino, O_WRONLY | VDFS_OPEN_MULTIWRITER), -EBUSY);
+    assert_int_equal(vdfs_lock_holder(b, st.ino, host, sizeof(host)), 1);
+    assert_non_null(strstr(host, "host-a"));
+    assert_non_null(strstr(host, UUID_A));
+    assert_int_equal(vdfs_lock_holder(a, st.ino, host, sizeof(host)), 0);
+    assert_int_equal(vdfs_release(a, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR), -EBUSY); /* a still has one open */
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+
+    /* Read-only opens share; a writer is refused while they last. */
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), -EBUSY);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0); /* sole reader upgrades */
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(a, st.ino, O_RDONLY), 0);
+
+    /* Multi-writer shares with multi-writer only. */
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR | VDFS_OPEN_MULTIWRITER), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR | VDFS_OPEN_MULTIWRITER), 0);
+    assert_int_equal(vdfs_pwrite(b, st.ino, "bb", 2, 2), 2);
+    assert_int_equal(vdfs_pwrite(a, st.ino, "aa", 2, 0), 2);
+    char got[4];
+    assert_int_equal(vdfs_pread(b, st.ino, got, 4, 0), 4);
+    assert_memory_equal(got, "aabb", 4);
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_lock_holder(b, st.ino, host, sizeof(host)), 0);
+
+    /* A file another host has open survives its unlink until that host closes it. */
+    assert_int_equal(vdfs_open(b, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_unlink(a, root, "disk.img"), 0);
+    assert_int_equal(vdfs_pread(b, st.ino, got, 4, 0), 4);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_getattr(a, st.ino, &st), -ENOENT);
+    assert_int_equal(vdfs_unmount(b), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
+static void send_byte(int fd, char c)
+{
+    assert_int_equal(write(fd, &c, 1), 1);
+}
+
+static char recv_byte(int fd)
+{
+    char c = 0;
+    return read(fd, &c, 1) == 1 ? c : 0;
+}
+
+/* The child host: mounts, creates a file when told, then after being
+ * stopped past its lease and continued must fail every call with EIO and
+ * write nothing (unmount included). */
+static int stopped_host(const char *image, int cmd, int reply)
+{
+    struct vdfs_mount_opts o = {.host_uuid = UUID_C, .host_name = "host-c", .hb_interval_ms = HB_INTERVAL,
+                                .hb_timeout_ms = HB_TIMEOUT};
+    struct vdfs *c;
+    if (vdfs_mount(image, &o, &c) != 0)
+        return 10;
+    char r = 'r';
+    if (write(reply, &r, 1) != 1 || recv_byte(cmd) != 'w')
+        return 11;
+    struct vdfs_stat st;
+    if (vdfs_create(c, vdfs_root_ino(c), "before-stop", S_IFREG | 0644, 0, NULL, &st) != 0 ||
+        vdfs_pwrite(c, st.ino, "kept", 4, 0) != 4 || vdfs_fsync(c, st.ino, false) != 0 ||
+        vdfs_open(c, st.ino, O_RDWR) != 0)
+        return 12;
+    /* Dirty, uncommitted metadata while stopped: it must never land. */
+    if (vdfs_pwrite(c, st.ino, "lost", 4, 4) != 4)
+        return 13;
+    r = 'd';
+    if (write(reply, &r, 1) != 1 || recv_byte(cmd) != 'c')
+        return 14;
+    if (vdfs_create(c, vdfs_root_ino(c), "after-stop", S_IFREG | 0644, 0, NULL, &st) != -EIO)
+        return 15;
+    if (vdfs_pwrite(c, st.ino, "x", 1, 0) != -EIO)
+        return 16;
+    if (vdfs_unmount(c) != -EIO)
+        return 17;
+    return 0;
+}
+
+static void test_stopped_host_is_fenced_and_recovered(void **state)
+{
+    struct fixture *f = *state;
+    fixture_quiet_log();
+    int to_child[2], from_child[2];
+    assert_int_equal(pipe(to_child), 0);
+    assert_int_equal(pipe(from_child), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(stopped_host(f->image, to_child[0], from_child[1]));
+    assert_int_equal(recv_byte(from_child[0]), 'r');
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    send_byte(to_child[1], 'w');
+    assert_int_equal(recv_byte(from_child[0]), 'd');
+    assert_int_equal(kill(pid, SIGSTOP), 0);
+    uint64_t t0 = now_ms();
+    struct vdfs_stat st;
+    /* a needs the metadata lock the stopped host holds: it waits for the
+     * timeout, replays that host's journal and breaks the lock. */
+    assert_int_equal(vdfs_lookup(a, vdfs_root_ino(a), "before-stop", &st), 0);
+    uint64_t waited = now_ms() - t0;
+    assert_true(waited >= HB_TIMEOUT / 2);
+    assert_true(waited < 10000);
+    assert_int_equal(st.size, 4); /* fsync'ed: kept; the later write was never committed */
+    char got[4];
+    assert_int_equal(vdfs_pread(a, st.ino, got, 4, 0), 4);
+    assert_memory_equal(got, "kept", 4);
+    /* Its file lock died with its slot generation. */
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    assert_int_equal(kill(pid, SIGCONT), 0);
+    send_byte(to_child[1], 'c');
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(vdfs_lookup(a, vdfs_root_ino(a), "after-stop", &st), -ENOENT);
+    assert_int_equal(vdfs_getattr(a, vdfs_root_ino(a), &st), 0);
+    /* The fenced host's UUID rejoins by a new mount. */
+    struct vdfs *c = mount_as(f, UUID_C, "host-c", NULL);
+    assert_int_equal(vdfs_lookup(c, vdfs_root_ino(c), "before-stop", &st), 0);
+    assert_int_equal(vdfs_unmount(c), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+    close(to_child[0]);
+    close(to_child[1]);
+    close(from_child[0]);
+    close(from_child[1]);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
+/* kill -9 while holding the metadata lock: the next mount replays its
+ * journal at once (its process is gone from this machine). */
+static void test_killed_host_recovered_at_mount(void **state)
+{
+    struct fixture *f = *state;
+    fixture_quiet_log();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct vdfs_mount_opts o = {.host_uuid = UUID_C, .hb_interval_ms = HB_INTERVAL, .hb_timeout_ms = HB_TIMEOUT};
+        struct vdfs *c;
+        struct vdfs_stat st;
+        if (vdfs_mount(f->image, &o, &c) != 0 ||
+            vdfs_create(c, vdfs_root_ino(c), "synced", S_IFREG | 0644, 0, NULL, &st) != 0 ||
+            vdfs_open(c, st.ino, O_RDWR) != 0 || vdfs_fsync(c, st.ino, false) != 0)
+            _exit(1);
+        kill(getpid(), SIGKILL);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFSIGNALED(status));
+    uint64_t t0 = now_ms();
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    assert_true(now_ms() - t0 < HB_TIMEOUT * 3);
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_lookup(a, vdfs_root_ino(a), "synced", &st), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
+/* Bad timing options are refused with a message, not a crash. */
+static void test_bad_timing_refused(void **state)
+{
+    struct fixture *f = *state;
+    fixture_quiet_log();
+    struct vdfs_mount_opts o = {.host_uuid = UUID_A, .hb_interval_ms = 2000, .hb_timeout_ms = 1000};
+    struct vdfs *fs = NULL;
+    assert_int_equal(vdfs_mount(f->image, &o, &fs), -EINVAL);
+    assert_null(fs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_hosts_see_each_other, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_same_uuid_refused, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_all_slots_taken, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_file_lock_modes, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stopped_host_is_fenced_and_recovered, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_host_recovered_at_mount, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_timing_refused, setup, fixture_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

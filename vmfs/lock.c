@@ -1,0 +1,549 @@
+/* On-disk locks, taken and released by compare-and-write.
+ *
+ * The volume metadata lock (descriptor 0's lock record) guards every
+ * metadata object.  A host keeps it after its operation until another
+ * host asks for it by setting its bit in `waiters`; it then commits,
+ * checkpoints (in-place copies durable, journal empty) and releases, and
+ * bumps `version` if it changed anything, so the next holder reads a
+ * complete in-place state and knows whether its caches are stale.
+ *
+ * File locks (descriptor ino's record) say who has a file open: one
+ * EXCLUSIVE writer, READ_SHARED readers, or MULTI_WRITER sharers.
+ * A lock held by a host whose slot was freed or whose generation moved on
+ * is stale and is broken by the next acquirer; a holder that went silent
+ * for the timeout is recovered first (heartbeat_recover).  See
+ * docs/clustering.md. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+#include "journal.h"
+
+#define POLL_MS 3
+#define MIN_HOLD_MS 20
+
+static uint64_t meta_lock_index(const struct vdfs *fs)
+{
+    return vdfs_fd_lock_index(&fs->sb, 0);
+}
+
+static void nap_ms(uint32_t ms)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int lock_read(struct vdfs *fs, uint64_t index, uint8_t *raw, struct vdfs_lock_rec *l)
+{
+    uint64_t addr = vdfs_lock_addr(&fs->sb, index);
+    int rc = vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, addr);
+    if (rc)
+        return rc;
+    rc = vdfs_lock_decode(raw, addr, l);
+    if (rc) {
+        vdfs_log(VDFS_LOG_ERR, "lock record %llu at 0x%llx is corrupt; fsck.vdfs repairs it",
+                 (unsigned long long)index, (unsigned long long)addr);
+        return -EIO;
+    }
+    return 0;
+}
+
+/* Writes `l` over the image `raw` it was read as: -EAGAIN if it changed. */
+static int lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l)
+{
+    uint8_t next[VDFS_SECTOR_SIZE];
+    l->hdr.kind = VDFS_KIND_LOCK;
+    l->hdr.gen++;
+    vdfs_lock_encode(l, next);
+    return vdfs_dev_compare_and_write(fs->dev, l->hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL);
+}
+
+static void set_owner(struct vdfs *fs, struct vdfs_lock_rec *l, uint32_t mode, uint64_t object)
+{
+    l->mode = mode;
+    l->owner_slot = fs->slot;
+    l->owner_hb_gen = fs->hb_gen;
+    l->object = object;
+    l->acquired_ns = vdfs_now_ns();
+    l->waiters &= ~(UINT64_C(1) << fs->slot);
+}
+
+static void set_free(struct vdfs_lock_rec *l)
+{
+    l->mode = VDFS_LOCK_FREE;
+    l->owner_slot = VDFS_NO_SLOT;
+    l->owner_hb_gen = 0;
+    l->nholders = 0;
+    memset(l->holders, 0, sizeof(l->holders));
+}
+
+int caches_drop_and_reload(struct vdfs *fs)
+{
+    if (fs->cache.ndirty) {
+        volume_fence(fs, "uncommitted metadata while another host changed the volume", false);
+        return -EIO;
+    }
+    size_t limit = fs->cache.limit;
+    meta_cache_destroy(&fs->cache);
+    int rc = meta_cache_init(&fs->cache, limit);
+    dir_cache_destroy(fs);
+    alloc_destroy(fs);
+    if (rc == 0)
+        rc = alloc_load(fs);
+    return rc;
+}
+
+static int took_meta_lock(struct vdfs *fs, uint64_t version, bool broken)
+{
+    bool stale = broken || !fs->mlock_version_known || version != fs->mlock_version;
+    atomic_store(&fs->mlock_held, true);
+    fs->mlock_version = version;
+    fs->mlock_version_known = true;
+    fs->mlock_dirty = false;
+    fs->mlock_acquired_ms = vdfs_monotonic_ms();
+    return stale ? caches_drop_and_reload(fs) : 0;
+}
+
+static void log_wait(struct vdfs *fs, const struct vdfs_lock_rec *l)
+{
+    vdfs_log(VDFS_LOG_ERR, "gave up waiting for the volume metadata lock held by slot %u; is that host stuck?",
+             l->owner_slot);
+    (void)fs;
+}
+
+/* Acquires the metadata lock; caller holds fs->lock. */
+static int meta_lock_acquire(struct vdfs *fs)
+{
+    const uint64_t mybit = UINT64_C(1) << fs->slot;
+    uint64_t limit_ms = 2ull * fs->hb_timeout_ms > 30000 ? 2ull * fs->hb_timeout_ms : 30000;
+    uint64_t give_up = vdfs_monotonic_ms() + limit_ms;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    for (;;) {
+        if (volume_is_fenced(fs))
+            return -EIO;
+        int rc = lock_read(fs, meta_lock_index(fs), raw, &l);
+        if (rc)
+            return rc;
+        if (l.mode == VDFS_LOCK_FREE) {
+            /* Someone asked first: let it in before taking the lock again. */
+            if ((l.waiters & ~mybit) && !(l.waiters & mybit)) {
+                l.waiters |= mybit;
+                lock_write(fs, raw, &l);
+                nap_ms(POLL_MS);
+                continue;
+            }
+            uint64_t version = l.version;
+            set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, (uint64_t)VDFS_RT_FD << 56);
+            rc = lock_write(fs, raw, &l);
+            if (rc == -EAGAIN)
+                continue;
+            if (rc)
+                return rc;
+            return took_meta_lock(fs, version, false);
+        }
+        if (l.owner_slot == fs->slot && l.owner_hb_gen == fs->hb_gen)
+            return took_meta_lock(fs, l.version, true);
+        int verdict = heartbeat_judge(fs, l.owner_slot, l.owner_hb_gen);
+        if (verdict < 0)
+            return verdict;
+        if (verdict == SLOT_GONE) {
+            /* Its holder's journal was replayed when its slot was freed:
+             * break it, and treat every cache as stale. */
+            uint64_t version = l.version + 1;
+            set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, (uint64_t)VDFS_RT_FD << 56);
+            l.version = version;
+            rc = lock_write(fs, raw, &l);
+            if (rc == -EAGAIN)
+                continue;
+            if (rc)
+                return rc;
+            vdfs_log(VDFS_LOG_INFO, "broke the stale volume metadata lock of slot %u", l.owner_slot);
+            return took_meta_lock(fs, version, true);
+        }
+        if (verdict == SLOT_DEAD) {
+            rc = heartbeat_recover(fs, l.owner_slot);
+            if (rc && rc != -EAGAIN)
+                return rc;
+            continue;
+        }
+        if (!(l.waiters & mybit)) {
+            l.waiters |= mybit;
+            rc = lock_write(fs, raw, &l);
+            if (rc && rc != -EAGAIN)
+                return rc;
+            continue;
+        }
+        if (vdfs_monotonic_ms() > give_up) {
+            log_wait(fs, &l);
+            return -EIO;
+        }
+        nap_ms(POLL_MS);
+    }
+}
+
+int cluster_hold(struct vdfs *fs)
+{
+    if (!fs->cluster)
+        return 0;
+    if (volume_is_fenced(fs))
+        return -EIO;
+    if (atomic_load(&fs->mlock_held))
+        return 0;
+    return meta_lock_acquire(fs);
+}
+
+bool cluster_release_wanted(struct vdfs *fs)
+{
+    if (!fs->cluster || !atomic_load(&fs->mlock_held) || volume_is_fenced(fs))
+        return false;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    if (lock_read(fs, meta_lock_index(fs), raw, &l) != 0)
+        return false;
+    return (l.waiters & ~(UINT64_C(1) << fs->slot)) != 0 &&
+           vdfs_monotonic_ms() - fs->mlock_acquired_ms >= MIN_HOLD_MS;
+}
+
+int cluster_release(struct vdfs *fs)
+{
+    if (!fs->cluster || !atomic_load(&fs->mlock_held))
+        return 0;
+    if (volume_is_fenced(fs))
+        return -EIO;
+    /* Everything this host changed goes in place and becomes durable, and
+     * the journal is emptied: nothing of it may be replayed over what the
+     * next holder writes. */
+    int rc = journal_commit(fs);
+    if (rc == 0)
+        rc = journal_checkpoint(fs);
+    if (rc) {
+        volume_fence(fs, "could not write back metadata before releasing the volume lock", false);
+        return -EIO;
+    }
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    for (;;) {
+        rc = lock_read(fs, meta_lock_index(fs), raw, &l);
+        if (rc)
+            return rc;
+        if (l.mode != VDFS_LOCK_EXCLUSIVE || l.owner_slot != fs->slot || l.owner_hb_gen != fs->hb_gen) {
+            volume_fence(fs, "the volume metadata lock was taken from this host", true);
+            return -EIO;
+        }
+        uint64_t version = fs->mlock_dirty ? l.version + 1 : l.version;
+        set_free(&l);
+        l.version = version;
+        rc = lock_write(fs, raw, &l);
+        if (rc == -EAGAIN)
+            continue; /* a waiter set its bit meanwhile */
+        if (rc)
+            return rc;
+        atomic_store(&fs->mlock_held, false);
+        fs->mlock_version = version;
+        fs->mlock_dirty = false;
+        return 0;
+    }
+}
+
+int cluster_abandon(struct vdfs *fs)
+{
+    if (vdfs_dev_is_fenced(fs->dev))
+        return -EIO;
+    uint64_t next = 0;
+    int n = vdfs_journal_replay(fs->dev, &fs->sb, fs->slot, true, &next);
+    int rc = n < 0 ? n : vdfs_dev_flush(fs->dev);
+    if (rc == 0)
+        rc = vdfs_journal_reset(fs->dev, &fs->sb, fs->slot, next + 1, fs->host_uuid);
+    if (rc || !atomic_load(&fs->mlock_held))
+        return rc;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    for (;;) {
+        rc = lock_read(fs, meta_lock_index(fs), raw, &l);
+        if (rc)
+            return rc;
+        if (l.mode != VDFS_LOCK_EXCLUSIVE || l.owner_slot != fs->slot || l.owner_hb_gen != fs->hb_gen)
+            return -EIO;
+        /* What reached the device in place is unknown: every cache elsewhere is stale. */
+        uint64_t version = l.version + 1;
+        set_free(&l);
+        l.version = version;
+        rc = lock_write(fs, raw, &l);
+        if (rc != -EAGAIN)
+            break;
+    }
+    if (rc == 0)
+        atomic_store(&fs->mlock_held, false);
+    return rc;
+}
+
+/* ---- file locks ---- */
+
+static bool holder_is_me(const struct vdfs *fs, uint32_t slot, uint64_t gen)
+{
+    return slot == fs->slot && (uint32_t)gen == (uint32_t)fs->hb_gen;
+}
+
+/* Removes holders whose host is gone, recovering silent ones first.
+ * Returns 0, or -EBUSY when a live host other than us still holds it. */
+static int prune_holders(struct vdfs *fs, struct vdfs_lock_rec *l, bool *changed)
+{
+    *changed = false;
+    if (l->mode == VDFS_LOCK_FREE)
+        return 0;
+    if (l->mode == VDFS_LOCK_EXCLUSIVE) {
+        if (holder_is_me(fs, l->owner_slot, l->owner_hb_gen))
+            return 0;
+        int verdict = heartbeat_judge(fs, l->owner_slot, l->owner_hb_gen);
+        if (verdict == SLOT_DEAD && heartbeat_recover(fs, l->owner_slot) == 0)
+            verdict = SLOT_GONE;
+        if (verdict < 0)
+            return verdict;
+        if (verdict != SLOT_GONE)
+            return -EBUSY;
+        set_free(l);
+        *changed = true;
+        return 0;
+    }
+    uint32_t kept = 0;
+    bool others = false;
+    for (uint32_t i = 0; i < l->nholders && i < VDFS_LOCK_HOLDERS; i++) {
+        uint32_t slot = l->holders[i].slot, gen = l->holders[i].hb_gen;
+        int verdict = SLOT_ALIVE;
+        if (!holder_is_me(fs, slot, gen)) {
+            uint8_t raw[VDFS_SECTOR_SIZE];
+            struct vdfs_heartbeat hb;
+            /* Holder records keep the low 32 bits of the generation. */
+            if (slot >= fs->sb.max_hosts)
+                verdict = SLOT_GONE;
+            else if (vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, slot)) == 0 &&
+                     vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, slot), &hb) == 0)
+                verdict = heartbeat_judge(fs, slot, (uint32_t)hb.hb_gen == gen ? hb.hb_gen : hb.hb_gen + 1);
+            if (verdict == SLOT_DEAD && heartbeat_recover(fs, slot) == 0)
+                verdict = SLOT_GONE;
+            if (verdict < 0)
+                return verdict;
+        }
+        if (verdict == SLOT_GONE) {
+            *changed = true;
+            continue;
+        }
+        if (!holder_is_me(fs, slot, gen))
+            others = true;
+        l->holders[kept++] = l->holders[i];
+    }
+    for (uint32_t i = kept; i < VDFS_LOCK_HOLDERS; i++)
+        l->holders[i].slot = l->holders[i].hb_gen = 0;
+    l->nholders = kept;
+    if (kept == 0) {
+        set_free(l);
+        *changed = true;
+    }
+    (void)others;
+    return 0;
+}
+
+static bool has_other_holders(const struct vdfs *fs, const struct vdfs_lock_rec *l)
+{
+    if (l->mode == VDFS_LOCK_EXCLUSIVE)
+        return !holder_is_me(fs, l->owner_slot, l->owner_hb_gen);
+    for (uint32_t i = 0; i < l->nholders; i++)
+        if (!holder_is_me(fs, l->holders[i].slot, l->holders[i].hb_gen))
+            return true;
+    return false;
+}
+
+static bool add_holder(struct vdfs *fs, struct vdfs_lock_rec *l)
+{
+    for (uint32_t i = 0; i < l->nholders; i++)
+        if (holder_is_me(fs, l->holders[i].slot, l->holders[i].hb_gen))
+            return true;
+    if (l->nholders >= VDFS_LOCK_HOLDERS)
+        return false;
+    l->holders[l->nholders].slot = fs->slot;
+    l->holders[l->nholders].hb_gen = (uint32_t)fs->hb_gen;
+    l->nholders++;
+    return true;
+}
+
+static void remove_holder(struct vdfs *fs, struct vdfs_lock_rec *l)
+{
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < l->nholders; i++)
+        if (!holder_is_me(fs, l->holders[i].slot, l->holders[i].hb_gen))
+            l->holders[kept++] = l->holders[i];
+    for (uint32_t i = kept; i < VDFS_LOCK_HOLDERS; i++)
+        l->holders[i].slot = l->holders[i].hb_gen = 0;
+    l->nholders = kept;
+}
+
+static uint32_t wanted_mode(const struct vdfs *fs, int flags)
+{
+    if ((flags & O_ACCMODE) == O_RDONLY)
+        return VDFS_LOCK_READ_SHARED;
+    if ((flags & VDFS_OPEN_MULTIWRITER) || fs->multiwriter)
+        return VDFS_LOCK_MULTI_WRITER;
+    return VDFS_LOCK_EXCLUSIVE;
+}
+
+/* Whether holding `have` already covers an open that needs `want`. */
+static bool covers(uint32_t have, uint32_t want)
+{
+    if (have == want)
+        return true;
+    if (want == VDFS_LOCK_READ_SHARED)
+        return have == VDFS_LOCK_EXCLUSIVE || have == VDFS_LOCK_MULTI_WRITER;
+    return false;
+}
+
+int filelock_open(struct vdfs *fs, uint32_t ino, int flags, uint32_t *held_mode)
+{
+    if (!fs->cluster)
+        return 0;
+    uint32_t want = wanted_mode(fs, flags);
+    if (*held_mode && covers(*held_mode, want))
+        return 0;
+    /* An upgrade from READ_SHARED keeps the reader's share until it wins. */
+    uint64_t index = vdfs_fd_lock_index(&fs->sb, ino);
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        if (volume_is_fenced(fs))
+            return -EIO;
+        int rc = lock_read(fs, index, raw, &l);
+        if (rc)
+            return rc;
+        bool changed;
+        rc = prune_holders(fs, &l, &changed);
+        if (rc)
+            return rc;
+        if (l.mode != VDFS_LOCK_FREE && has_other_holders(fs, &l) &&
+            (want == VDFS_LOCK_EXCLUSIVE || l.mode != want))
+            return -EBUSY;
+        uint64_t object = ((uint64_t)VDFS_RT_FD << 56) | ino;
+        if (want == VDFS_LOCK_EXCLUSIVE) {
+            set_free(&l);
+            set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, object);
+        } else {
+            if (l.mode == VDFS_LOCK_EXCLUSIVE) /* ours: the upgrade's reverse never happens */
+                set_free(&l);
+            if (l.mode != want) {
+                set_free(&l);
+                set_owner(fs, &l, want, object);
+            }
+            if (!add_holder(fs, &l))
+                return -EBUSY;
+        }
+        rc = lock_write(fs, raw, &l);
+        if (rc == -EAGAIN) {
+            nap_ms(1);
+            continue;
+        }
+        if (rc)
+            return rc;
+        *held_mode = want;
+        return 0;
+    }
+    return -EBUSY;
+}
+
+int filelock_close(struct vdfs *fs, uint32_t ino)
+{
+    if (!fs->cluster)
+        return 0;
+    if (vdfs_dev_is_fenced(fs->dev))
+        return -EIO;
+    uint64_t index = vdfs_fd_lock_index(&fs->sb, ino);
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        int rc = lock_read(fs, index, raw, &l);
+        if (rc)
+            return rc;
+        if (l.mode == VDFS_LOCK_FREE)
+            return 0;
+        if (l.mode == VDFS_LOCK_EXCLUSIVE) {
+            if (!holder_is_me(fs, l.owner_slot, l.owner_hb_gen))
+                return 0;
+            set_free(&l);
+        } else {
+            remove_holder(fs, &l);
+            if (l.nholders == 0)
+                set_free(&l);
+        }
+        rc = lock_write(fs, raw, &l);
+        if (rc == -EAGAIN)
+            continue;
+        return rc;
+    }
+    return -EBUSY;
+}
+
+bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino)
+{
+    if (!fs->cluster)
+        return false;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    if (lock_read(fs, vdfs_fd_lock_index(&fs->sb, ino), raw, &l) != 0)
+        return false;
+    bool changed;
+    if (prune_holders(fs, &l, &changed) == -EBUSY)
+        return true;
+    return l.mode != VDFS_LOCK_FREE && has_other_holders(fs, &l);
+}
+
+/* ---- naming a holder, for "file is locked by host X" messages ---- */
+
+static void describe_slot(struct vdfs *fs, uint32_t slot, char *host, size_t len)
+{
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat hb;
+    char uuid[37];
+    if (slot < fs->sb.max_hosts &&
+        vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, slot)) == 0 &&
+        vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, slot), &hb) == 0) {
+        vdfs_uuid_format(hb.host_uuid, uuid);
+        snprintf(host, len, "%s (%s, slot %u, pid %u)", hb.hostname, uuid, slot, hb.pid);
+    } else {
+        snprintf(host, len, "slot %u", slot);
+    }
+}
+
+int vdfs_lock_holder(struct vdfs *fs, uint32_t ino, char *host, size_t len)
+{
+    if (ino == 0 || ino >= fs->sb.region[VDFS_RT_FD].count)
+        return -EINVAL;
+    if (host && len)
+        host[0] = 0;
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_lock_rec l;
+    int rc = lock_read(fs, vdfs_fd_lock_index(&fs->sb, ino), raw, &l);
+    if (rc)
+        return rc;
+    if (l.mode == VDFS_LOCK_FREE)
+        return 0;
+    uint32_t slot = VDFS_NO_SLOT;
+    uint64_t gen = 0;
+    if (l.mode == VDFS_LOCK_EXCLUSIVE) {
+        slot = l.owner_slot;
+        gen = l.owner_hb_gen;
+    } else {
+        for (uint32_t i = 0; i < l.nholders && slot == VDFS_NO_SLOT; i++) {
+            if (fs->slot != VDFS_NO_SLOT && holder_is_me(fs, l.holders[i].slot, l.holders[i].hb_gen))
+                continue;
+            slot = l.holders[i].slot;
+            gen = l.holders[i].hb_gen;
+        }
+    }
+    if (slot == VDFS_NO_SLOT || (fs->slot != VDFS_NO_SLOT && holder_is_me(fs, slot, gen)))
+        return 0;
+    if (host && len)
+        describe_slot(fs, slot, host, len);
+    return 1;
+}
