@@ -39,18 +39,21 @@ fi
 for _ in $(seq 100); do [[ -S $work/vdfs.sock.ctl ]] && ( ((!have_qemu)) || [[ -f $work/vde.pid ]] ) && break; sleep 0.05; done
 ((have_qemu)) && pids+=("$(cat "$work/vde.pid")")
 
-# vm KIND NAME MAC CMDLINE: one VM, console in NAME.log
+# vm KIND NAME MAC CMDLINE: starts one VM in the background (pid in $vm_pid),
+# console in NAME.log
 vm() {
     local kind=$1 name=$2 mac=$3 cmdline="$4 tsc_khz=$tsc_khz"
     if [[ $kind == vdfs ]]; then
         timeout 120 "$vm_bin" run --name "$name" --memory 64M --kernel "$guest" --switch "$work/vdfs.sock" \
-            --nic "default,mac=$mac" --cmdline "$cmdline" --serial "file:$work/$name.log" 2>"$work/$name.err"
+            --nic "default,mac=$mac" --cmdline "$cmdline" --serial "file:$work/$name.log" 2>"$work/$name.err" &
     else
         timeout 120 qemu-system-x86_64 -enable-kvm -M microvm,pcie=on -m 64 -smp 1 -nodefaults -nographic \
             -no-reboot -display none -serial "file:$work/$name.log" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
             -kernel "$guest" -append "$cmdline ecam=0xe0000000" -netdev "vde,id=n0,sock=$work/vde.ctl" \
-            -device "virtio-net-pci,netdev=n0,mac=$mac,disable-legacy=on" >"$work/$name.err" 2>&1
+            -device "virtio-net-pci,netdev=n0,mac=$mac,disable-legacy=on" >"$work/$name.err" 2>&1 &
     fi
+    vm_pid=$!
+    pids+=($vm_pid)
 }
 
 field() { grep -- "$2" "$work/$1.log" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"; }
@@ -59,10 +62,11 @@ field() { grep -- "$2" "$work/$1.log" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//
 one_round() {
     local kind=$1 size=$2
     rm -f "$work"/rx.log "$work"/tx.log
-    vm "$kind" rx "$rx_mac" "mode=net-responder ip=10.0.0.2 seconds=$((seconds + 60))" &
-    local rx=$!
+    vm "$kind" rx "$rx_mac" "mode=net-responder ip=10.0.0.2 seconds=$((seconds + 60))"
+    local rx=$vm_pid
     for _ in $(seq 200); do grep -q nic=ready "$work/rx.log" 2>/dev/null && break; sleep 0.05; done
-    vm "$kind" tx "$tx_mac" "mode=net-blast dst=$rx_mac size=$size seconds=$seconds" || true
+    vm "$kind" tx "$tx_mac" "mode=net-blast dst=$rx_mac size=$size seconds=$seconds"
+    wait "$vm_pid" || true
     wait "$rx" || true
     local rx_fps; rx_fps=$(field rx blast_rx fps)
     [[ -n $rx_fps ]] || { echo "no result from the $kind pair:" >&2; cat "$work"/*.log "$work"/rx.err "$work"/tx.err >&2; exit 1; }
