@@ -102,6 +102,9 @@ static int mount_volume(const struct fuse_config_opts *o, struct vdfs **fs)
         .host_name = o->host_name,
         .no_direct = o->no_direct,
         .commit_ms = o->commit_ms,
+        .hb_interval_ms = o->hb_interval_ms,
+        .hb_timeout_ms = o->hb_timeout_ms,
+        .multiwriter = o->multiwriter,
     };
     sigset_t block, old;
     sigemptyset(&block);

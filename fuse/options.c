@@ -17,6 +17,9 @@ static const struct fuse_opt config_spec[] = {
     OPT("host_name=%s", host_name),
     OPT("commit_ms=%u", commit_ms),
     OPT("no_direct", no_direct),
+    OPT("hb_interval_ms=%u", hb_interval_ms),
+    OPT("hb_timeout_ms=%u", hb_timeout_ms),
+    OPT("multiwriter", multiwriter),
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-r", KEY_RO),
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -30,7 +33,8 @@ void fuse_config_usage(const char *prog)
 {
     printf("usage: %s IMAGE|DEVICE MOUNTPOINT [-f] [-d] [-s] [-o opt,...]\n"
            "\n"
-           "Mounts a vdfs datastore; this mount is one cluster host.\n"
+           "Mounts a vdfs datastore; this mount is one cluster host.  Several hosts\n"
+           "(each with its own host_uuid) may mount one datastore at once.\n"
            "\n"
            "  -f                 stay in the foreground\n"
            "  -d                 debug output (implies -f)\n"
@@ -40,6 +44,11 @@ void fuse_config_usage(const char *prog)
            "  -o host_name=NAME  the name shown in `vdfsctl hosts` (default: hostname)\n"
            "  -o commit_ms=N     journal commit interval in ms (default 5000)\n"
            "  -o no_direct       do not open the device with O_DIRECT\n"
+           "  -o hb_interval_ms=N   heartbeat renewal interval (default: the datastore's)\n"
+           "  -o hb_timeout_ms=N    silence after which a host counts as dead (default: the\n"
+           "                        datastore's); use the same value on every host\n"
+           "  -o multiwriter     opens for write share files with other multiwriter hosts\n"
+           "                     instead of locking them exclusively (EBUSY elsewhere)\n"
            "  -o allow_other     let other users use the mount (root, or user_allow_other)\n"
            "  -o max_idle_threads=N  idle worker threads kept (default 10)\n"
            "  -h, --help         this help\n"

@@ -18,6 +18,9 @@ struct fuse_config_opts {
     char *host_name;     /* -o host_name= */
     unsigned commit_ms;  /* -o commit_ms= */
     bool no_direct;      /* -o no_direct */
+    unsigned hb_interval_ms; /* -o hb_interval_ms= (0: the datastore's) */
+    unsigned hb_timeout_ms;  /* -o hb_timeout_ms= (0: the datastore's) */
+    bool multiwriter;    /* -o multiwriter: write opens share the file lock */
     bool show_help;
     bool show_version;
     bool fake;           /* mount(8) helper -f: do everything but mount */

@@ -139,16 +139,34 @@ static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint
             return -errno;
         }
         rc = vdfs_lookup(fs, parent, name, &vs);
-        if (rc == 0 && S_ISREG(vs.mode)) {
-            struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE, .size = 0};
-            rc = vdfs_setattr(fs, vs.ino, &sa, NULL);
-        } else if (rc == -ENOENT) {
+        bool existed = rc == 0 && S_ISREG(vs.mode);
+        if (rc == -ENOENT)
             rc = vdfs_create(fs, parent, name, S_IFREG | (st.st_mode & 07777), 0, &cred, &vs);
-        } else if (rc == 0) {
+        else if (rc == 0 && !existed)
             rc = -EEXIST;
+        /* Opened for write like any writer: a file another host has open
+         * (a running VM's disk) is refused, never overwritten. */
+        if (rc == 0) {
+            rc = vdfs_open(fs, vs.ino, O_WRONLY);
+            if (rc == -EBUSY) {
+                char host[256];
+                if (vdfs_lock_holder(fs, vs.ino, host, sizeof(host)) == 1)
+                    fprintf(stderr, "vdfsctl: %s is locked by host %s\n", name, host);
+                close(src);
+                return rc;
+            }
+            if (rc == 0) {
+                if (existed) {
+                    struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE, .size = 0};
+                    rc = vdfs_setattr(fs, vs.ino, &sa, NULL);
+                }
+                if (rc == 0)
+                    rc = put_file(fs, src, &st, vs.ino, local);
+                int rrc = vdfs_release(fs, vs.ino, O_WRONLY);
+                if (rc == 0)
+                    rc = rrc;
+            }
         }
-        if (rc == 0)
-            rc = put_file(fs, src, &st, vs.ino, local);
         close(src);
     } else {
         rc = vdfs_create(fs, parent, name, st.st_mode, (uint32_t)st.st_rdev, &cred, &vs);

@@ -34,7 +34,10 @@ static void usage(FILE *out)
             "  hosts  IMAGE              heartbeat slots: live hosts and heartbeat age\n"
             "  locks  IMAGE              on-disk locks that are held\n"
             "\n"
-            "Options: --json (info, ls, stat, usage, map, hosts, locks), -r, -p, -l, -q, -h/--help\n"
+            "Options: --json (info, ls, stat, usage, map, hosts, locks), -r, -p, -l, -q, -h/--help,\n"
+            "         --host-uuid UUID (commands that mount: join as this cluster host)\n"
+            "Commands that mount join the datastore as one more cluster host, so they work\n"
+            "while vdfs-fuse hosts have it mounted; hosts and locks only read.\n"
             "Exit status: 0 success, 1 the operation failed, 2 usage error.\n");
 }
 
@@ -463,16 +466,26 @@ static int cmd_hosts(const struct ctl *c)
         char uuid[37];
         vdfs_uuid_format(hb.host_uuid, uuid);
         double age = hb.stamp_ns && now_ns > hb.stamp_ns ? (double)(now_ns - hb.stamp_ns) / 1e9 : 0;
-        int alive = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1);
+        /* The age comes from the writer's wall clock, so it is a report,
+         * not the judgement hosts make (they time silences on their own
+         * monotonic clocks); a slot older than its timeout is stale. */
+        uint32_t timeout_ms = hb.timeout_ms > sb.hb_timeout_ms ? hb.timeout_ms : sb.hb_timeout_ms;
+        bool stale = hb.state != VDFS_HB_FREE && age * 1000.0 > (double)timeout_ms;
+        int local = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1);
         const char *state = hb.state <= 2 ? states[hb.state] : "?";
-        if (hb.state == VDFS_HB_LIVE && alive == 0)
+        if (hb.state == VDFS_HB_LIVE && stale)
             state = "stale";
         if (c->json) {
             printf("%s{\"slot\": %u, \"state\": \"%s\", \"host_uuid\": \"%s\", \"hostname\": ", first ? "" : ", ",
                    slot, state, uuid);
             ctl_json_string(hb.hostname);
-            printf(", \"pid\": %u, \"hb_gen\": %" PRIu64 ", \"counter\": %" PRIu64 ", \"age_seconds\": %.3f}", hb.pid,
-                   hb.hb_gen, hb.counter, hb.state == VDFS_HB_FREE ? 0.0 : age);
+            printf(", \"pid\": %u, \"hb_gen\": %" PRIu64 ", \"counter\": %" PRIu64 ", \"age_seconds\": %.3f, "
+                   "\"age_ms\": %" PRIu64 ", \"timeout_ms\": %u, \"live\": %s, \"stale\": %s, "
+                   "\"local_process\": %s}",
+                   hb.pid, hb.hb_gen, hb.counter, hb.state == VDFS_HB_FREE ? 0.0 : age,
+                   hb.state == VDFS_HB_FREE ? 0 : (uint64_t)(age * 1000.0), timeout_ms,
+                   hb.state == VDFS_HB_LIVE && !stale ? "true" : "false", stale ? "true" : "false",
+                   local == 1 ? "true" : "false");
         } else {
             printf("%-4u %-9s %-36s %-20s %8u %10" PRIu64 " %11.1fs\n", slot, state, uuid, hb.hostname, hb.pid,
                    hb.hb_gen, age);
@@ -486,8 +499,23 @@ static int cmd_hosts(const struct ctl *c)
     return rc;
 }
 
+/* The host name in a slot, for showing who holds a lock. */
+static void slot_name(struct vdfs_dev *dev, const struct vdfs_super *sb, uint32_t slot, char *out, size_t len)
+{
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    struct vdfs_heartbeat hb;
+    uint64_t addr = vdfs_heartbeat_addr(sb, slot);
+    if (buf && slot < sb->max_hosts && vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr) == 0 &&
+        vdfs_heartbeat_decode(buf, addr, &hb) == 0 && hb.state != VDFS_HB_FREE)
+        snprintf(out, len, "%s", hb.hostname);
+    vdfs_aligned_free(buf);
+}
+
 static int cmd_locks(const struct ctl *c)
 {
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
     struct vdfs_dev *dev;
     struct vdfs_super sb;
     int rc = open_raw(c->image, &dev, &sb);
@@ -501,7 +529,8 @@ static int cmd_locks(const struct ctl *c)
     if (c->json)
         printf("[");
     else
-        printf("%-10s %-14s %-12s %-6s %s\n", "lock", "object", "mode", "owner", "holders");
+        printf("%-10s %-16s %-12s %-6s %-20s %9s %s\n", "lock", "object", "mode", "owner", "owner host", "age",
+               "holders");
     uint64_t start = sb.lock_offset, end = sb.lock_offset + sb.lock_count * VDFS_SECTOR_SIZE;
     for (uint64_t off = start; off < end && rc == 0;) {
         /* Skip never-used (all-zero, usually sparse) parts of the area. */
@@ -527,19 +556,36 @@ static int cmd_locks(const struct ctl *c)
                 continue;
             uint64_t index = (addr - start) / VDFS_SECTOR_SIZE;
             char object[40];
-            if (index >= sb.fd_lock_index)
+            if (index == sb.fd_lock_index)
+                snprintf(object, sizeof(object), "volume-metadata");
+            else if (index > sb.fd_lock_index)
                 snprintf(object, sizeof(object), "file %" PRIu64, index - sb.fd_lock_index);
             else
                 snprintf(object, sizeof(object), "cluster %" PRIu64, index);
+            char owner[VDFS_HOSTNAME_SIZE + 1] = "";
+            slot_name(dev, &sb, l.mode == VDFS_LOCK_EXCLUSIVE ? l.owner_slot : (l.nholders ? l.holders[0].slot : VDFS_NO_SLOT),
+                      owner, sizeof(owner));
+            double age = l.acquired_ns && now_ns > l.acquired_ns ? (double)(now_ns - l.acquired_ns) / 1e9 : 0;
             if (c->json) {
-                printf("%s{\"lock\": %" PRIu64 ", \"object\": \"%s\", \"mode\": \"%s\", \"owner_slot\": %u, "
-                       "\"holders\": [",
-                       first ? "" : ", ", index, object, modes[l.mode], l.owner_slot);
+                printf("%s{\"lock\": %" PRIu64 ", \"object\": \"%s\", \"mode\": \"%s\", \"owner_slot\": %d, "
+                       "\"owner_host\": ",
+                       first ? "" : ", ", index, object, modes[l.mode],
+                       l.owner_slot == VDFS_NO_SLOT ? -1 : (int)l.owner_slot);
+                ctl_json_string(owner);
+                printf(", \"age_seconds\": %.3f, \"version\": %" PRIu64 ", \"waiters\": [", age, l.version);
+                bool w_first = true;
+                for (uint32_t s = 0; s < 64; s++)
+                    if (l.waiters >> s & 1) {
+                        printf("%s%u", w_first ? "" : ", ", s);
+                        w_first = false;
+                    }
+                printf("], \"holders\": [");
                 for (uint32_t h = 0; h < l.nholders; h++)
                     printf("%s%u", h ? ", " : "", l.holders[h].slot);
                 printf("]}");
             } else {
-                printf("%-10" PRIu64 " %-14s %-12s %-6u", index, object, modes[l.mode], l.owner_slot);
+                printf("%-10" PRIu64 " %-16s %-12s %-6d %-20s %8.1fs ", index, object, modes[l.mode],
+                       l.owner_slot == VDFS_NO_SLOT ? -1 : (int)l.owner_slot, owner, age);
                 for (uint32_t h = 0; h < l.nholders; h++)
                     printf("%s%u", h ? "," : "", l.holders[h].slot);
                 printf("\n");
@@ -558,9 +604,12 @@ static int cmd_locks(const struct ctl *c)
     return rc;
 }
 
-static int mount_for(const char *image, bool write, struct vdfs **fs)
+static int mount_for(const char *image, const char *host_uuid, bool write, struct vdfs **fs)
 {
-    struct vdfs_mount_opts o = {.readonly = false, .commit_ms = 60000};
+    /* A writable mount joins the cluster as one more host (its own slot,
+     * the metadata lock taken as needed), so it works beside mounted hosts. */
+    struct vdfs_mount_opts o = {.readonly = false, .commit_ms = 60000, .host_uuid = host_uuid,
+                                .host_name = "vdfsctl"};
     int rc = vdfs_mount(image, &o, fs);
     if (rc == -EBUSY && !write) {
         /* Mounted by a live host: read without recovery, which is safe but
@@ -579,7 +628,8 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"recursive", no_argument, NULL, 'r'},
         {"parents", no_argument, NULL, 'p'}, {"long", no_argument, NULL, 'l'}, {"quiet", no_argument, NULL, 'q'},
-        {NULL, 0, NULL, 0}};
+        {"host-uuid", required_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
+    const char *host_uuid = NULL;
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -599,6 +649,15 @@ int main(int argc, char **argv)
         case 'p': c.parents = true; break;
         case 'l': c.long_format = true; break;
         case 'q': c.quiet = true; break;
+        case 'U': {
+            uint8_t parsed[16];
+            if (vdfs_uuid_parse(optarg, parsed) != 0) {
+                fprintf(stderr, "vdfsctl: --host-uuid needs a 36-character UUID, got '%s'\n", optarg);
+                return 2;
+            }
+            host_uuid = optarg;
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -632,7 +691,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "locks"))
         return cmd_locks(&c) ? 1 : 0;
     struct vdfs *fs;
-    if (mount_for(c.image, table[which].write, &fs))
+    if (mount_for(c.image, host_uuid, table[which].write, &fs))
         return 1;
     int rc = 0;
     if (!strcmp(cmd, "info"))

@@ -185,9 +185,10 @@ static int scan_slots(struct vdfs *fs, bool recover)
         if (held && memcmp(hb.host_uuid, fs->host_uuid, VDFS_UUID_SIZE) == 0) {
             char uuid[37];
             vdfs_uuid_format(hb.host_uuid, uuid);
-            vdfs_log(VDFS_LOG_ERR, "host UUID %s is already mounted on this datastore (host %s, pid %u, slot %u); "
-                                   "each mount needs its own host UUID",
-                     uuid, hb.hostname, hb.pid, slot);
+            vdfs_log(VDFS_LOG_ERR,
+                     "datastore is already mounted by host %s (pid %u, slot %u) with the same host UUID %s; "
+                     "each mount of one datastore needs its own host UUID",
+                     hb.hostname, hb.pid, slot, uuid);
             return -EBUSY;
         }
         if (held || !recover)
