@@ -17,9 +17,10 @@ build=${1:-$root/build}
 seconds=${2:-5}
 rounds=${3:-3}
 bench=$build/bench/cluster/vdfs-clusterbench
+sector=$build/tests/cluster/cluster-sector
 fuse=$build/fuse/vdfs-fuse
 mkfs=$build/mkfs/mkfs.vdfs
-for b in "$bench" "$fuse" "$mkfs"; do
+for b in "$bench" "$fuse" "$mkfs" "$sector"; do
     [[ -x $b ]] || { echo "no $b: build first (ninja -C $build)"; exit 1; }
 done
 work=$(mktemp -d /var/tmp/vdfs-cluster-bench.XXXXXX)
@@ -79,6 +80,14 @@ printf '%-36s %10s %10s\n' "vdfs open O_RDWR, host 2 busy" "$(field "$contended"
 rm -f "$img"
 
 echo "== 2. fail-over after kill -9, default heartbeat settings ($rounds rounds)"
+"$mkfs" -q "$img" 4G
+timing=$("$sector" "$img" timing -)
+hb_int=$(field "$timing" interval_ms) hb_to=$(field "$timing" timeout_ms)
+rm -f "$img"
+# vmfs/volume.c: lease = timeout - margin, margin 1000 ms (timeout / 3 below 3 s).
+margin=$(( hb_to >= 3000 ? 1000 : hb_to / 3 ))
+echo "settings: interval ${hb_int} ms, timeout ${hb_to} ms; a host fences itself ${margin} ms before" \
+     "others may break its locks (lease $((hb_to - margin)) ms)"
 times=()
 for ((r = 0; r < rounds; r++)); do
     "$mkfs" -q "$img" 4G

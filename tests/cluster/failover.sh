@@ -3,16 +3,19 @@
 # (creates, writes, renames with fsync, holding the metadata lock), host 2
 # is idle.  At a seeded moment host 1's daemon gets SIGKILL; at once host 2
 # makes a directory, which needs the lock host 1 held.  With the default
-# heartbeat settings (interval 250 ms, timeout 3000 ms) host 2 must be
-# done within 5 s of the kill: the timeout, replay of host 1's journal, and
-# 2 s of slack for this shared 2-core machine.  Then host 2 must show
-# everything host 1 fsync'ed, fsck -n is clean, and host 1 can mount again.
-# Usage: failover.sh BUILD_ROOT
-. "$(dirname "$0")/lib.sh" "$1"
+# heartbeat settings (mkfs's superblock: interval 1000 ms, timeout 4000 ms;
+# printed) host 2 must be done within 5 s of the kill (the issue's target):
+# the timeout counts from host 1's last renewal, so that is at most the
+# timeout plus 1 s for replaying host 1's journal and the poll.  Then host 2
+# must show everything host 1 fsync'ed, fsck -n is clean, and host 1 can
+# mount again.
+# Usage: failover.sh BUILD_ROOT SECTOR_HELPER
+. "$(dirname "$0")/lib.sh" "$1" "$2"
 seed=${VDFS_CLUSTER_SEED:-4}
 bound_ms=${VDFS_FAILOVER_BOUND_MS:-5000}
 
 make_image 2G -H 8
+echo "datastore heartbeat defaults: $("$SECTOR" "$IMG" timing -)"
 mount_host 1
 mount_host 2
 mkdir "$(mnt 1)/shared" "$(mnt 1)/shared/claims"

@@ -5,6 +5,8 @@
  *   cluster-sector IMAGE hb SLOT      byte offset of heartbeat slot SLOT
  *   cluster-sector IMAGE fdlock INO   byte offset of descriptor INO's lock record
  *                                     (INO 0 is the volume metadata lock)
+ *   cluster-sector IMAGE timing -     the superblock's heartbeat interval and
+ *                                     timeout: "interval_ms N timeout_ms N"
  *
  * Prints one decimal number; exit 1 with a message on bad input.
  */
@@ -38,7 +40,7 @@ static int parse_u32(const char *text, uint32_t *out)
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: cluster-sector IMAGE hb SLOT | fdlock INO\n");
+        fprintf(stderr, "usage: cluster-sector IMAGE hb SLOT | fdlock INO | timing -\n");
         return 2;
     }
     int fd = open(argv[1], O_RDONLY);
@@ -51,8 +53,12 @@ int main(int argc, char **argv)
     if (got != (ssize_t)sizeof(buf) || vdfs_super_decode(buf, 0, &sb) != 0)
         return fail(argv[1], "no valid vdfs superblock");
     const char *what = argv[2];
+    if (strcmp(what, "timing") == 0) {
+        printf("interval_ms %" PRIu32 " timeout_ms %" PRIu32 "\n", sb.hb_interval_ms, sb.hb_timeout_ms);
+        return 0;
+    }
     if (strcmp(what, "hb") != 0 && strcmp(what, "fdlock") != 0)
-        return fail(what, "unknown request (hb or fdlock)");
+        return fail(what, "unknown request (hb, fdlock or timing)");
     uint32_t n;
     if (argc != 4 || parse_u32(argv[3], &n) != 0)
         return fail(what, "needs one decimal number");
