@@ -34,6 +34,18 @@ static unsigned unit_rtype(const struct vdfs_fd *fd)
     return fd->addr_mode == VDFS_AM_SUB ? VDFS_RT_SB : VDFS_RT_FB;
 }
 
+/* Frees a resource of fd's map.  A directory's blocks are journaled
+ * metadata: once such a block is free it may become file data, written in
+ * place without the journal, so replay must never again write the old
+ * directory image there.  The commit that frees it therefore checkpoints
+ * the journal before the block can be handed out again. */
+static int free_unit(struct vdfs *fs, const struct vdfs_fd *fd, unsigned rtype, uint64_t index)
+{
+    if (S_ISDIR(fd->mode) && (rtype == VDFS_RT_FB || rtype == VDFS_RT_SB))
+        fs->journal.checkpoint_after_commit = true;
+    return free_resource(fs, rtype, index);
+}
+
 static int check_ptr(struct vdfs *fs, const struct vdfs_fd *fd, unsigned rtype, uint32_t p)
 {
     if (vdfs_ptr_present(p) && vdfs_ptr_index(p) >= fs->sb.region[rtype].count) {
@@ -240,7 +252,7 @@ static int new_unit(struct vdfs *fs, struct vdfs_fd *fd, bool zero, uint32_t *p)
     if (zero) {
         rc = vdfs_dev_zero(fs->dev, vdfs_resource_addr(&fs->sb, rt, idx), size);
         if (rc) {
-            free_resource(fs, rt, idx);
+            free_unit(fs, fd, rt, idx);
             return rc;
         }
     }
@@ -304,7 +316,7 @@ static int convert(struct vdfs *fs, struct vdfs_fd *fd, uint32_t to_mode)
     if (old_mode == VDFS_AM_SUB)
         for (uint32_t i = 0; i < subs_per_block(fs); i++)
             if (vdfs_ptr_present(old_slots[i]))
-                free_resource(fs, VDFS_RT_SB, vdfs_ptr_index(old_slots[i]));
+                free_unit(fs, fd, VDFS_RT_SB, vdfs_ptr_index(old_slots[i]));
 out:
     vdfs_aligned_free(img);
     return rc;
@@ -344,7 +356,7 @@ int filemap_prepare_write(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uin
             return rc;
         rc = ptr_set(fs, fd, L, p);
         if (rc) {
-            free_resource(fs, unit_rtype(fd), vdfs_ptr_index(p));
+            free_unit(fs, fd, unit_rtype(fd), vdfs_ptr_index(p));
             fd->alloc_bytes -= unit;
             return rc;
         }
@@ -432,14 +444,14 @@ static int free_pb_range(struct vdfs *fs, struct vdfs_fd *fd, uint32_t *p, uint3
             rc = free_pb_range(fs, fd, &pb->entries[i], 1, start, lo, hi);
             changed |= before != pb->entries[i];
         } else if ((rc = check_ptr(fs, fd, VDFS_RT_FB, pb->entries[i])) == 0) {
-            rc = free_resource(fs, VDFS_RT_FB, vdfs_ptr_index(pb->entries[i]));
+            rc = free_unit(fs, fd, VDFS_RT_FB, vdfs_ptr_index(pb->entries[i]));
             fd->alloc_bytes -= fs->sb.block_size;
             pb->entries[i] = 0;
             changed = true;
         }
     }
     if (rc == 0 && pb_empty(pb)) {
-        rc = free_resource(fs, VDFS_RT_PB, vdfs_ptr_index(*p));
+        rc = free_unit(fs, fd, VDFS_RT_PB, vdfs_ptr_index(*p));
         *p = 0;
     } else if (rc == 0 && changed) {
         rc = pb_store(fs, pb);
@@ -459,7 +471,7 @@ static int free_units(struct vdfs *fs, struct vdfs_fd *fd, uint64_t lo, uint64_t
         uint32_t p = fd->data.slots[L];
         if (!vdfs_ptr_present(p) || (rc = check_ptr(fs, fd, rt, p)))
             continue;
-        rc = free_resource(fs, rt, vdfs_ptr_index(p));
+        rc = free_unit(fs, fd, rt, vdfs_ptr_index(p));
         fd->alloc_bytes -= fs->sb.region[rt].unit_size;
         fd->data.slots[L] = 0;
     }
@@ -540,11 +552,11 @@ int filemap_fallocate(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_
          * to-be-zeroed and zeroed on first write (lazy-zeroed thick). */
         bool tbz = rt == VDFS_RT_FB;
         if (!tbz && (rc = vdfs_dev_zero(fs->dev, vdfs_resource_addr(&fs->sb, rt, idx), unit))) {
-            free_resource(fs, rt, idx);
+            free_unit(fs, fd, rt, idx);
             return rc;
         }
         if ((rc = ptr_set(fs, fd, L, vdfs_ptr_make(idx, tbz)))) {
-            free_resource(fs, rt, idx);
+            free_unit(fs, fd, rt, idx);
             return rc;
         }
         fd->alloc_bytes += unit;

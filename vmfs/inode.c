@@ -214,6 +214,18 @@ int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st)
     return rc;
 }
 
+int vdfs_check_generation(struct vdfs *fs, uint32_t ino, uint32_t gen)
+{
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
+    if (!fd)
+        return rc;
+    if (rc == -ENOENT || (rc == 0 && fd->ino_gen != gen))
+        rc = -ESTALE;
+    fd_end(fs, fd);
+    return rc;
+}
+
 static int lookup_locked(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_fd *fd)
 {
     int rc = dir_load(fs, dir, fd);

@@ -77,6 +77,7 @@ struct journal {
     uint64_t seq;        /* next transaction's sequence number */
     uint32_t head;       /* next free block */
     uint8_t *scratch;    /* aligned buffer for a whole transaction */
+    bool checkpoint_after_commit; /* the transaction frees blocks that held journaled metadata */
     size_t scratch_size;
 };
 int journal_open(struct vdfs *fs);

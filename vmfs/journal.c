@@ -288,6 +288,16 @@ int journal_commit(struct vdfs *fs)
         fence(fs, rc, "in-place metadata write");
         return -EIO;
     }
+    /* Blocks this transaction freed held journaled directory images: empty
+     * the journal before they can be reused as (unjournaled) file data. */
+    if (j->checkpoint_after_commit) {
+        rc = journal_checkpoint(fs);
+        if (rc) {
+            fence(fs, rc, "journal checkpoint");
+            return -EIO;
+        }
+        j->checkpoint_after_commit = false;
+    }
     return 0;
 }
 

@@ -58,6 +58,11 @@ uint32_t vdfs_root_ino(const struct vdfs *fs);
 uint32_t vdfs_block_size(const struct vdfs *fs);
 
 int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st);
+/* -ESTALE unless descriptor `ino` is allocated and still has generation
+ * `gen` (vdfs_stat.ino_gen): another host may have removed it and reused
+ * the number.  Checked under the volume metadata lock, but the next call
+ * takes the lock anew, so a change can still slip in between. */
+int vdfs_check_generation(struct vdfs *fs, uint32_t ino, uint32_t gen);
 int vdfs_lookup(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_stat *st);
 /* Path from the root, '/'-separated.  Symlinks in the middle are followed;
  * the last component's is followed only when follow_last. */

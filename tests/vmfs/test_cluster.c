@@ -200,7 +200,15 @@ static void test_file_lock_modes(void **state)
     assert_int_equal(vdfs_unlink(a, root, "disk.img"), 0);
     assert_int_equal(vdfs_pread(b, st.ino, got, 4, 0), 4);
     assert_int_equal(vdfs_release(b, st.ino, O_RDONLY), 0);
+    uint32_t old_gen = st.ino_gen;
+    assert_int_equal(vdfs_check_generation(b, st.ino, old_gen), -ESTALE);
     assert_int_equal(vdfs_getattr(a, st.ino, &st), -ENOENT);
+    /* The number comes back for a new object: the old generation stays stale. */
+    struct vdfs_stat again;
+    assert_int_equal(vdfs_create(a, root, "again", S_IFREG | 0644, 0, NULL, &again), 0);
+    assert_int_equal(vdfs_check_generation(b, again.ino, again.ino_gen), 0);
+    if (again.ino == st.ino)
+        assert_int_equal(vdfs_check_generation(b, again.ino, old_gen), -ESTALE);
     assert_int_equal(vdfs_unmount(b), 0);
     assert_int_equal(vdfs_unmount(a), 0);
     assert_int_equal(fixture_fsck(f), 0);

@@ -111,6 +111,76 @@ static void test_replay_after_host_death(void **state)
     assert_int_equal(fixture_fsck(f), 0);
 }
 
+/* A block that held a journaled directory image, freed and then reused
+ * for file data, must not get the old directory image back at replay. */
+static int reuse_then_die(const char *image, char *data, size_t len)
+{
+    struct vdfs_mount_opts o = {.host_uuid = TEST_HOST_UUID, .commit_ms = 600000};
+    struct vdfs *fs;
+    struct vdfs_stat st, dir;
+    if (vdfs_mount(image, &o, &fs))
+        return 10;
+    uint32_t root = vdfs_root_ino(fs);
+    char name[32];
+    if (vdfs_create(fs, root, "d", S_IFDIR | 0755, 0, NULL, &dir))
+        return 11;
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof(name), "entry-%d", i);
+        if (vdfs_create(fs, dir.ino, name, S_IFREG | 0644, 0, NULL, &st))
+            return 12;
+    }
+    if (vdfs_fsync(fs, dir.ino, false))
+        return 13;
+    for (int i = 0; i < 20; i++) {
+        snprintf(name, sizeof(name), "entry-%d", i);
+        if (vdfs_unlink(fs, dir.ino, name))
+            return 14;
+    }
+    if (vdfs_rmdir(fs, root, "d") || vdfs_fsync(fs, root, false))
+        return 15;
+    /* Sub-block files reuse the directory's freed sub-block first. */
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof(name), "data-%d", i);
+        if (vdfs_create(fs, root, name, S_IFREG | 0644, 0, NULL, &st) ||
+            vdfs_pwrite(fs, st.ino, data, len, 0) != (ssize_t)len)
+            return 16;
+    }
+    if (vdfs_fsync(fs, st.ino, false))
+        return 17;
+    return 0;
+}
+
+static void test_replay_never_overwrites_reused_directory_blocks(void **state)
+{
+    struct fixture *f = *state;
+    enum { LEN = 8192 };
+    char *data = malloc(LEN), *got = malloc(LEN);
+    assert_non_null(data);
+    assert_non_null(got);
+    fixture_pattern(data, LEN, 77);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(reuse_then_die(f->image, data, LEN));
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    fixture_mount(f);
+    for (int i = 0; i < 4; i++) {
+        char name[32];
+        struct vdfs_stat st;
+        snprintf(name, sizeof(name), "data-%d", i);
+        assert_int_equal(vdfs_lookup(f->fs, vdfs_root_ino(f->fs), name, &st), 0);
+        assert_int_equal(vdfs_pread(f->fs, st.ino, got, LEN, 0), LEN);
+        assert_memory_equal(got, data, LEN);
+    }
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+    free(data);
+    free(got);
+}
+
 /* A transaction larger than the journal's share is split into several
  * commits; all of it survives. */
 static void test_many_operations_between_syncs(void **state)
@@ -145,6 +215,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_clean_unmount_keeps_everything, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_replay_after_host_death, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_many_operations_between_syncs, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_replay_never_overwrites_reused_directory_blocks, setup,
+                                        fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
