@@ -205,8 +205,10 @@ class Host:
                 with open(self.p("/shared/claims/" + name), "rb") as f:
                     got = f.read()
             except OSError as e:
-                if e.errno in (errno.ENOENT, errno.ESTALE):
-                    continue  # unlinked by its owner meanwhile
+                # Unlinked by its owner meanwhile (ENOENT, ESTALE), or its owner
+                # is still writing it: one writer per file, nobody else opens.
+                if e.errno in (errno.ENOENT, errno.ESTALE, errno.EBUSY):
+                    continue
                 raise
             if got and not (got.startswith(b"host-") and got.endswith(b"\n")):
                 raise AssertionError(f"claim {name} holds {got[:40]!r}")
