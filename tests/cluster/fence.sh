@@ -34,7 +34,7 @@ echo from-host-2 >"$m2/b/c"
 python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$m2/b/c"
 unmount_host 2
 sleep 0.5  # well past host 1's lease by now
-sha_before=$(sha256sum "$IMG" | cut -d' ' -f1)
+sha_before=$(image_digest)
 
 kill -CONT "${HOST_PID[1]}"
 python3 - "$m1" <<'PY' || fail "host 1 did not fail its writes with EIO after SIGCONT"
@@ -73,14 +73,14 @@ for b in bad:
 sys.exit(1 if bad else 0)
 PY
 sleep 1  # give a misbehaving renewal or commit thread time to write
-[ "$(sha256sum "$IMG" | cut -d' ' -f1)" = "$sha_before" ] || fail "the fenced host 1 wrote to the image after SIGCONT"
+[ "$(image_digest)" = "$sha_before" ] || fail "the fenced host 1 wrote to the image after SIGCONT"
 
 umount "$m1" || fail "umount of the fenced host 1"
 for _ in $(seq 200); do kill -0 "${HOST_PID[1]}" 2>/dev/null || break; sleep 0.05; done
 kill -0 "${HOST_PID[1]}" 2>/dev/null && fail "the fenced host 1 did not exit after umount"
 wait "${HOST_PID[1]}" || echo "(fenced host 1 exited with status $?)"
 unset "HOST_PID[1]"
-[ "$(sha256sum "$IMG" | cut -d' ' -f1)" = "$sha_before" ] || fail "the fenced host 1 wrote to the image at unmount"
+[ "$(image_digest)" = "$sha_before" ] || fail "the fenced host 1 wrote to the image at unmount"
 fsck_clean
 
 mount_host 1

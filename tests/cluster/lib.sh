@@ -116,3 +116,28 @@ fsck_clean() {
 
 # Milliseconds of CLOCK_MONOTONIC (bash's EPOCHREALTIME is wall time, which is fine at this scale).
 now_ms() { echo $(( ${EPOCHREALTIME/./} / 1000 )); }
+
+# image_digest: SHA-256 over the image's data extents and where they lie
+# (holes are skipped: hashing a sparse image whole reads gigabytes of zeros).
+image_digest() {
+    python3 - "$IMG" <<'PY'
+import hashlib, os, sys
+h = hashlib.sha256()
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size, off = os.fstat(fd).st_size, 0
+while off < size:
+    try:
+        start = os.lseek(fd, off, os.SEEK_DATA)
+    except OSError:
+        break
+    end = os.lseek(fd, start, os.SEEK_HOLE)
+    h.update(f"{start}-{end}:".encode())
+    pos = start
+    while pos < end:
+        chunk = os.pread(fd, min(1 << 20, end - pos), pos)
+        h.update(chunk)
+        pos += len(chunk)
+    off = end
+print(h.hexdigest())
+PY
+}
