@@ -6,12 +6,6 @@
 
 #include "mkfs.h"
 
-/* Heartbeat timing, used when the layout leaves it to mkfs.  A host renews
- * every second and is presumed dead after 8 missed renewals: fail-over
- * well inside VMFS's ~16 s. */
-#define MKFS_HB_INTERVAL_MS 1000u
-#define MKFS_HB_TIMEOUT_MS 8000u
-
 /* Largest device the minimum-size search considers (1 EiB). */
 #define MKFS_SEARCH_LIMIT (1ull << 60)
 
@@ -88,10 +82,6 @@ int mkfs_plan(const struct mkfs_options *o, uint64_t total, uint64_t now_ns, str
     }
     if (rc != 0)
         return rc;
-    if (sb->hb_interval_ms == 0)
-        sb->hb_interval_ms = MKFS_HB_INTERVAL_MS;
-    if (sb->hb_timeout_ms == 0)
-        sb->hb_timeout_ms = MKFS_HB_TIMEOUT_MS;
     if (!layout_usable(sb))
         return -EINVAL;
     /* Never write a superblock the library would refuse to read back. */
