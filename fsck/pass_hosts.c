@@ -158,7 +158,9 @@ static const char *lock_object(uint64_t object, char *buf, size_t len)
 {
     unsigned rtype = (unsigned)(object >> 56);
     uint64_t index = object & ((UINT64_C(1) << 56) - 1);
-    if (rtype == VDFS_RT_FD)
+    if (rtype == VDFS_RT_FD && index == 0)
+        snprintf(buf, len, "the volume metadata");
+    else if (rtype == VDFS_RT_FD)
         snprintf(buf, len, "ino %" PRIu64, index);
     else
         snprintf(buf, len, "%s cluster %" PRIu64, fsck_rtype_name(rtype), index);

@@ -137,6 +137,7 @@ int journal_open(struct vdfs *fs)
     if (n < 0)
         return n;
     if (n > 0) {
+        fs->mlock_dirty = true; /* other hosts' caches are stale now */
         vdfs_log(VDFS_LOG_INFO, "replayed %d journal transaction(s) of slot %u", n, fs->slot);
         int rc = vdfs_dev_flush(fs->dev);
         if (rc)

@@ -178,11 +178,16 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
     }
     if ((rc = heartbeat_mount(fs)))
         goto fail;
-    if ((rc = journal_open(fs)))
-        goto fail_slot;
-    /* Taking the metadata lock loads the allocation bitmaps. */
+    /* Our slot was free, so its journal should be empty; if an older
+     * version left transactions in it, they are replayed under the
+     * metadata lock (taking it loads the allocation bitmaps), and the
+     * caches and the lock's version follow what replay changed. */
     pthread_mutex_lock(&fs->lock);
     rc = cluster_hold(fs);
+    if (rc == 0)
+        rc = journal_open(fs);
+    if (rc == 0 && fs->mlock_dirty)
+        rc = caches_drop_and_reload(fs);
     pthread_mutex_unlock(&fs->lock);
     if (rc)
         goto fail_slot;
