@@ -469,7 +469,7 @@ static int cmd_hosts(const struct ctl *c)
         /* The age comes from the writer's wall clock, so it is a report,
          * not the judgement hosts make (they time silences on their own
          * monotonic clocks); a slot older than its timeout is stale. */
-        uint32_t timeout_ms = hb.timeout_ms > sb.hb_timeout_ms ? hb.timeout_ms : sb.hb_timeout_ms;
+        uint32_t timeout_ms = hb.timeout_ms ? hb.timeout_ms : sb.hb_timeout_ms;
         bool stale = hb.state != VDFS_HB_FREE && age * 1000.0 > (double)timeout_ms;
         int local = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1);
         const char *state = hb.state <= 2 ? states[hb.state] : "?";

@@ -1,11 +1,14 @@
 #!/bin/bash
 # Integration tests of vdfsctl with the real binaries.
-# usage: vdfsctl_case.sh CASE VDFSCTL MKFS FSCK
+# usage: vdfsctl_case.sh CASE VDFSCTL MKFS FSCK [VDFS_FUSE]
 set -u
-case_name=$1 VDFSCTL=$2 MKFS=$3 FSCK=$4
+case_name=$1 VDFSCTL=$2 MKFS=$3 FSCK=$4 VDFS_FUSE=${5:-}
 work=$(mktemp -d "${TMPDIR:-/tmp}/vdfsctl-test.XXXXXX")
 loopdev="" hostmnt=""
+fusemnt="" fusepid=""
 cleanup() {
+    [ -n "$fusemnt" ] && { fusermount3 -u "$fusemnt" 2>/dev/null || umount -l "$fusemnt" 2>/dev/null; }
+    [ -n "$fusepid" ] && kill "$fusepid" 2>/dev/null && wait "$fusepid" 2>/dev/null
     [ -n "$hostmnt" ] && umount "$hostmnt" 2>/dev/null
     [ -n "$loopdev" ] && losetup -d "$loopdev" 2>/dev/null
     rm -rf "$work"
@@ -198,6 +201,56 @@ host-full)
     "$FSCK" -n "$img" >"$work/fsck.out" 2>&1
     rc=$?
     [ $rc -eq 0 ] || { cat "$work/fsck.out" >&2; fail "fsck.vdfs -n exit $rc after host ENOSPC: datastore inconsistent"; }
+    ;;
+cluster)
+    # vdfsctl beside a mounted vdfs-fuse host: it joins as a second host,
+    # sees the mount's changes, its own changes reach the mount, and a file
+    # the mount holds open for write is refused with the holder named.
+    { [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ] && [ -n "$VDFS_FUSE" ]; } ||
+        { echo "cluster needs root, /dev/fuse and vdfs-fuse"; exit 77; }
+    make_image 1G
+    fusemnt=$work/mnt
+    mkdir -p "$fusemnt"
+    fuse_uuid=7e57e57e-0000-4000-8000-0000000000f1
+    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=$fuse_uuid,host_name=fuse-host,hb_interval_ms=100,hb_timeout_ms=1500 \
+        2>"$work/fuse.err" &
+    fusepid=$!
+    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
+    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+    echo "from the mount" >"$fusemnt/a"
+    ok ctl ls "$img" / >"$work/ls"
+    grep -qx a "$work/ls" || { cat "$work/ls" >&2; fail "vdfsctl does not see the mount's new file"; }
+    [ "$(ctl get "$img" /a)" = "from the mount" ] || fail "vdfsctl get: wrong content"
+    echo "from vdfsctl" >"$work/b"
+    ok ctl put "$img" "$work/b" /b
+    [ "$(cat "$fusemnt/b")" = "from vdfsctl" ] || fail "the mount does not see vdfsctl's file"
+    ctl hosts --json "$img" >"$work/hosts.json" || fail "hosts --json"
+    python3 - "$work/hosts.json" "$fuse_uuid" <<'PY' || fail "hosts --json does not show the mount as live"
+import json, sys
+slots = json.load(open(sys.argv[1]))
+live = [s for s in slots if s["state"] == "live"]
+assert [s["host_uuid"] for s in live] == [sys.argv[2]], slots
+assert live[0]["live"] is True and live[0]["stale"] is False and live[0]["hostname"] == "fuse-host", live
+assert live[0]["timeout_ms"] == 1500, live
+PY
+    exec 3>>"$fusemnt/a"
+    expect_exit 1 ctl put "$img" "$work/b" /a
+    grep -q "locked by host fuse-host" "$work/err" || { cat "$work/err" >&2; fail "put on a locked file: holder not named"; }
+    ctl locks --json "$img" >"$work/locks.json" || fail "locks --json"
+    python3 - "$work/locks.json" <<'PY' || fail "locks --json does not show the open file's exclusive lock"
+import json, sys
+locks = json.load(open(sys.argv[1]))
+files = [l for l in locks if l["object"].startswith("file ")]
+assert any(l["mode"] == "exclusive" and l["owner_host"] == "fuse-host" for l in files), locks
+PY
+    exec 3>&-
+    [ "$(cat "$fusemnt/a")" = "from the mount" ] || fail "the refused put changed the file"
+    ok ctl put "$img" "$work/b" /a
+    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
+    fusemnt=""
+    wait "$fusepid" || fail "vdfs-fuse exit status $?"
+    fusepid=""
+    fsck_clean "$img"
     ;;
 *)
     fail "unknown case $case_name"
