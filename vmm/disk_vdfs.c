@@ -1,5 +1,10 @@
 /* Datastore-backed disks: synchronous libvdfs calls on the disk's I/O
- * thread.  Discard punches holes, so freed space shows in `vdfsctl usage`. */
+ * thread.  Discard punches holes, so freed space shows in `vdfsctl usage`.
+ *
+ * The VMM joins each datastore as a cluster host of its own.  Its host UUID
+ * is new for every VMM process (VDFS_HOST_UUID overrides it), so a VM and a
+ * vdfs-fuse mount of the same datastore on one machine are two hosts, and a
+ * second start of a VM meets the disk's file lock, whose holder it names. */
 #include "disk_vdfs.h"
 
 #include <errno.h>
@@ -9,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "vdfs.h"
@@ -50,6 +56,17 @@ int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path,
     return 0;
 }
 
+static int process_host_uuid(char text[37])
+{
+    uint8_t uuid[16];
+    if (getrandom(uuid, sizeof(uuid), 0) != (ssize_t)sizeof(uuid))
+        return -errno;
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+    vdfs_uuid_format(uuid, text);
+    return 0;
+}
+
 static struct datastore *datastore_get(const char *image, bool readonly, char *err, size_t errlen)
 {
     pthread_mutex_lock(&datastores_lock);
@@ -69,7 +86,15 @@ static struct datastore *datastore_get(const char *image, bool readonly, char *e
         }
         snprintf(ds->image, sizeof(ds->image), "%s", image);
         struct vdfs_mount_opts opts = { .readonly = readonly };
-        int rc = vdfs_mount(image, &opts, &ds->fs);
+        char uuid[37];
+        const char *env = getenv("VDFS_HOST_UUID");
+        int rc = 0;
+        if (!env || !*env) {
+            rc = process_host_uuid(uuid);
+            opts.host_uuid = uuid;
+        }
+        if (rc == 0)
+            rc = vdfs_mount(image, &opts, &ds->fs);
         if (rc < 0) {
             snprintf(err, errlen, "cannot join datastore %s: %s", image, vdfs_strerror(rc));
             free(ds);
@@ -228,7 +253,10 @@ struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, s
         rc = vdfs_open(d->ds->fs, st.ino, d->open_flags);
     }
     if (rc < 0) {
-        if (rc == -EBUSY || rc == -EAGAIN)
+        char holder[512];
+        if ((rc == -EBUSY || rc == -EAGAIN) && vdfs_lock_holder(d->ds->fs, st.ino, holder, sizeof(holder)) == 1)
+            snprintf(err, errlen, "disk %s: %s is locked by host %s", spec, path, holder);
+        else if (rc == -EBUSY || rc == -EAGAIN)
             snprintf(err, errlen, "disk %s: %s is locked by another host", spec, path);
         else
             snprintf(err, errlen, "disk %s: %s: %s", spec, path, vdfs_strerror(rc));

@@ -1,8 +1,9 @@
 #!/bin/sh
 # A disk inside a vdfs datastore (vdfs:IMAGE:/path), opened by vdfs-vm through
 # libvdfs: the test guest's virtio-blk checks pass, the file's content is what
-# the guest wrote, discard gives space back to the datastore, and a second VM
-# cannot join the datastore while the first runs.
+# the guest wrote, discard gives space back to the datastore, and while one VM
+# runs a second VM on the same disk is refused with the holder's name, while a
+# VM on another disk of the same datastore runs beside it (each VMM is a host).
 # Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH
 VDFS_VM=$1
 GUEST=$2
@@ -39,9 +40,14 @@ after=$(allocated)
 first=$!
 i=0
 until grep -q "MKPVH HELLO" "$work/first.out" 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+grep -q "MKPVH HELLO" "$work/first.out" || fail "first VM did not start: $(cat "$work/first.out")"
 run_vm "$work/out" "$work/err" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds:/disk.img"
 expect_rc "second VM on the same datastore disk refused" 1
-expect_in "$work/err" "cannot join datastore .*busy" "refusal names the datastore"
+expect_in "$work/err" "/disk.img is locked by host .*slot" "refusal names the disk and the host that holds it"
+"$VDFSCTL" put "$ds" "$work/disk.img" /other.img || fail "vdfsctl put while a VM runs"
+run_vm "$work/out" "$work/err" run --kernel "$GUEST" --memory 128M --cmdline mode=blktest \
+	--disk "vdfs:$ds:/other.img"
+expect_rc "a VM on another disk of the datastore runs beside the first" 0
 kill -TERM $first
 wait $first
 
