@@ -260,6 +260,9 @@ class Exerciser:
             self.dirs_cache = dirs
         return self.dirs_cache
 
+    def ref_entries(self):
+        return sum(len(os.listdir(self.p(1, d))) for d in self.ref_dirs())
+
     def pick_path(self, existing_bias=0.8):
         dirs = self.ref_dirs()
         shallow = [d for d in dirs if d.count("/") < 2]  # keeps the tree bushy rather than deep
@@ -566,13 +569,40 @@ class Exerciser:
         self.compare_listing(op, rel)
         return op
 
+    def op_prune(self):
+        """rm -r of a subtree, step by step on both sides: keeps the tree
+        small (rmdir alone rarely succeeds) so steps stay cheap."""
+        dirs = [d for d in self.ref_dirs() if d]
+        if not dirs:
+            return self.op_mkdir()
+        top = self.rng.choice(dirs)
+        op = f"rm -r {top!r}"
+
+        def remove(rel):
+            with os.scandir(self.p(1, rel)) as it:
+                children = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it)
+            for name, is_dir in children:
+                child = os.path.join(rel, name)
+                if is_dir:
+                    remove(child)
+                else:
+                    self.expect_same(f"{op}: unlink {child!r}", self.both(os.unlink, child))
+            self.expect_same(f"{op}: rmdir {rel!r}", self.both(os.rmdir, rel))
+
+        remove(top)
+        self.dirs_cache = None
+        self.compare_paths(op, top, os.path.dirname(top))
+        self.compare_listing(op, os.path.dirname(top))
+        return op
+
     OPS = [  # (weight, method)
         (14, op_write), (10, op_read), (4, op_truncate), (4, op_fallocate),
         (6, op_open), (4, op_close), (8, op_fd_write), (5, op_fd_read), (2, op_fd_truncate), (2, op_fd_fallocate),
         (1, op_fsync), (5, op_rename), (3, op_link), (3, op_symlink), (5, op_unlink), (2, op_mkdir), (3, op_rmdir),
         (3, op_chmod), (2, op_utimens), (3, op_setxattr), (2, op_removexattr), (2, op_getxattr), (3, op_stat),
-        (2, op_listdir),
+        (2, op_listdir), (0, op_prune),
     ]
+    PRUNE_WEIGHT, PRUNE_ABOVE = 4, 150  # entries in the tree
 
     # ---- faults, remounts, the full compare -----------------------------
     def consume_fault(self, kind):
@@ -655,8 +685,11 @@ class Exerciser:
             os.mkdir(self.p(s, ""))
         weights = [w for w, _ in self.OPS]
         methods = [m for _, m in self.OPS]
-        t0, last_report = time.monotonic(), time.monotonic()
+        t0 = last_report = time.monotonic()
+        last_step = 0
         for self.step in range(1, self.args.ops + 1):
+            if self.step % 100 == 1:
+                weights[-1] = self.PRUNE_WEIGHT if self.ref_entries() > self.PRUNE_ABOVE else 0
             method = self.rng.choices(methods, weights)[0]
             desc = method.__name__
             try:
@@ -686,9 +719,11 @@ class Exerciser:
             except Divergence as d:
                 raise Divergence(f"step {self.step}: {d}") from None
             now = time.monotonic()
-            if now - last_report > 15:
-                last_report = now
-                print(f"... step {self.step}, {self.step / (now - t0):.0f} ops/s", flush=True)
+            if now - last_report > 15 or self.args.verbose_progress and self.step % 5000 == 0:
+                rate = (self.step - last_step) / (now - last_report)
+                last_report, last_step = now, self.step
+                print(f"... step {self.step}: {rate:.0f} ops/s, {len(self.ref_dirs())} directories, "
+                      f"{self.ref_entries()} entries", flush=True)
         self.close_all()
         try:
             self.full_compare("at the end")
@@ -714,6 +749,7 @@ def main():
     ap.add_argument("--fault", metavar="KIND:STEP", help="break the reference on purpose: byte:STEP or skip:STEP")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (image, log) on failure")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every operation")
+    ap.add_argument("--progress", dest="verbose_progress", action="store_true", help="report progress every 5000 steps")
     args = ap.parse_args()
     if args.fault and (args.fault.split(":")[0] not in ("byte", "skip") or not args.fault.split(":")[-1].isdigit()):
         ap.error("--fault must be byte:STEP or skip:STEP")
