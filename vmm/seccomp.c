@@ -77,7 +77,9 @@ static const struct {
     { SCMP_SYS(sendmmsg), ONLY(NET) }, { SCMP_SYS(recvmmsg), ONLY(NET) },
     { SCMP_SYS(getsockopt), ONLY(NET) },
     { SCMP_SYS(connect), ONLY(NET) },
-    { SCMP_SYS(sigaltstack), ONLY(VCPU) },
+    /* A thread's own signal stack (sanitizers set one up and take it
+     * down in every thread). */
+    { SCMP_SYS(sigaltstack), ALL_THREADS },
     { SCMP_SYS(rt_sigtimedwait), ONLY(SIGNALS) },
     /* The registry entry goes when the VM ends (admission_release). */
     { SCMP_SYS(unlink), ONLY(SUPERVISOR) }, { SCMP_SYS(unlinkat), ONLY(SUPERVISOR) },
@@ -90,9 +92,10 @@ static const struct {
      * world from a ptrace-ing helper process (clone without CLONE_THREAD)
      * and reads /proc/self.  Sanitizer builds only. */
     { SCMP_SYS(ptrace), ONLY(SUPERVISOR) }, { SCMP_SYS(wait4), ONLY(SUPERVISOR) },
-    { SCMP_SYS(openat), ONLY(SUPERVISOR) }, { SCMP_SYS(getdents64), ONLY(SUPERVISOR) },
+    { SCMP_SYS(open), ONLY(SUPERVISOR) }, { SCMP_SYS(openat), ONLY(SUPERVISOR) },
+    { SCMP_SYS(getdents), ONLY(SUPERVISOR) }, { SCMP_SYS(getdents64), ONLY(SUPERVISOR) },
     { SCMP_SYS(prctl), ONLY(SUPERVISOR) }, { SCMP_SYS(getppid), ONLY(SUPERVISOR) },
-    { SCMP_SYS(sigaltstack), ONLY(SUPERVISOR) }, { SCMP_SYS(rt_sigaction), ONLY(SUPERVISOR) },
+    { SCMP_SYS(rt_sigaction), ONLY(SUPERVISOR) },
     { SCMP_SYS(readlink), ONLY(SUPERVISOR) }, { SCMP_SYS(kill), ONLY(SUPERVISOR) },
     { SCMP_SYS(clone), ONLY(SUPERVISOR) },
 #endif
