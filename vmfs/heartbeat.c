@@ -87,6 +87,16 @@ static uint64_t timeout_for(const struct vdfs *fs, const struct vdfs_heartbeat *
     return hb->timeout_ms > fs->hb_timeout_ms ? hb->timeout_ms : fs->hb_timeout_ms;
 }
 
+bool heartbeat_others_present(struct vdfs *fs)
+{
+    bool others = false;
+    pthread_mutex_lock(&fs->hb_lock);
+    for (uint32_t slot = 0; slot < fs->sb.max_hosts && !others; slot++)
+        others = slot != fs->slot && fs->watch[slot].seen && fs->watch[slot].state != VDFS_HB_FREE;
+    pthread_mutex_unlock(&fs->hb_lock);
+    return others;
+}
+
 int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
 {
     if (slot >= fs->sb.max_hosts)
@@ -132,6 +142,9 @@ static int recover_slot(struct vdfs *fs, uint32_t slot, const uint8_t *raw, cons
         return rc;
     if (n > 0)
         vdfs_log(VDFS_LOG_INFO, "replayed %d transaction(s) of slot %u", n, slot);
+    rc = locks_drop_slot(fs, slot, hb->hb_gen);
+    if (rc)
+        return rc;
     struct vdfs_heartbeat freed = {0};
     freed.hdr = mark.hdr;
     freed.hdr.gen++;

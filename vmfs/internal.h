@@ -114,6 +114,9 @@ int heartbeat_mount(struct vdfs *fs);
 void heartbeat_stop(struct vdfs *fs);
 /* Frees this host's slot (clean unmount; never when fenced). */
 int heartbeat_release(struct vdfs *fs);
+/* Whether the last scan saw any other slot in use (the heartbeat thread
+ * rescans every interval). */
+bool heartbeat_others_present(struct vdfs *fs);
 /* Judges the holder (slot, hb_gen) of a lock by a fresh read of its slot. */
 int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen);
 /* Recovers a dead slot: mark REPLAYING, replay its journal, reset the
@@ -138,6 +141,9 @@ int cluster_release(struct vdfs *fs);
  * its own journal, releases the metadata lock with a version bump.  Any
  * failure leaves everything to the host that recovers the slot later. */
 int cluster_abandon(struct vdfs *fs);
+/* After replaying dead (slot, hb_gen)'s journal: frees the locks it
+ * owned and drops it from shared holder lists, across the lock area. */
+int locks_drop_slot(struct vdfs *fs, uint32_t slot, uint64_t hb_gen);
 /* True when another host waits for the metadata lock this host holds. */
 bool cluster_release_wanted(struct vdfs *fs);
 /* The file lock of `ino` for an open with open(2) `flags`: taken on the

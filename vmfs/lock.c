@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "journal.h"
@@ -282,6 +283,66 @@ int cluster_abandon(struct vdfs *fs)
     return rc;
 }
 
+/* Clears what a dead host (slot, hb_gen) owned or shared, after its
+ * journal was replayed: a record it owned becomes FREE (version bumped,
+ * so caches of the metadata lock's users drop), and it leaves shared
+ * holder lists.  Records that change meanwhile are left to the lazy
+ * breaking by generation. */
+static bool drop_dead_holder(struct vdfs_lock_rec *l, uint32_t slot, uint64_t hb_gen)
+{
+    if (l->mode == VDFS_LOCK_FREE)
+        return false;
+    if (l->mode == VDFS_LOCK_EXCLUSIVE) {
+        if (l->owner_slot != slot || l->owner_hb_gen != hb_gen)
+            return false;
+        set_free(l);
+        l->version++;
+        return true;
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < l->nholders && i < VDFS_LOCK_HOLDERS; i++)
+        if (!(l->holders[i].slot == slot && l->holders[i].hb_gen == (uint32_t)hb_gen))
+            l->holders[kept++] = l->holders[i];
+    if (kept == l->nholders)
+        return false;
+    for (uint32_t i = kept; i < VDFS_LOCK_HOLDERS; i++)
+        l->holders[i].slot = l->holders[i].hb_gen = 0;
+    l->nholders = kept;
+    if (kept == 0)
+        set_free(l);
+    return true;
+}
+
+int locks_drop_slot(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
+{
+    const size_t chunk = 2048; /* records per read: 1 MiB */
+    uint8_t *buf = vdfs_aligned_alloc(chunk * VDFS_SECTOR_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    int rc = 0;
+    for (uint64_t first = 0; first < fs->sb.lock_count && rc == 0; first += chunk) {
+        size_t n = (size_t)(fs->sb.lock_count - first < chunk ? fs->sb.lock_count - first : chunk);
+        uint64_t addr = vdfs_lock_addr(&fs->sb, first);
+        if (!vdfs_dev_is_blockdev(fs->dev)) {
+            off_t data = lseek(vdfs_dev_fd(fs->dev), (off_t)addr, SEEK_DATA);
+            if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= addr + n * VDFS_SECTOR_SIZE))
+                continue;
+        }
+        rc = vdfs_dev_read(fs->dev, buf, n * VDFS_SECTOR_SIZE, addr);
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            uint8_t *raw = buf + i * VDFS_SECTOR_SIZE;
+            struct vdfs_lock_rec l;
+            if (vdfs_lock_decode(raw, addr + i * VDFS_SECTOR_SIZE, &l) != 0 || !drop_dead_holder(&l, slot, hb_gen))
+                continue;
+            int wrc = lock_write(fs, raw, &l);
+            if (wrc && wrc != -EAGAIN)
+                rc = wrc;
+        }
+    }
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
 /* ---- file locks ---- */
 
 static bool holder_is_me(const struct vdfs *fs, uint32_t slot, uint64_t gen)
@@ -515,6 +576,17 @@ static void describe_slot(struct vdfs *fs, uint32_t slot, char *host, size_t len
     }
 }
 
+static bool slot_generation_matches(struct vdfs *fs, uint32_t slot, uint64_t gen)
+{
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat hb;
+    if (slot >= fs->sb.max_hosts ||
+        vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, slot)) != 0 ||
+        vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, slot), &hb) != 0)
+        return false;
+    return hb.state != VDFS_HB_FREE && (uint32_t)hb.hb_gen == (uint32_t)gen;
+}
+
 int vdfs_lock_holder(struct vdfs *fs, uint32_t ino, char *host, size_t len)
 {
     if (ino == 0 || ino >= fs->sb.region[VDFS_RT_FD].count)
@@ -528,20 +600,22 @@ int vdfs_lock_holder(struct vdfs *fs, uint32_t ino, char *host, size_t len)
         return rc;
     if (l.mode == VDFS_LOCK_FREE)
         return 0;
+    /* Holders whose slot was recovered since (FREE, or a newer
+     * generation) hold nothing any more. */
     uint32_t slot = VDFS_NO_SLOT;
-    uint64_t gen = 0;
     if (l.mode == VDFS_LOCK_EXCLUSIVE) {
-        slot = l.owner_slot;
-        gen = l.owner_hb_gen;
+        if (!(fs->slot != VDFS_NO_SLOT && holder_is_me(fs, l.owner_slot, l.owner_hb_gen)) &&
+            slot_generation_matches(fs, l.owner_slot, l.owner_hb_gen))
+            slot = l.owner_slot;
     } else {
         for (uint32_t i = 0; i < l.nholders && slot == VDFS_NO_SLOT; i++) {
             if (fs->slot != VDFS_NO_SLOT && holder_is_me(fs, l.holders[i].slot, l.holders[i].hb_gen))
                 continue;
-            slot = l.holders[i].slot;
-            gen = l.holders[i].hb_gen;
+            if (slot_generation_matches(fs, l.holders[i].slot, l.holders[i].hb_gen))
+                slot = l.holders[i].slot;
         }
     }
-    if (slot == VDFS_NO_SLOT || (fs->slot != VDFS_NO_SLOT && holder_is_me(fs, slot, gen)))
+    if (slot == VDFS_NO_SLOT)
         return 0;
     if (host && len)
         describe_slot(fs, slot, host, len);

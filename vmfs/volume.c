@@ -19,7 +19,10 @@ static void *committer_main(void *arg)
     uint64_t last_commit = vdfs_monotonic_ms();
     pthread_mutex_lock(&fs->lock);
     while (!fs->stopping) {
-        long nap_ms = atomic_load(&fs->mlock_held) ? 5 : 200;
+        /* Alone on the datastore, a host that mounts later is seen within
+         * one heartbeat interval; its wait for the lock is bounded by
+         * the slower poll. */
+        long nap_ms = !atomic_load(&fs->mlock_held) ? 200 : heartbeat_others_present(fs) ? 5 : 50;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += nap_ms * 1000000L;

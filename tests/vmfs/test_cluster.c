@@ -53,8 +53,9 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* The volume metadata lock record, read straight from the image. */
-static void read_meta_lock(struct fixture *f, struct vdfs_lock_rec *l)
+/* Descriptor ino's lock record (0: the volume metadata lock), read
+ * straight from the image. */
+static void read_lock(struct fixture *f, uint32_t ino, struct vdfs_lock_rec *l)
 {
     struct vdfs_dev *dev;
     assert_int_equal(vdfs_dev_open(f->image, VDFS_DEV_RDONLY, &dev), 0);
@@ -62,7 +63,7 @@ static void read_meta_lock(struct fixture *f, struct vdfs_lock_rec *l)
     struct vdfs_super sb;
     assert_int_equal(vdfs_dev_read(dev, buf, VDFS_META_SIZE, 0), 0);
     assert_int_equal(vdfs_super_decode(buf, 0, &sb), 0);
-    uint64_t addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, 0));
+    uint64_t addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, ino));
     assert_int_equal(vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
     assert_int_equal(vdfs_lock_decode(buf, addr, l), 0);
     vdfs_aligned_free(buf);
@@ -99,21 +100,21 @@ static void test_two_hosts_see_each_other(void **state)
     /* Resources both hosts allocated never collide: fsck after both unmount. */
     struct vdfs_lock_rec before, after;
     assert_int_equal(vdfs_sync(a), 0);
-    read_meta_lock(f, &before);
+    read_lock(f, 0, &before);
     assert_int_equal(vdfs_getattr(b, root, &bst), 0); /* b takes the lock from a */
     assert_int_equal(vdfs_getattr(a, root, &st), 0);  /* and a takes it back: nothing changed */
-    read_meta_lock(f, &after);
+    read_lock(f, 0, &after);
     assert_int_equal(after.version, before.version);
     /* A change moves it by one when the changer hands the lock over. */
     assert_int_equal(vdfs_lookup(a, root, "shared", &st), 0);
     assert_int_equal(vdfs_pwrite(a, st.ino, "x", 1, 0), 1);
     assert_int_equal(vdfs_getattr(b, root, &bst), 0);
-    read_meta_lock(f, &after);
+    read_lock(f, 0, &after);
     assert_int_equal(after.version, before.version + 1);
     assert_int_equal(after.owner_slot, 1);
     assert_int_equal(vdfs_unmount(b), 0);
     assert_int_equal(vdfs_unmount(a), 0);
-    read_meta_lock(f, &after);
+    read_lock(f, 0, &after);
     assert_int_equal(after.mode, VDFS_LOCK_FREE);
     assert_int_equal(fixture_fsck(f), 0);
 }
@@ -286,7 +287,9 @@ static void test_stopped_host_is_fenced_and_recovered(void **state)
     char got[4];
     assert_int_equal(vdfs_pread(a, st.ino, got, 4, 0), 4);
     assert_memory_equal(got, "kept", 4);
-    /* Its file lock died with its slot generation. */
+    /* Its file lock was cleared when its slot was recovered. */
+    char host[200];
+    assert_int_equal(vdfs_lock_holder(a, st.ino, host, sizeof(host)), 0);
     assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
     assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
     assert_int_equal(kill(pid, SIGCONT), 0);
@@ -335,6 +338,12 @@ static void test_killed_host_recovered_at_mount(void **state)
     assert_true(now_ms() - t0 < HB_TIMEOUT * 3);
     struct vdfs_stat st;
     assert_int_equal(vdfs_lookup(a, vdfs_root_ino(a), "synced", &st), 0);
+    /* Recovery cleared the dead host's file lock on disk, not just its slot. */
+    struct vdfs_lock_rec l;
+    read_lock(f, st.ino, &l);
+    assert_int_equal(l.mode, VDFS_LOCK_FREE);
+    char host[200];
+    assert_int_equal(vdfs_lock_holder(a, st.ino, host, sizeof(host)), 0);
     assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
     assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
     assert_int_equal(vdfs_unmount(a), 0);
