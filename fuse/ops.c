@@ -1,31 +1,157 @@
 /* The FUSE low-level operations, each a thin translation onto libvdfs.
- * FUSE node ids are vdfs descriptor numbers (the root is 1 in both), so
- * no inode table is needed and forget has nothing to do. */
+ * A FUSE node id is a vdfs descriptor number with the descriptor's
+ * generation in its top half (the root is 1 in both), so no inode table is
+ * needed and forget has nothing to do. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/fs.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vdfs_fuse.h"
 
 #define TIMEOUT_S 1.0
+#define TIMEOUT_NS 1000000000ull
 #define COPY_CHUNK (1u << 20)
+#define PAGE_ALIGN 4096u
+#define CAPS_XATTR "security.capability"
+#define NOCAP_SLOTS 4096u
 
 static struct vdfs_fuse *vol(fuse_req_t req)
 {
     return fuse_req_userdata(req);
 }
 
-static uint32_t ino32(fuse_ino_t ino)
+static fuse_ino_t node_of(const struct vdfs_stat *vs)
 {
-    /* Node ids we hand out are 32-bit; anything else cannot exist. */
-    return ino > UINT32_MAX ? 0 : (uint32_t)ino;
+    if (vs->ino == FUSE_ROOT_ID)
+        return FUSE_ROOT_ID;
+    return ((fuse_ino_t)vs->ino_gen << 32) | vs->ino;
+}
+
+static uint32_t ino_of(fuse_ino_t node)
+{
+    return (uint32_t)node;
+}
+
+/* Another host may free a descriptor and reuse its number while this
+ * kernel still caches a name for the old file.  Requests that name a node
+ * without an open handle check its generation first: ESTALE makes the
+ * kernel look the name up again instead of reaching the new object.
+ * Replies the error and returns false when the node is gone. */
+static bool node_ok(fuse_req_t req, fuse_ino_t node)
+{
+    if (node == FUSE_ROOT_ID)
+        return true;
+    int rc = vdfs_check_generation(vol(req)->fs, ino_of(node), (uint32_t)(node >> 32));
+    if (rc)
+        fuse_reply_err(req, -rc);
+    return rc == 0;
+}
+
+/* The kernel asks for security.capability before every write (to drop
+ * it, as it drops setuid bits), and it asks while holding the inode lock,
+ * so each write of a stream waits for that answer.  Through the volume
+ * lock the answer waits behind whatever device I/O is running, which
+ * turns a queue of writes into one at a time.  Files almost never carry
+ * the attribute, so "this inode has none" is remembered for the attribute
+ * timeout, like any other cached attribute, and answered without the
+ * library.  A set or remove through this mount forgets it at once; a
+ * change made on another host is seen within the timeout. */
+struct nocap_slot {
+    uint32_t ino;
+    uint64_t until_ns;
+};
+static struct nocap_slot nocap[NOCAP_SLOTS];
+static pthread_mutex_t nocap_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool nocap_known(uint32_t ino)
+{
+    struct nocap_slot *slot = &nocap[ino % NOCAP_SLOTS];
+    pthread_mutex_lock(&nocap_lock);
+    bool known = slot->ino == ino && slot->until_ns > monotonic_ns();
+    pthread_mutex_unlock(&nocap_lock);
+    return known;
+}
+
+static void nocap_remember(uint32_t ino, uint64_t asked_ns)
+{
+    struct nocap_slot *slot = &nocap[ino % NOCAP_SLOTS];
+    pthread_mutex_lock(&nocap_lock);
+    *slot = (struct nocap_slot){.ino = ino, .until_ns = asked_ns + TIMEOUT_NS};
+    pthread_mutex_unlock(&nocap_lock);
+}
+
+static void nocap_forget(uint32_t ino)
+{
+    struct nocap_slot *slot = &nocap[ino % NOCAP_SLOTS];
+    pthread_mutex_lock(&nocap_lock);
+    if (slot->ino == ino)
+        slot->until_ns = 0;
+    pthread_mutex_unlock(&nocap_lock);
+}
+
+/* Each worker thread keeps one page-aligned read buffer: the library's
+ * O_DIRECT reads then land in it without a bounce copy, and a 1 MiB read
+ * costs no mmap, munmap and page faults. */
+struct read_buf {
+    void *data;
+    size_t cap;
+};
+static pthread_key_t read_buf_key;
+static bool read_buf_key_ok;
+static pthread_once_t read_buf_once = PTHREAD_ONCE_INIT;
+
+static void read_buf_destroy(void *p)
+{
+    struct read_buf *b = p;
+    free(b->data);
+    free(b);
+}
+
+static void read_buf_key_create(void)
+{
+    read_buf_key_ok = pthread_key_create(&read_buf_key, read_buf_destroy) == 0;
+}
+
+/* A buffer of at least `size` bytes owned by this thread, or NULL. */
+static void *read_buffer(size_t size)
+{
+    pthread_once(&read_buf_once, read_buf_key_create);
+    if (!read_buf_key_ok)
+        return NULL;
+    struct read_buf *b = pthread_getspecific(read_buf_key);
+    if (!b) {
+        b = calloc(1, sizeof(*b));
+        if (!b || pthread_setspecific(read_buf_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < size) {
+        size_t cap = (size + PAGE_ALIGN - 1) & ~(size_t)(PAGE_ALIGN - 1);
+        void *data;
+        if (posix_memalign(&data, PAGE_ALIGN, cap) != 0)
+            return NULL;
+        free(b->data);
+        b->data = data;
+        b->cap = cap;
+    }
+    return b->data;
 }
 
 static void to_stat(const struct vdfs_fuse *v, const struct vdfs_stat *vs, struct stat *st)
@@ -49,7 +175,7 @@ static void reply_entry(fuse_req_t req, const struct vdfs_stat *vs)
 {
     struct fuse_entry_param e;
     memset(&e, 0, sizeof(e));
-    e.ino = vs->ino;
+    e.ino = node_of(vs);
     e.generation = vs->ino_gen;
     to_stat(vol(req), vs, &e.attr);
     e.attr_timeout = TIMEOUT_S;
@@ -96,8 +222,10 @@ static void op_destroy(void *userdata)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    if (!node_ok(req, parent))
+        return;
     struct vdfs_stat vs;
-    int rc = vdfs_lookup(vol(req)->fs, ino32(parent), name, &vs);
+    int rc = vdfs_lookup(vol(req)->fs, ino_of(parent), name, &vs);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -116,8 +244,10 @@ static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_dat
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    if (!node_ok(req, ino))
+        return;
     struct vdfs_stat vs;
-    int rc = vdfs_getattr(vol(req)->fs, ino32(ino), &vs);
+    int rc = vdfs_getattr(vol(req)->fs, ino_of(ino), &vs);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -126,6 +256,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
+    if (!node_ok(req, ino))
+        return;
     struct vdfs_setattr sa;
     memset(&sa, 0, sizeof(sa));
     if (to_set & FUSE_SET_ATTR_MODE) {
@@ -161,7 +293,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         sa.ctime = attr->st_ctim;
     }
     struct vdfs_stat vs;
-    int rc = vdfs_setattr(vol(req)->fs, ino32(ino), &sa, &vs);
+    int rc = vdfs_setattr(vol(req)->fs, ino_of(ino), &sa, &vs);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -170,8 +302,10 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+    if (!node_ok(req, ino))
+        return;
     char target[PATH_MAX + 1];
-    ssize_t n = vdfs_readlink(vol(req)->fs, ino32(ino), target, PATH_MAX);
+    ssize_t n = vdfs_readlink(vol(req)->fs, ino_of(ino), target, PATH_MAX);
     if (n < 0) {
         fuse_reply_err(req, (int)-n);
         return;
@@ -182,9 +316,11 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
+    if (!node_ok(req, parent))
+        return;
     struct vdfs_cred cred = caller(req);
     struct vdfs_stat vs;
-    int rc = vdfs_create(vol(req)->fs, ino32(parent), name, mode, (uint32_t)rdev, &cred, &vs);
+    int rc = vdfs_create(vol(req)->fs, ino_of(parent), name, mode, (uint32_t)rdev, &cred, &vs);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -203,19 +339,25 @@ static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    fuse_reply_err(req, -vdfs_unlink(vol(req)->fs, ino32(parent), name));
+    if (!node_ok(req, parent))
+        return;
+    fuse_reply_err(req, -vdfs_unlink(vol(req)->fs, ino_of(parent), name));
 }
 
 static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    fuse_reply_err(req, -vdfs_rmdir(vol(req)->fs, ino32(parent), name));
+    if (!node_ok(req, parent))
+        return;
+    fuse_reply_err(req, -vdfs_rmdir(vol(req)->fs, ino_of(parent), name));
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
+    if (!node_ok(req, parent))
+        return;
     struct vdfs_cred cred = caller(req);
     struct vdfs_stat vs;
-    int rc = vdfs_symlink(vol(req)->fs, ino32(parent), name, link, &cred, &vs);
+    int rc = vdfs_symlink(vol(req)->fs, ino_of(parent), name, link, &cred, &vs);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -229,15 +371,19 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         fuse_reply_err(req, EINVAL); /* RENAME_WHITEOUT: no overlay support */
         return;
     }
+    if (!node_ok(req, parent) || (newparent != parent && !node_ok(req, newparent)))
+        return;
     unsigned vflags = ((flags & RENAME_NOREPLACE) ? VDFS_RENAME_NOREPLACE : 0) |
                       ((flags & RENAME_EXCHANGE) ? VDFS_RENAME_EXCHANGE : 0);
-    fuse_reply_err(req, -vdfs_rename(vol(req)->fs, ino32(parent), name, ino32(newparent), newname, vflags));
+    fuse_reply_err(req, -vdfs_rename(vol(req)->fs, ino_of(parent), name, ino_of(newparent), newname, vflags));
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+    if (!node_ok(req, ino) || !node_ok(req, newparent))
+        return;
     struct vdfs_stat vs;
-    int rc = vdfs_link(vol(req)->fs, ino32(ino), ino32(newparent), newname, &vs);
+    int rc = vdfs_link(vol(req)->fs, ino_of(ino), ino_of(newparent), newname, &vs);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -246,22 +392,26 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    int rc = vdfs_open(vol(req)->fs, ino32(ino), fi->flags);
+    if (!node_ok(req, ino))
+        return;
+    int rc = vdfs_open(vol(req)->fs, ino_of(ino), fi->flags);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
     }
     fi->keep_cache = 0;
     if (fuse_reply_open(req, fi) == -ENOENT) /* the opener was interrupted */
-        vdfs_release(vol(req)->fs, ino32(ino), fi->flags);
+        vdfs_release(vol(req)->fs, ino_of(ino), fi->flags);
 }
 
 static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
+    if (!node_ok(req, parent))
+        return;
     struct vdfs_fuse *v = vol(req);
     struct vdfs_cred cred = caller(req);
     struct vdfs_stat vs;
-    int rc = vdfs_create(v->fs, ino32(parent), name, (mode & 07777) | S_IFREG, 0, &cred, &vs);
+    int rc = vdfs_create(v->fs, ino_of(parent), name, (mode & 07777) | S_IFREG, 0, &cred, &vs);
     if (rc == 0)
         rc = vdfs_open(v->fs, vs.ino, fi->flags);
     if (rc) {
@@ -270,7 +420,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof(e));
-    e.ino = vs.ino;
+    e.ino = node_of(&vs);
     e.generation = vs.ino_gen;
     to_stat(v, &vs, &e.attr);
     e.attr_timeout = TIMEOUT_S;
@@ -282,23 +432,22 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-    void *buf = malloc(size ? size : 1);
+    void *buf = read_buffer(size ? size : 1);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = vdfs_pread(vol(req)->fs, ino32(ino), buf, size, (uint64_t)off);
+    ssize_t n = vdfs_pread(vol(req)->fs, ino_of(ino), buf, size, (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
         fuse_reply_buf(req, buf, (size_t)n);
-    free(buf);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
-    ssize_t n = vdfs_pwrite(vol(req)->fs, ino32(ino), buf, size, (uint64_t)off);
+    ssize_t n = vdfs_pwrite(vol(req)->fs, ino_of(ino), buf, size, (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
@@ -313,18 +462,20 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, -vdfs_release(vol(req)->fs, ino32(ino), fi->flags));
+    fuse_reply_err(req, -vdfs_release(vol(req)->fs, ino_of(ino), fi->flags));
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino32(ino), datasync != 0));
+    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino_of(ino), datasync != 0));
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    if (!node_ok(req, ino))
+        return;
     struct dir_snapshot *snap;
-    int rc = dir_snapshot_take(vol(req)->fs, ino32(ino), &snap);
+    int rc = dir_snapshot_take(vol(req)->fs, ino_of(ino), &snap);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -356,7 +507,7 @@ static void reply_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, st
             /* The kernel links (and counts a lookup for) every named entry
              * but the dots; an entry gone since opendir is listed bare. */
             if (!dot && vdfs_getattr(v->fs, d->ino, &vs) == 0) {
-                e.ino = vs.ino;
+                e.ino = node_of(&vs);
                 e.generation = vs.ino_gen;
                 to_stat(v, &vs, &e.attr);
                 e.attr_timeout = TIMEOUT_S;
@@ -399,7 +550,7 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void op_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino32(ino), datasync != 0));
+    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino_of(ino), datasync != 0));
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -427,20 +578,25 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 static void op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
                         int flags)
 {
+    if (!node_ok(req, ino))
+        return;
     int vflags = ((flags & XATTR_CREATE) ? VDFS_XATTR_CREATE : 0) | ((flags & XATTR_REPLACE) ? VDFS_XATTR_REPLACE : 0);
-    fuse_reply_err(req, -vdfs_setxattr(vol(req)->fs, ino32(ino), name, value, size, vflags));
+    nocap_forget(ino_of(ino));
+    fuse_reply_err(req, -vdfs_setxattr(vol(req)->fs, ino_of(ino), name, value, size, vflags));
 }
 
 /* getxattr and listxattr share the FUSE protocol: size 0 asks for the size. */
 static void reply_xattr(fuse_req_t req, size_t size, ssize_t (*get)(struct vdfs *, uint32_t, const char *, char *, size_t),
                         fuse_ino_t ino, const char *name)
 {
+    if (!node_ok(req, ino))
+        return;
     char *buf = size ? malloc(size) : NULL;
     if (size && !buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = get(vol(req)->fs, ino32(ino), name, buf, size);
+    ssize_t n = get(vol(req)->fs, ino_of(ino), name, buf, size);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else if (size == 0)
@@ -460,9 +616,24 @@ static ssize_t get_names(struct vdfs *fs, uint32_t ino, const char *name, char *
     return vdfs_listxattr(fs, ino, buf, size);
 }
 
+/* security.capability through the library, remembering its absence. */
+static ssize_t get_caps(struct vdfs *fs, uint32_t ino, const char *name, char *buf, size_t size)
+{
+    uint64_t asked_ns = monotonic_ns();
+    ssize_t n = vdfs_getxattr(fs, ino, name, buf, size);
+    if (n == -ENODATA)
+        nocap_remember(ino, asked_ns);
+    return n;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
-    reply_xattr(req, size, get_value, ino, name);
+    bool caps = strcmp(name, CAPS_XATTR) == 0;
+    if (caps && nocap_known(ino_of(ino))) {
+        fuse_reply_err(req, ENODATA);
+        return;
+    }
+    reply_xattr(req, size, caps ? get_caps : get_value, ino, name);
 }
 
 static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -472,7 +643,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
-    fuse_reply_err(req, -vdfs_removexattr(vol(req)->fs, ino32(ino), name));
+    if (!node_ok(req, ino))
+        return;
+    nocap_forget(ino_of(ino));
+    fuse_reply_err(req, -vdfs_removexattr(vol(req)->fs, ino_of(ino), name));
 }
 
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
@@ -482,7 +656,7 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
         fuse_reply_err(req, EINVAL);
         return;
     }
-    fuse_reply_err(req, -vdfs_fallocate(vol(req)->fs, ino32(ino), mode, (uint64_t)offset, (uint64_t)length));
+    fuse_reply_err(req, -vdfs_fallocate(vol(req)->fs, ino_of(ino), mode, (uint64_t)offset, (uint64_t)length));
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
@@ -491,7 +665,7 @@ static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
         fuse_reply_err(req, EINVAL);
         return;
     }
-    int64_t pos = vdfs_lseek(vol(req)->fs, ino32(ino), (uint64_t)off, whence);
+    int64_t pos = vdfs_lseek(vol(req)->fs, ino_of(ino), (uint64_t)off, whence);
     if (pos < 0)
         fuse_reply_err(req, (int)-pos);
     else
@@ -517,12 +691,12 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
     int err = 0;
     while (done < len) {
         size_t want = len - done < chunk ? len - done : chunk;
-        ssize_t got = vdfs_pread(fs, ino32(ino_in), buf, want, (uint64_t)off_in + done);
+        ssize_t got = vdfs_pread(fs, ino_of(ino_in), buf, want, (uint64_t)off_in + done);
         if (got <= 0) {
             err = got < 0 ? (int)-got : 0;
             break;
         }
-        ssize_t put = vdfs_pwrite(fs, ino32(ino_out), buf, (size_t)got, (uint64_t)off_out + done);
+        ssize_t put = vdfs_pwrite(fs, ino_of(ino_out), buf, (size_t)got, (uint64_t)off_out + done);
         if (put < 0) {
             err = (int)-put;
             break;
