@@ -42,6 +42,10 @@ int alloc_load(struct vdfs *fs)
                 p->free += p->clusters[c + i].free;
             }
         }
+        /* Host affinity: each slot starts its search in its own share of
+         * the clusters, so hosts allocate far from each other. */
+        if (fs->slot != VDFS_NO_SLOT && fs->sb.max_hosts)
+            p->hint = (uint32_t)((uint64_t)fs->slot * r->clusters / fs->sb.max_hosts);
     }
     vdfs_aligned_free(buf);
     return rc;
