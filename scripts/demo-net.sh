@@ -72,7 +72,7 @@ sw portgroup list
 
 tsc_khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
 boot() { # boot NAME MAC CMDLINE: starts the VM in the background, its pid in $vm_pid
-    timeout 60 "$bin/vmm/vdfs-vm" run --name "$1" --cpus 1 --memory 64M --kernel "$bin/guest/guest.elf" \
+    timeout -k 5 60 "$bin/vmm/vdfs-vm" run --name "$1" --cpus 1 --memory 64M --kernel "$bin/guest/guest.elf" \
         --disk "${disk[$1]}" --switch "$work/sw.sock" --nic "demo,mac=$2" \
         --cmdline "$3 tsc_khz=$tsc_khz" --serial "file:$work/$1.log" 2>"$work/$1.err" &
     vm_pid=$!

@@ -44,10 +44,10 @@ for _ in $(seq 100); do [[ -S $work/vdfs.sock.ctl ]] && ( ((!have_qemu)) || [[ -
 vm() {
     local kind=$1 name=$2 mac=$3 cmdline="$4 tsc_khz=$tsc_khz"
     if [[ $kind == vdfs ]]; then
-        timeout 120 "$vm_bin" run --name "$name" --memory 64M --kernel "$guest" --switch "$work/vdfs.sock" \
+        timeout -k 5 120 "$vm_bin" run --name "$name" --memory 64M --kernel "$guest" --switch "$work/vdfs.sock" \
             --nic "default,mac=$mac" --cmdline "$cmdline" --serial "file:$work/$name.log" 2>"$work/$name.err" &
     else
-        timeout 120 qemu-system-x86_64 -enable-kvm -M microvm,pcie=on -m 64 -smp 1 -nodefaults -nographic \
+        timeout -k 5 120 qemu-system-x86_64 -enable-kvm -M microvm,pcie=on -m 64 -smp 1 -nodefaults -nographic \
             -no-reboot -display none -serial "file:$work/$name.log" -device isa-debug-exit,iobase=0xf4,iosize=0x04 \
             -kernel "$guest" -append "$cmdline ecam=0xe0000000" -netdev "vde,id=n0,sock=$work/vde.ctl" \
             -device "virtio-net-pci,netdev=n0,mac=$mac,disable-legacy=on" >"$work/$name.err" 2>&1 &

@@ -18,6 +18,13 @@ ns=vdfsvm$$ tap=vswv$$
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.2
+    # A VMM that ignores SIGTERM must not outlive the test.
+    for p in "${pids[@]}"; do
+        kill -0 "$p" 2>/dev/null || continue
+        pkill -KILL -P "$p" 2>/dev/null || true
+        kill -KILL "$p" 2>/dev/null || true
+    done
     wait 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "$dir"
@@ -41,7 +48,7 @@ start_switch() {
 # boot NAME MAC CMDLINE: starts a VM in the background; its console goes to NAME.log.
 boot() {
     local name=$1 mac=$2 cmdline=$3
-    timeout 60 "$VM" run --name "$name" --memory 64M --kernel "$GUEST" --switch "$dir/sw.sock" \
+    timeout -k 5 60 "$VM" run --name "$name" --memory 64M --kernel "$GUEST" --switch "$dir/sw.sock" \
         --nic "default,mac=$mac" --cmdline "$cmdline tsc_khz=$tsc_khz" \
         --serial "file:$dir/$name.log" 2>"$dir/$name.err" &
     last_vm=$!
