@@ -211,7 +211,8 @@ class Host:
                     continue
                 raise
             if got and not (got.startswith(b"host-") and got.endswith(b"\n")):
-                raise AssertionError(f"claim {name} holds {got[:40]!r}")
+                raise AssertionError(f"claim {name} holds {len(got)} bytes, sha256 "
+                                     f"{hashlib.sha256(got).hexdigest()}: {got[:24]!r}")
 
     def step(self):
         r = self.rng.random()
