@@ -103,6 +103,23 @@ blkbench)
 	expect_done 0
 	expect_line "^RESULT op=randread bs=4096 qd=32 ios=20000 errors=0 elapsed_us=[1-9][0-9]* iops=[1-9][0-9]* mbps=[0-9.]* kicks=[1-9][0-9]*$"
 	;;
+net-ping-pc)
+	# QEMU's user-mode network answers ARP and ICMP echo for its gateway,
+	# 10.0.2.2; restrict=on keeps it off the host's network.
+	run_qemu pc "mode=net-ping ip=10.0.2.15 peer=10.0.2.2 count=3 end=0" \
+		-netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0,disable-legacy=on,mac=02:00:00:00:00:31
+	expect_done 0
+	expect_line "^RESULT nic=ready mac=02:00:00:00:00:31 ip=10.0.2.15 "
+	expect_line "^RESULT mode=net-ping peer=10.0.2.2 peer_mac=[0-9a-f:]* arp_us=[0-9]* sent=3 received=3 "
+	;;
+net-blast-microvm)
+	# The generator's frames leave through QEMU's user network (which drops
+	# them): every one must be handed back by the device.
+	run_qemu microvm,pcie=on "mode=net-blast dst=02:00:00:00:00:99 size=1500 count=5000 end=0 tsc_khz=2000000 ecam=0xe0000000" \
+		-netdev user,id=n0,restrict=on -device virtio-net-pci,netdev=n0,disable-legacy=on
+	expect_done 0
+	expect_line "^RESULT mode=net-blast dst=02:00:00:00:00:99 size=1500 frames=5000 bytes=7500000 elapsed_us=[1-9][0-9]* fps=[1-9][0-9]* gbps=[0-9.]* kicks=[1-9][0-9]*$"
+	;;
 bad-cmdline)
 	run_qemu microvm "mode=ready frobnicate=1"
 	expect_done 2
@@ -123,7 +140,7 @@ no-exit-device)
 	! grep -q "FAULT" "$serial" || fail "halting faulted"
 	;;
 *)
-	echo "usage: $0 ready|pci|blktest-pc|blktest-microvm|blktest-ro|blkbench|bad-cmdline|fault|no-exit-device GUEST_ELF BLKCHECK_PY" >&2
+	echo "usage: $0 ready|pci|blktest-pc|blktest-microvm|blktest-ro|blkbench|net-ping-pc|net-blast-microvm|bad-cmdline|fault|no-exit-device GUEST_ELF BLKCHECK_PY" >&2
 	exit 2
 	;;
 esac
