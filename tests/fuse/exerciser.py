@@ -27,6 +27,7 @@ import errno
 import os
 import random
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -50,6 +51,14 @@ TOP = "x"  # both trees live in TOP, so the datastore's lost+found stays out
 
 class Divergence(Exception):
     pass
+
+
+class Interrupted(Exception):
+    """SIGTERM (meson's timeout) or SIGINT: clean up the mounts, exit 2."""
+
+
+def interrupted(signum, _frame):
+    raise Interrupted(f"stopped by signal {signum}")
 
 
 def call(fn, *args):
@@ -160,7 +169,7 @@ def merge(ranges):
 class Mount:
     """The vdfs side: image, foreground daemon, unmount, fsck."""
 
-    def __init__(self, build, work, image_size):
+    def __init__(self, build, work, image_size, options):
         self.mkfs = os.path.join(build, "mkfs", "mkfs.vdfs")
         self.fsck = os.path.join(build, "fsck", "fsck.vdfs")
         self.fuse = os.path.join(build, "fuse", "vdfs-fuse")
@@ -169,12 +178,12 @@ class Mount:
         self.log = os.path.join(work, "vdfs-fuse.log")
         os.mkdir(self.mnt)
         subprocess.run([self.mkfs, "-q", self.image, image_size], check=True)
+        self.options = options
         self.proc = None
 
     def mount(self):
         with open(self.log, "a") as log:
-            # Short commits return freed blocks quickly, as df would show.
-            self.proc = subprocess.Popen([self.fuse, self.image, self.mnt, "-f", "-o", "commit_ms=500"],
+            self.proc = subprocess.Popen([self.fuse, self.image, self.mnt, "-f", "-o", self.options],
                                          stdout=log, stderr=log)
         for _ in range(400):
             if os.path.ismount(self.mnt):
@@ -227,6 +236,7 @@ class Exerciser:
         self.step = 0
         self.dirs_cache = None
         self.counts = collections.Counter()
+        self.seconds = collections.Counter()
         self.fault_kind, self.fault_step = None, -1
         self.full_after_fault = False
         if args.fault:
@@ -596,8 +606,10 @@ class Exerciser:
         return op
 
     OPS = [  # (weight, method)
-        (14, op_write), (10, op_read), (4, op_truncate), (4, op_fallocate),
-        (6, op_open), (4, op_close), (8, op_fd_write), (5, op_fd_read), (2, op_fd_truncate), (2, op_fd_fallocate),
+        # Opening for write takes the file's on-disk lock (a few device I/Os),
+        # so most data goes through the pool of open descriptors.
+        (6, op_write), (5, op_read), (3, op_truncate), (3, op_fallocate),
+        (4, op_open), (3, op_close), (16, op_fd_write), (10, op_fd_read), (3, op_fd_truncate), (3, op_fd_fallocate),
         (1, op_fsync), (5, op_rename), (3, op_link), (3, op_symlink), (5, op_unlink), (2, op_mkdir), (3, op_rmdir),
         (3, op_chmod), (2, op_utimens), (3, op_setxattr), (2, op_removexattr), (2, op_getxattr), (3, op_stat),
         (2, op_listdir), (0, op_prune),
@@ -634,11 +646,13 @@ class Exerciser:
         self.fds = []
 
     def remount(self):
+        t0 = time.monotonic()
         self.close_all()
         self.mount.unmount()
         self.mount.fsck_clean()
         self.mount.mount()
         self.counts["remount"] += 1
+        self.seconds["remount"] += time.monotonic() - t0
 
     def compare_file(self, rel):
         with open(self.p(0, rel), "rb") as fv, open(self.p(1, rel), "rb") as fr:
@@ -654,6 +668,13 @@ class Exerciser:
                     off += n
 
     def full_compare(self, why):
+        t0 = time.monotonic()
+        try:
+            self.full_compare_tree(why)
+        finally:
+            self.seconds["full compare"] += time.monotonic() - t0
+
+    def full_compare_tree(self, why):
         self.counts["full compare"] += 1
         todo = [""]
         while todo:
@@ -692,11 +713,13 @@ class Exerciser:
                 weights[-1] = self.PRUNE_WEIGHT if self.ref_entries() > self.PRUNE_ABOVE else 0
             method = self.rng.choices(methods, weights)[0]
             desc = method.__name__
+            t_op = time.monotonic()
             try:
                 desc = method(self)
             except Divergence as d:
                 raise Divergence(f"step {self.step}: {d}") from None
             self.counts[method.__name__[3:]] += 1
+            self.seconds[method.__name__[3:]] += time.monotonic() - t_op
             self.history.append(f"{self.step}: {desc}")
             if self.args.verbose:
                 print(f"{self.step}: {desc}")
@@ -724,6 +747,9 @@ class Exerciser:
                 last_report, last_step = now, self.step
                 print(f"... step {self.step}: {rate:.0f} ops/s, {len(self.ref_dirs())} directories, "
                       f"{self.ref_entries()} entries", flush=True)
+                if self.args.verbose_progress:
+                    print("    seconds by operation: " + ", ".join(
+                        f"{k} {v:.1f}" for k, v in self.seconds.most_common(8)), flush=True)
         self.close_all()
         try:
             self.full_compare("at the end")
@@ -746,6 +772,8 @@ def main():
     ap.add_argument("--remount-every", type=int, default=10000, metavar="N",
                     help="unmount + fsck + mount once per N steps on average; 0: never (default 10000)")
     ap.add_argument("--image-size", default="4G")
+    ap.add_argument("-o", "--mount-options", default="commit_ms=500", metavar="OPTS",
+                    help="vdfs-fuse -o options (default commit_ms=500: freed blocks come back quickly)")
     ap.add_argument("--fault", metavar="KIND:STEP", help="break the reference on purpose: byte:STEP or skip:STEP")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (image, log) on failure")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every operation")
@@ -762,6 +790,8 @@ def main():
         ap.error(f"{build}/fuse/vdfs-fuse not found: give --build BUILD_ROOT")
 
     os.umask(0)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     work = tempfile.mkdtemp(prefix="vdfs-exerciser.")
     ref = os.path.join(work, "ref")
     os.mkdir(ref)
@@ -769,10 +799,11 @@ def main():
     mount = ex = None
     status, keep = 2, args.keep
     replay = f"{sys.argv[0]} --build {args.build} --seed {args.seed} --ops {args.ops} " \
-             f"--full-every {args.full_every} --remount-every {args.remount_every} --image-size {args.image_size}" + \
+             f"--full-every {args.full_every} --remount-every {args.remount_every} --image-size {args.image_size} " \
+             f"-o {args.mount_options}" + \
              (f" --fault {args.fault}" if args.fault else "")
     try:
-        mount = Mount(build, work, args.image_size)
+        mount = Mount(build, work, args.image_size, args.mount_options)
         mount.mount()
         ex = Exerciser(args, mount.mnt, ref, mount)
         try:
@@ -790,7 +821,7 @@ def main():
             print(f"PASS seed={args.seed}: {args.ops} operations in {secs:.1f} s ({args.ops / secs:.0f}/s), "
                   f"zero divergence; unmount + fsck clean.\n  {counts}")
             status = 0
-    except (RuntimeError, subprocess.CalledProcessError, OSError) as e:
+    except (RuntimeError, subprocess.CalledProcessError, OSError, Interrupted) as e:
         print(f"ERROR seed={args.seed} step={ex.step if ex else 0}: {e}", file=sys.stderr)
         if args.verbose:
             import traceback
