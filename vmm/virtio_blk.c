@@ -26,6 +26,11 @@
 #define MAX_DISCARD_SECTORS (1u << 22) /* 2 GiB per request */
 #define DISCARD_ALIGN_SECTORS 8
 #define BLK_CONFIG_LEN 60
+/* Adjacent reads (or writes) of one batch become one backend I/O of at
+ * most this many segments and bytes, as QEMU's request merging does:
+ * fewer, larger host I/Os for sequential guests. */
+#define MERGE_MAX_IOV 1024 /* IOV_MAX */
+#define MERGE_MAX_BYTES (8u << 20)
 
 /* ---------------------------------------------------------------------- */
 /* io_uring file backend                                                   */
@@ -316,6 +321,9 @@ struct blk_req {
     uint16_t head;
     uint8_t *status;
     uint32_t used_len;
+    bool is_read;
+    struct blk_req *merged;    /* later requests served by this one's I/O */
+    struct iovec *merge_iov;   /* MERGE_MAX_IOV entries, kept for reuse */
     struct iovec chain_iov[VIRTIO_BLK_SEG_MAX + 2];
     struct iovec data_iov[VIRTIO_BLK_SEG_MAX];
 };
@@ -338,6 +346,9 @@ struct virtio_blk {
     bool request_error_logged;
     bool used_pending;     /* pushed entries not yet published */
     struct blk_req *free_reqs;
+    /* A read or write of the current batch not yet handed to the backend,
+     * which the next request may join; `pending_tail` ends its chain. */
+    struct blk_req *pending, *pending_tail;
 };
 
 static struct virtio_blk *all_disks;
@@ -348,11 +359,14 @@ static struct blk_req *req_get(struct virtio_blk *blk)
     struct blk_req *r = blk->free_reqs;
     if (r) {
         blk->free_reqs = r->next_free;
-        return r;
-    }
-    r = malloc(sizeof(*r));
-    if (r)
+    } else {
+        r = malloc(sizeof(*r));
+        if (!r)
+            return NULL;
         r->blk = blk;
+        r->merge_iov = NULL;
+    }
+    r->merged = NULL;
     return r;
 }
 
@@ -372,17 +386,21 @@ static void log_request_error(struct virtio_blk *blk, const char *what)
             virtio_pci_location(blk->vp), blk->path, what);
 }
 
-/* Completes a request (lock held): status byte, used entry. */
+/* Completes a request (lock held): status byte, used entry; a merged
+ * I/O also ends every request it carried, with the same status. */
 static void req_finish(struct blk_req *r, uint8_t status)
 {
     struct virtio_blk *blk = r->blk;
     struct virtqueue *vq = virtio_pci_live_queue(blk->vp, 0);
-    if (!blk->resetting && vq) {
-        *r->status = status;
-        virtqueue_push(vq, r->head, status == VIRTIO_BLK_S_OK ? r->used_len : 1);
-        blk->used_pending = true;
+    for (struct blk_req *next; r; r = next) {
+        next = r->merged;
+        if (!blk->resetting && vq) {
+            *r->status = status;
+            virtqueue_push(vq, r->head, status == VIRTIO_BLK_S_OK ? r->used_len : 1);
+            blk->used_pending = true;
+        }
+        req_put(blk, r);
     }
-    req_put(blk, r);
 }
 
 static void blk_publish(struct virtio_blk *blk)
@@ -405,8 +423,9 @@ static void req_complete(struct blk_io *io, int result)
                  (unsigned long long)io->offset, strerror(-result));
         log_request_error(blk, msg);
     }
-    req_finish(r, result == 0 ? VIRTIO_BLK_S_OK
-                              : result == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+    uint8_t status = result == 0 ? VIRTIO_BLK_S_OK
+                     : result == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
+    req_finish(r, status);
     if (--blk->inflight == 0)
         pthread_cond_broadcast(&blk->idle);
 }
@@ -430,6 +449,53 @@ static void req_submit(struct virtio_blk *blk, struct blk_req *r,
         log_request_error(blk, msg);
         req_finish(r, rc == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
     }
+}
+
+/* Hands the batch's pending read or write (with the requests merged into
+ * it) to the backend. */
+static void blk_flush_pending(struct virtio_blk *blk)
+{
+    struct blk_req *p = blk->pending;
+    if (!p)
+        return;
+    blk->pending = blk->pending_tail = NULL;
+    req_submit(blk, p, p->is_read ? blk->be->ops->read : blk->be->ops->write);
+}
+
+/* Starts a validated read or write: joined to the pending one when it
+ * continues it on disk, otherwise pending itself (asynchronous backends;
+ * a synchronous one gets each request at once). */
+static void blk_start_rw(struct virtio_blk *blk, struct blk_req *r, bool is_read)
+{
+    r->is_read = is_read;
+    r->merged = NULL;
+    struct blk_req *p = blk->pending;
+    if (p && p->is_read == is_read && p->io.offset + p->io.len == r->io.offset &&
+        p->io.iovcnt + r->io.iovcnt <= MERGE_MAX_IOV &&
+        p->io.len + r->io.len <= MERGE_MAX_BYTES) {
+        if (p->io.iov != p->merge_iov) {
+            if (!p->merge_iov)
+                p->merge_iov = malloc(MERGE_MAX_IOV * sizeof(struct iovec));
+            if (p->merge_iov) {
+                memcpy(p->merge_iov, p->io.iov, (size_t)p->io.iovcnt * sizeof(struct iovec));
+                p->io.iov = p->merge_iov;
+            }
+        }
+        if (p->io.iov == p->merge_iov) {
+            memcpy(p->io.iov + p->io.iovcnt, r->io.iov, (size_t)r->io.iovcnt * sizeof(struct iovec));
+            p->io.iovcnt += r->io.iovcnt;
+            p->io.len += r->io.len;
+            blk->pending_tail->merged = r;
+            blk->pending_tail = r;
+            return;
+        }
+    }
+    blk_flush_pending(blk);
+    if (!blk->be->ops->submit) {
+        req_submit(blk, r, is_read ? blk->be->ops->read : blk->be->ops->write);
+        return;
+    }
+    blk->pending = blk->pending_tail = r;
 }
 
 /* Validates and starts one request.  Returns false if the chain broke the
@@ -476,6 +542,9 @@ static bool blk_handle(struct virtio_blk *blk, struct blk_req *r, const struct v
         return false;
     }
 
+    /* Other requests keep their place after the reads and writes before. */
+    if (type != VIRTIO_BLK_T_IN && type != VIRTIO_BLK_T_OUT)
+        blk_flush_pending(blk);
     switch (type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT: {
@@ -510,7 +579,7 @@ static bool blk_handle(struct virtio_blk *blk, struct blk_req *r, const struct v
         r->io.offset = sector * VIRTIO_BLK_SECTOR_SIZE;
         r->io.len = len;
         r->used_len = (uint32_t)(in ? len + 1 : 1);
-        req_submit(blk, r, in ? blk->be->ops->read : blk->be->ops->write);
+        blk_start_rw(blk, r, in);
         return true;
     }
     case VIRTIO_BLK_T_FLUSH:
@@ -617,6 +686,7 @@ static void blk_process_queue(struct virtio_blk *blk)
         if (!virtqueue_enable_notify(vq))
             break;
     }
+    blk_flush_pending(blk);
     if (blk->be->ops->submit)
         blk->be->ops->submit(blk->be);
     blk_publish(blk);
@@ -696,6 +766,7 @@ static void blk_free(struct virtio_blk *blk)
     while (blk->free_reqs) {
         struct blk_req *r = blk->free_reqs;
         blk->free_reqs = r->next_free;
+        free(r->merge_iov);
         free(r);
     }
     if (blk->epfd >= 0)

@@ -10,8 +10,8 @@
 # disk file, with the same host caching: O_DIRECT (vdfs-vm `cache=none`,
 # QEMU `cache=none,aio=io_uring`), 1 vCPU, 256 MiB.  QEMU is
 # `-M microvm,pcie=on` with virtio-blk-pci (modern only).  Runs alternate
-# between the VMMs so that load from other processes hits both; the
-# figures are medians over RUNS runs.
+# between the VMMs, which one goes first alternating too, so that load from
+# other processes hits both; the figures are medians over RUNS runs.
 #
 # Usage: bench/vmm/blk.sh BUILD_DIR [RUNS] [SECONDS] [DISK_SIZE_MIB]
 #   BUILD_DIR has vmm/vdfs-vm and guest/guest.elf.  The disk file is made in
@@ -33,7 +33,9 @@ work=$(mktemp -d "${BENCH_DIR:-$PWD}/vmm-blk-bench.XXXXXX")
 trap 'rm -rf "$work"' EXIT INT TERM
 export VDFS_VM_RUN_DIR="$work/run"
 # Written data, not a sparse file: reads hit the disk's blocks on both VMMs.
-dd if=/dev/urandom of="$work/disk.img" bs=1M count="$size_mib" status=none
+# O_DIRECT, so no page-cache copy is left for the first VMM's O_DIRECT
+# writes to invalidate.
+dd if=/dev/urandom of="$work/disk.img" bs=1M count="$size_mib" oflag=direct status=none
 sync
 
 exec python3 - "$vm" "$guest" "$work/disk.img" "$runs" "$seconds" <<'PY'
@@ -86,7 +88,7 @@ results = {}
 for name, args, _ in WORKLOADS:
     guest_args = f"mode=blkbench {args} seconds={seconds} tsc_khz={TSC_KHZ}"
     for i in range(runs):
-        for vmm, make in VMMS:
+        for vmm, make in (VMMS if i % 2 == 0 else VMMS[::-1]):
             r = run(make(guest_args))
             results.setdefault((name, vmm), []).append(r)
             print(f"  run {i + 1} {vmm:8s} {name:18s} {r['iops']:8d} IOPS {r['mbps']:9.2f} MB/s"

@@ -334,6 +334,57 @@ static void test_many_in_flight(void **state)
     (void)state;
 }
 
+/* Adjacent writes (and reads) of one kick are served by merged backend
+ * I/Os; each request must still get its own data, status and used length,
+ * and a request elsewhere (or a flush) must split the run. */
+static void test_adjacent_requests_merge(void **state)
+{
+    struct env *e = env_create(false, false);
+    enum { N = 14, FAR = 4096 };
+    /* k 0-5: writes at sectors 0, 8, ..., 40; k 6: a read far away; k 7-11:
+     * writes continuing at 48, ..., 80; k 12: flush; k 13: a write at 88. */
+    uint64_t buf = tdrv_alloc(&e->t, N * 4096ull);
+    uint64_t sector[N];
+    for (unsigned k = 0; k < N; k++) {
+        sector[k] = k < 6 ? 8ull * k : k == 6 ? FAR : k < 12 ? 8ull * (k - 1) : 8ull * (k - 2);
+        if (k == 12) {
+            blk_request(e, k, 4, 0, 0, 0, false);
+            continue;
+        }
+        fill_pattern(tdrv_ptr(&e->t, buf + 4096ull * k), 4096, 500 + k);
+        blk_request(e, k, k == 6 ? 0 : 1, sector[k], buf + 4096ull * k, 4096, k == 6);
+    }
+    tdrv_kick(&e->t, 0);
+    assert_true(tdrv_wait_used(&e->t, 0, N));
+    for (uint16_t i = 0; i < N; i++) {
+        uint32_t id, len;
+        tdrv_used_elem(&e->t, 0, i, &id, &len);
+        assert_int_equal(len, id / 3 == 6 ? 4097 : 1);
+    }
+    uint8_t expect[4096];
+    for (unsigned k = 0; k < N; k++) {
+        assert_int_equal(req_status(e, k), 0);
+        if (k == 12)
+            continue;
+        file_read(e, expect, sizeof(expect), 512ll * (off_t)sector[k]);
+        assert_memory_equal(tdrv_ptr(&e->t, buf + 4096ull * k), expect, sizeof(expect));
+    }
+    /* Eight adjacent reads in one kick, each into its own buffer. */
+    uint16_t target = (uint16_t)(tdrv_used_idx(&e->t, 0) + 8);
+    memset(tdrv_ptr(&e->t, buf), 0, 8 * 4096);
+    for (unsigned k = 0; k < 8; k++)
+        blk_request(e, k, 0, 8ull * k, buf + 4096ull * k, 4096, true);
+    tdrv_kick(&e->t, 0);
+    assert_true(tdrv_wait_used(&e->t, 0, target));
+    for (unsigned k = 0; k < 8; k++) {
+        assert_int_equal(req_status(e, k), 0);
+        file_read(e, expect, sizeof(expect), 4096ll * k);
+        assert_memory_equal(tdrv_ptr(&e->t, buf + 4096ull * k), expect, sizeof(expect));
+    }
+    env_destroy(e);
+    (void)state;
+}
+
 static void test_flush_and_get_id(void **state)
 {
     struct env *e = env_create(false, false);
@@ -674,6 +725,7 @@ int main(void)
         cmocka_unit_test(test_feature_negotiation),
         cmocka_unit_test(test_write_then_read),
         cmocka_unit_test(test_many_in_flight),
+        cmocka_unit_test(test_adjacent_requests_merge),
         cmocka_unit_test(test_flush_and_get_id),
         cmocka_unit_test(test_discard_punches),
         cmocka_unit_test(test_write_zeroes),
