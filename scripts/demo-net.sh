@@ -2,9 +2,8 @@
 # Two VMs reach each other through vdfs-switch.  A switch with port group
 # "demo" starts on a private socket; two test-guest VMs (guest/guest.elf)
 # boot under vdfs-vm, each with a virtio-net NIC on "demo" and a disk: a
-# file inside the vdfs datastore IMAGE (vdfs:IMAGE:/path) for "web" and a
-# copy of it as a plain file for "app" (libvdfs mounts a datastore from one
-# process at a time), or plain files in DIR.  VM "web" answers ARP and ping at 10.0.0.2; VM "app" (10.0.0.1)
+# file inside the vdfs datastore IMAGE (vdfs:IMAGE:/path; each VMM joins it
+# as a host), or a plain file in DIR.  VM "web" answers ARP and ping at 10.0.0.2; VM "app" (10.0.0.1)
 # resolves it by ARP and pings it 5 times; the switch's ports and counters
 # are shown.  Everything it created (VMs, switch, disks) is removed on exit.
 #   scripts/demo-net.sh IMAGE_OR_DIR      (VDFS_BUILD=DIR picks the build, default build/)
@@ -48,17 +47,15 @@ if [[ -d $target ]]; then
     echo "plain files: ${disk[web]} ${disk[app]}"
 elif [[ -f $target ]]; then
     [[ -x $bin/tools/vdfsctl ]] || { echo "demo-net: no $bin/tools/vdfsctl" >&2; exit 1; }
-    # libvdfs mounts a datastore from one process at a time (multi-host
-    # mounting is not enabled), so only web's disk lives in the datastore;
-    # app gets a copy of it as a plain file.
+    # Each VMM joins the datastore as a host of its own, so both VMs run
+    # from it at once.
     datastore_dir=/datastore/vms/demo-net-$$
     "$bin/tools/vdfsctl" mkdir -p "$target" "$datastore_dir"
-    "$bin/tools/vdfsctl" put "$target" "$work/web.img" "$datastore_dir/web.img"
-    disk[web]="vdfs:$target:$datastore_dir/web.img"
-    "$bin/tools/vdfsctl" get "$target" "$datastore_dir/web.img" "$work/app.img"
-    disk[app]="$work/app.img"
-    echo "web: ${disk[web]} (in the datastore)"
-    echo "app: ${disk[app]} (plain file, copied out of the datastore)"
+    for vm in web app; do
+        "$bin/tools/vdfsctl" put "$target" "$work/$vm.img" "$datastore_dir/$vm.img"
+        disk[$vm]="vdfs:$target:$datastore_dir/$vm.img"
+    done
+    echo "in the datastore: ${disk[web]} ${disk[app]}"
 else
     echo "demo-net: $target is neither a vdfs image nor a directory" >&2
     exit 2
