@@ -106,6 +106,13 @@ void vdfs_uuid_format(const uint8_t u[VDFS_UUID_SIZE], char text[37])
              u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
+void vdfs_uuid_generate(uint8_t uuid[VDFS_UUID_SIZE])
+{
+    vdfs_random_bytes(uuid, VDFS_UUID_SIZE);
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+}
+
 int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE])
 {
     const char *env = getenv("VDFS_HOST_UUID");
@@ -121,9 +128,7 @@ int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE])
         if (ok && vdfs_uuid_parse(text, uuid) == 0)
             return 0;
     }
-    vdfs_random_bytes(uuid, VDFS_UUID_SIZE);
-    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
-    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+    vdfs_uuid_generate(uuid);
     /* Persisting is best effort: a host that cannot store its UUID still
      * mounts, it just looks like a new host next time. */
     mkdir("/etc/vdfs", 0755);

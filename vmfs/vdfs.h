@@ -196,5 +196,7 @@ const char *vdfs_strerror(int err);
 /* UUIDs in their 36-character text form (8-4-4-4-12 hex digits). */
 int vdfs_uuid_parse(const char *text, uint8_t uuid[16]);
 void vdfs_uuid_format(const uint8_t uuid[16], char text[37]);
+/* A new random (version 4) UUID. */
+void vdfs_uuid_generate(uint8_t uuid[16]);
 
 #endif

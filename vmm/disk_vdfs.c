@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "vdfs.h"
@@ -56,17 +55,6 @@ int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path,
     return 0;
 }
 
-static int process_host_uuid(char text[37])
-{
-    uint8_t uuid[16];
-    if (getrandom(uuid, sizeof(uuid), 0) != (ssize_t)sizeof(uuid))
-        return -errno;
-    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
-    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
-    vdfs_uuid_format(uuid, text);
-    return 0;
-}
-
 static struct datastore *datastore_get(const char *image, bool readonly, char *err, size_t errlen)
 {
     pthread_mutex_lock(&datastores_lock);
@@ -88,13 +76,13 @@ static struct datastore *datastore_get(const char *image, bool readonly, char *e
         struct vdfs_mount_opts opts = { .readonly = readonly };
         char uuid[37];
         const char *env = getenv("VDFS_HOST_UUID");
-        int rc = 0;
         if (!env || !*env) {
-            rc = process_host_uuid(uuid);
+            uint8_t fresh[16];
+            vdfs_uuid_generate(fresh);
+            vdfs_uuid_format(fresh, uuid);
             opts.host_uuid = uuid;
         }
-        if (rc == 0)
-            rc = vdfs_mount(image, &opts, &ds->fs);
+        int rc = vdfs_mount(image, &opts, &ds->fs);
         if (rc < 0) {
             snprintf(err, errlen, "cannot join datastore %s: %s", image, vdfs_strerror(rc));
             free(ds);
