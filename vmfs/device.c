@@ -74,6 +74,7 @@ struct vdfs_dev {
      * thread moves the deadline while I/O threads check it. */
     atomic_bool fenced;
     atomic_uint_fast64_t write_deadline_ms; /* CLOCK_MONOTONIC; 0: none */
+    atomic_uint lock_patience_ms;           /* 0: wait for OFD locks forever */
 
     int trace_fd;
     pthread_mutex_t trace_lock;
@@ -852,6 +853,66 @@ static int sector_window(const struct vdfs_dev *dev, uint64_t off, size_t len, s
     return 0;
 }
 
+static void nap_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Takes dev->sector_lock and an OFD lock on the window, waiting at most
+ * the patience for the OFD lock (forever when it is 0).  A process that is
+ * stopped (SIGSTOP) inside a compare-and-write keeps its OFD lock for as
+ * long as it is stopped; by the end of the patience its lease is over, so
+ * it can never write again, and waiting on would only stall live hosts.
+ * The mutex is not held while waiting, so this process's heartbeat thread
+ * is never held up by it.  On return 0 the mutex is held; *locked says
+ * whether the OFD lock is too (false: the patience ran out). */
+static int window_lock(struct vdfs_dev *dev, short type, uint64_t start, size_t len, uint64_t patience_ms,
+                       bool *locked)
+{
+    *locked = false;
+    if (patience_ms == 0) {
+        pthread_mutex_lock(&dev->sector_lock);
+        int rc = ofd_lock(dev->fd, F_OFD_SETLKW, type, start, len);
+        if (rc)
+            pthread_mutex_unlock(&dev->sector_lock);
+        *locked = rc == 0;
+        return rc;
+    }
+    uint64_t give_up = monotonic_ms() + patience_ms;
+    long nap = 1;
+    for (;;) {
+        pthread_mutex_lock(&dev->sector_lock);
+        int rc = ofd_lock(dev->fd, F_OFD_SETLK, type, start, len);
+        if (rc == 0) {
+            *locked = true;
+            return 0;
+        }
+        if (rc != -EAGAIN && rc != -EACCES) {
+            pthread_mutex_unlock(&dev->sector_lock);
+            return rc;
+        }
+        if (monotonic_ms() > give_up)
+            return 0; /* mutex held, OFD lock not */
+        pthread_mutex_unlock(&dev->sector_lock);
+        nap_ms(nap);
+        if (nap < 8)
+            nap *= 2;
+    }
+}
+
+void vdfs_dev_set_lock_patience(struct vdfs_dev *dev, uint32_t ms)
+{
+    atomic_store(&dev->lock_patience_ms, ms);
+}
+
+/* Without the OFD lock (its holder is stopped), a compare-and-write
+ * settles and reads back: a racing writer that compared before our write
+ * writes within microseconds of its compare, so after the settle time
+ * the later of the two writes is what both read back, and only its
+ * writer reports success. */
+#define CAW_SETTLE_MS 20
+
 int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len, const void *expect,
                                const void *data, void *found)
 {
@@ -865,10 +926,11 @@ int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len, c
     if (!bounce)
         return -ENOMEM;
 
-    pthread_mutex_lock(&dev->sector_lock);
     /* The lock covers the whole window because a widened write rewrites
      * the neighbouring sectors with what was read under this lock. */
-    rc = ofd_lock(dev->fd, F_OFD_SETLKW, F_WRLCK, w.start, w.len);
+    bool locked;
+    rc = window_lock(dev, F_WRLCK, w.start, w.len, atomic_load(&dev->lock_patience_ms), &locked);
+    bool wrote = false;
     if (rc == 0) {
         rc = raw_io(dev, VDFS_IO_READ, bounce, w.len, w.start);
         if (rc == 0 && memcmp((char *)bounce + w.skip, expect, len) != 0) {
@@ -884,12 +946,27 @@ int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len, c
             if (rc == 0)
                 rc = raw_io(dev, VDFS_IO_WRITE, bounce, w.len, w.start);
             gate_leave(dev);
-            if (rc == 0)
-                rc = vdfs_dev_flush(dev);
+            wrote = rc == 0;
         }
-        ofd_lock(dev->fd, F_OFD_SETLK, F_UNLCK, w.start, w.len);
+        if (locked)
+            ofd_lock(dev->fd, F_OFD_SETLK, F_UNLCK, w.start, w.len);
+        pthread_mutex_unlock(&dev->sector_lock);
     }
-    pthread_mutex_unlock(&dev->sector_lock);
+    if (wrote && !locked) {
+        nap_ms(CAW_SETTLE_MS);
+        void *check = vdfs_aligned_alloc(w.len);
+        rc = check ? raw_io(dev, VDFS_IO_READ, check, w.len, w.start) : -ENOMEM;
+        if (rc == 0 && memcmp((char *)check + w.skip, data, len) != 0) {
+            if (found)
+                memcpy(found, (char *)check + w.skip, len);
+            rc = -EAGAIN;
+        }
+        vdfs_aligned_free(check);
+    }
+    /* Durable before the caller acts on it; flushed outside the lock so
+     * that the lock is held for as short a time as possible. */
+    if (wrote && rc == 0)
+        rc = vdfs_dev_flush(dev);
     vdfs_aligned_free(bounce);
     return rc;
 }
@@ -901,18 +978,42 @@ int vdfs_dev_read_atomic(struct vdfs_dev *dev, void *buf, size_t len, uint64_t o
     if (rc < 0)
         return rc;
     void *bounce = vdfs_aligned_alloc(w.len);
-    if (!bounce)
+    void *again = vdfs_aligned_alloc(w.len);
+    if (!bounce || !again) {
+        vdfs_aligned_free(bounce);
+        vdfs_aligned_free(again);
         return -ENOMEM;
-    pthread_mutex_lock(&dev->sector_lock);
-    rc = ofd_lock(dev->fd, F_OFD_SETLKW, F_RDLCK, w.start, w.len);
-    if (rc == 0) {
-        rc = raw_io(dev, VDFS_IO_READ, bounce, w.len, w.start);
-        if (rc == 0)
-            memcpy(buf, (char *)bounce + w.skip, len);
-        ofd_lock(dev->fd, F_OFD_SETLK, F_UNLCK, w.start, w.len);
     }
+    uint32_t patience = atomic_load(&dev->lock_patience_ms);
+    bool locked;
+    rc = window_lock(dev, F_RDLCK, w.start, w.len, patience ? 50 : 0, &locked);
+    if (rc) {
+        vdfs_aligned_free(bounce);
+        vdfs_aligned_free(again);
+        return rc;
+    }
+    if (locked) {
+        rc = raw_io(dev, VDFS_IO_READ, bounce, w.len, w.start);
+        ofd_lock(dev->fd, F_OFD_SETLK, F_UNLCK, w.start, w.len);
+    } else {
+        /* A writer holds the range and does not finish (stopped): a
+         * stopped process is never in the middle of copying a write, so
+         * two equal reads in a row are a whole image. */
+        rc = raw_io(dev, VDFS_IO_READ, bounce, w.len, w.start);
+        for (int tries = 0; rc == 0 && tries < 100; tries++) {
+            nap_ms(1);
+            rc = raw_io(dev, VDFS_IO_READ, again, w.len, w.start);
+            if (rc == 0 && memcmp(bounce, again, w.len) == 0)
+                break;
+            if (rc == 0)
+                memcpy(bounce, again, w.len);
+        }
+    }
+    if (rc == 0)
+        memcpy(buf, (char *)bounce + w.skip, len);
     pthread_mutex_unlock(&dev->sector_lock);
     vdfs_aligned_free(bounce);
+    vdfs_aligned_free(again);
     return rc;
 }
 

@@ -102,6 +102,16 @@ bool vdfs_dev_is_fenced(struct vdfs_dev *dev);
 /* 0: no deadline (single-process tools, mkfs, fsck). */
 void vdfs_dev_set_write_deadline(struct vdfs_dev *dev, uint64_t monotonic_deadline_ms);
 
+/* How long compare-and-write (and read_atomic, 50 ms) waits for another
+ * process's OFD lock on the range before it goes on without it: a process
+ * stopped inside a compare-and-write keeps that lock while stopped.  0
+ * (the default) waits forever.  Without the lock a compare-and-write
+ * reads back after a 20 ms settle time and reports -EAGAIN unless its own
+ * image is still there; read_atomic returns two equal reads in a row.
+ * The library sets the heartbeat timeout: by then the stopped holder's
+ * lease is over and the device layer refuses its writes. */
+void vdfs_dev_set_lock_patience(struct vdfs_dev *dev, uint32_t ms);
+
 /* Crash testing: when the environment variable VDFS_TRACE_WRITES names a
  * file at open time, every write, zero, discard and flush that reaches the
  * device is appended to it in order (see tests/crash/). */

@@ -332,6 +332,7 @@ static void *heartbeat_main(void *arg)
 
 int heartbeat_mount(struct vdfs *fs)
 {
+    vdfs_dev_set_lock_patience(fs->dev, fs->hb_timeout_ms);
     /* Until the slot is ours, recovery writes are bounded by a provisional
      * lease too: a mount that stalls must not replay over a newer state. */
     vdfs_dev_set_write_deadline(fs->dev, vdfs_monotonic_ms() + fs->lease_ms);

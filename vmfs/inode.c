@@ -863,6 +863,14 @@ int vdfs_rename(struct vdfs *fs, uint32_t olddir, const char *oldname, uint32_t 
     return rc;
 }
 
+static int truncate_allowed(struct vdfs *fs, uint32_t ino)
+{
+    for (struct open_file *o = fs->open_files; o; o = o->next)
+        if (o->ino == ino && o->lock_mode == VDFS_LOCK_MULTI_WRITER)
+            return 0;
+    return filelock_held_elsewhere(fs, ino) ? -EBUSY : 0;
+}
+
 int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, struct vdfs_stat *st)
 {
     int rc;
@@ -887,6 +895,11 @@ int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, s
             rc = -EINVAL;
             goto out;
         }
+        /* A truncate (open with O_TRUNC arrives as one before the open)
+         * must not destroy a file another host has open: a running VM's
+         * disk.  Multi-writer sharers may truncate. */
+        if ((rc = truncate_allowed(fs, ino)))
+            goto out;
         if ((rc = filemap_truncate(fs, fd, sa->size)))
             goto out;
         fd->size = sa->size;
