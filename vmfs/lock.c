@@ -116,6 +116,24 @@ static void log_wait(struct vdfs *fs, const struct vdfs_lock_rec *l)
     (void)fs;
 }
 
+/* Waiter bits of hosts that are gone (their slot FREE) would make every
+ * holder hand the lock over after each slice for nothing: the taker
+ * clears them. */
+static void prune_waiters(struct vdfs *fs, struct vdfs_lock_rec *l)
+{
+    uint64_t others = l->waiters & ~(UINT64_C(1) << fs->slot);
+    for (uint32_t s = 0; others && s < 64; s++) {
+        if (!(others >> s & 1))
+            continue;
+        uint8_t raw[VDFS_SECTOR_SIZE];
+        struct vdfs_heartbeat hb;
+        if (s >= fs->sb.max_hosts ||
+            (vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, s)) == 0 &&
+             vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, s), &hb) == 0 && hb.state == VDFS_HB_FREE))
+            l->waiters &= ~(UINT64_C(1) << s);
+    }
+}
+
 /* Acquires the metadata lock; caller holds fs->lock. */
 static int meta_lock_acquire(struct vdfs *fs)
 {
@@ -140,6 +158,7 @@ static int meta_lock_acquire(struct vdfs *fs)
             }
             uint64_t version = l.version;
             set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, (uint64_t)VDFS_RT_FD << 56);
+            prune_waiters(fs, &l);
             rc = lock_write(fs, raw, &l);
             if (rc == -EAGAIN)
                 continue;
@@ -158,6 +177,7 @@ static int meta_lock_acquire(struct vdfs *fs)
             uint64_t version = l.version + 1;
             set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, (uint64_t)VDFS_RT_FD << 56);
             l.version = version;
+            prune_waiters(fs, &l);
             rc = lock_write(fs, raw, &l);
             if (rc == -EAGAIN)
                 continue;
@@ -181,6 +201,8 @@ static int meta_lock_acquire(struct vdfs *fs)
         }
         if (vdfs_monotonic_ms() > give_up) {
             log_wait(fs, &l);
+            l.waiters &= ~mybit;
+            lock_write(fs, raw, &l); /* best effort: do not leave a stale request */
             return -EIO;
         }
         nap_ms(POLL_MS);
