@@ -44,6 +44,9 @@ RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 0x01, 0x02, 0x10
 
 NAMES = ["a", "b", "c", "d", "e", "f", "g"]
+# New names in the top directory also come from a pool of 120 long names,
+# so that one directory outgrows the descriptor and spans directory blocks.
+WIDE_NAMES = [f"wide-{i:03d}-" + "n" * 190 for i in range(120)]  # ~19 per 4 KiB block
 XATTRS = ["user.x", "user.y", "user.zz"]
 SYMLINK_TARGETS = ["a", "b", "../a", "c/d", "/nonexistent", "."]
 TOP = "x"  # both trees live in TOP, so the datastore's lost+found stays out
@@ -276,10 +279,13 @@ class Exerciser:
     def pick_path(self, existing_bias=0.8):
         dirs = self.ref_dirs()
         shallow = [d for d in dirs if d.count("/") < 2]  # keeps the tree bushy rather than deep
-        parent = self.rng.choice(shallow if self.rng.random() < 0.9 else dirs)
+        r = self.rng.random()
+        parent = "" if r < 0.25 else self.rng.choice(shallow if r < 0.9 else dirs)
         names = sorted(os.listdir(self.p(1, parent)))
         if names and self.rng.random() < existing_bias:
             name = self.rng.choice(names)
+        elif parent == "" and self.rng.random() < 0.7:
+            name = self.rng.choice(WIDE_NAMES)
         else:
             name = self.rng.choice(NAMES)
         return os.path.join(parent, name) if parent else name
@@ -614,7 +620,7 @@ class Exerciser:
         (3, op_chmod), (2, op_utimens), (3, op_setxattr), (2, op_removexattr), (2, op_getxattr), (3, op_stat),
         (2, op_listdir), (0, op_prune),
     ]
-    PRUNE_WEIGHT, PRUNE_ABOVE = 4, 150  # entries in the tree
+    PRUNE_WEIGHT, PRUNE_ABOVE = 4, 250  # entries in the tree
 
     # ---- faults, remounts, the full compare -----------------------------
     def consume_fault(self, kind):
@@ -746,7 +752,7 @@ class Exerciser:
                 rate = (self.step - last_step) / (now - last_report)
                 last_report, last_step = now, self.step
                 print(f"... step {self.step}: {rate:.0f} ops/s, {len(self.ref_dirs())} directories, "
-                      f"{self.ref_entries()} entries", flush=True)
+                      f"{self.ref_entries()} entries ({len(os.listdir(self.p(1, '')))} at the top)", flush=True)
                 if self.args.verbose_progress:
                     print("    seconds by operation: " + ", ".join(
                         f"{k} {v:.1f}" for k, v in self.seconds.most_common(8)), flush=True)
