@@ -5,7 +5,8 @@
 # process filter, plus its own for the threads vdfs-vm starts); the switch
 # is restarted, so the NIC's thread must make a new socket and connect
 # under its filter; the guest must finish without errors.  A second run
-# (mode=blktest) checks that the disk's content is right under the filters.
+# (mode=blktest, cache=none: O_DIRECT) checks that the disk's content is
+# right under the filters.
 # Usage: seccomp_vm.sh VDFS_VM GUEST_ELF BLKCHECK_PY VDFS_SWITCH
 VDFS_VM=$1
 GUEST=$2
@@ -79,8 +80,8 @@ if grep -q "Bad system call\|SIGSYS" "$work/err"; then fail "a thread was killed
 
 python3 "$BLKCHECK" prepare "$work/disk.img" 16M || { echo "FAIL: blkcheck prepare"; exit 1; }
 run_vm "$work/out2" "$work/err2" run --kernel "$GUEST" --memory 128M --cmdline mode=blktest \
-	--disk "$work/disk.img,serial=seccomp" --nic pg0 --switch "$sock"
-expect_rc "blktest with a NIC under seccomp" 0
+	--disk "$work/disk.img,serial=seccomp,cache=none" --nic pg0 --switch "$sock"
+expect_rc "blktest (cache=none) with a NIC under seccomp" 0
 expect_in "$work/out2" "^VDFS-GUEST DONE status=0" "blktest passed"
 python3 "$BLKCHECK" verify "$work/disk.img" >"$work/verify" 2>&1 && pass "disk content verified" ||
 	{ fail "blkcheck verify"; cat "$work/verify"; }

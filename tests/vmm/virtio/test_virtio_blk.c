@@ -46,6 +46,9 @@ static void fill_pattern(uint8_t *buf, size_t len, uint32_t seed)
         buf[i] = (uint8_t)((i * 31 + seed * 7 + (i >> 9)) & 0xff);
 }
 
+/* The next env_create opens its disk with cache=none (O_DIRECT). */
+static bool env_direct;
+
 static struct env *env_create(bool readonly, bool ioeventfd_fails)
 {
     struct env *e = calloc(1, sizeof(*e));
@@ -70,7 +73,7 @@ static struct env *env_create(bool readonly, bool ioeventfd_fails)
     e->vm = fake_vm_create(ioeventfd_fails);
     e->pci = pci_bus_create(&e->vm->svc);
     assert_non_null(e->pci);
-    struct disk_config cfg = {.readonly = readonly};
+    struct disk_config cfg = {.readonly = readonly, .direct = env_direct};
     snprintf(cfg.path, sizeof(cfg.path), "%s", e->path);
     snprintf(cfg.serial, sizeof(cfg.serial), "VDFS-SERIAL-0001");
     assert_int_equal(virtio_blk_create(e->pci, &e->vm->svc, &cfg), 0);
@@ -330,6 +333,54 @@ static void test_many_in_flight(void **state)
         file_read(e, expect, sizeof(expect), 512ll * 8 * (N - k) * 3);
         assert_memory_equal(tdrv_ptr(&e->t, buf + 4096ull * k), expect, sizeof(expect));
     }
+    env_destroy(e);
+    (void)state;
+}
+
+/* cache=none: requests O_DIRECT can take and requests it cannot (a
+ * segment of 700 bytes) both read and write the right bytes. */
+static void test_cache_none(void **state)
+{
+    char probe[] = "/var/tmp/vdfs-virtio-direct-XXXXXX";
+    int pfd = mkstemp(probe);
+    assert_true(pfd >= 0);
+    close(pfd);
+    pfd = open(probe, O_RDWR | O_DIRECT);
+    unlink(probe);
+    if (pfd < 0)
+        skip(); /* this filesystem has no O_DIRECT */
+    close(pfd);
+    env_direct = true;
+    struct env *e = env_create(false, false);
+    env_direct = false;
+    uint64_t w = tdrv_alloc(&e->t, 8192), r = tdrv_alloc(&e->t, 8192);
+    fill_pattern(tdrv_ptr(&e->t, w), 8192, 77);
+    /* Unaligned: 3 sectors split 700 + 836 at sector 10. */
+    uint8_t *h = tdrv_ptr(&e->t, HDR_BASE);
+    uint32_t type = 1;
+    uint64_t sector = 10;
+    memcpy(h, &type, 4);
+    memcpy(h + 8, &sector, 8);
+    tdrv_desc(&e->t, 0, 0, HDR_BASE, 16, VIRTQ_DESC_F_NEXT, 1);
+    tdrv_desc(&e->t, 0, 1, w, 700, VIRTQ_DESC_F_NEXT, 2);
+    tdrv_desc(&e->t, 0, 2, w + 700, 3 * 512 - 700, VIRTQ_DESC_F_NEXT, 3);
+    tdrv_desc(&e->t, 0, 3, HDR_BASE + 16, 1, VIRTQ_DESC_F_WRITE, 0);
+    tdrv_publish(&e->t, 0, 0);
+    tdrv_kick(&e->t, 0);
+    assert_true(tdrv_wait_used(&e->t, 0, 1));
+    assert_int_equal(req_status(e, 0), 0);
+    /* Aligned: 4 KiB at sector 64 from the second half of the buffer. */
+    assert_int_equal(blk_sync(e, 1, 64, w + 4096, 4096, false), 0);
+    uint8_t file[4096];
+    file_read(e, file, 3 * 512, 10 * 512);
+    assert_memory_equal(file, tdrv_ptr(&e->t, w), 3 * 512);
+    file_read(e, file, 4096, 64 * 512);
+    assert_memory_equal(file, tdrv_ptr(&e->t, w + 4096), 4096);
+    /* Read both back, aligned and not. */
+    assert_int_equal(blk_sync(e, 0, 64, r, 4096, true), 0);
+    assert_memory_equal(tdrv_ptr(&e->t, r), tdrv_ptr(&e->t, w + 4096), 4096);
+    assert_int_equal(blk_sync(e, 0, 10, r + 4096 + 100, 3 * 512, true), 0);
+    assert_memory_equal(tdrv_ptr(&e->t, r + 4096 + 100), tdrv_ptr(&e->t, w), 3 * 512);
     env_destroy(e);
     (void)state;
 }
@@ -726,6 +777,7 @@ int main(void)
         cmocka_unit_test(test_write_then_read),
         cmocka_unit_test(test_many_in_flight),
         cmocka_unit_test(test_adjacent_requests_merge),
+        cmocka_unit_test(test_cache_none),
         cmocka_unit_test(test_flush_and_get_id),
         cmocka_unit_test(test_discard_punches),
         cmocka_unit_test(test_write_zeroes),
