@@ -14,11 +14,13 @@ repeats=3
 runtime=20
 workbase=/var/tmp
 systems="vdfs passthrough ext4"
+fuse_readahead=""
 
 usage() {
     cat <<EOF
 usage: $0 [-b BUILD_DIR] [-s SIZE] [-n FILES] [-d DIRS] [-r REPEATS] [-t SECONDS]
-          [-w WORK_PARENT] [--systems "vdfs passthrough ext4"] [--quick] [-h]
+          [-w WORK_PARENT] [--systems "vdfs passthrough ext4"] [--fuse-readahead KB]
+          [--quick] [-h]
 
 Runs fio and a create/stat/unlink program against
   vdfs         vdfs-fuse over a vdfs image file on the ext4
@@ -35,6 +37,8 @@ vdfs/passthrough_ll and vdfs/ext4 against the targets.
   -t SECONDS   run time of each 4 KiB random job (default $runtime)
   -w DIR       where the ext4 image goes; not tmpfs (default $workbase)
   --systems L  subset to run, e.g. "vdfs ext4"
+  --fuse-readahead KB  set read_ahead_kb of both FUSE mounts (default: the
+               kernel's 128, which makes FUSE reads 128 KiB requests)
   --quick      -s 512M -n 5000 -r 1 -t 5: a smoke run of a minute or two
 
 Workloads (fio $(fio --version 2>/dev/null || echo '?')):
@@ -64,6 +68,7 @@ while (($#)); do
     -t) runtime="$2"; shift 2 ;;
     -w) workbase="$2"; shift 2 ;;
     --systems) systems="$2"; shift 2 ;;
+    --fuse-readahead) fuse_readahead="$2"; shift 2 ;;
     --quick) size=512M; files=5000; repeats=1; runtime=5; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
@@ -135,6 +140,14 @@ mkdir -p "$ext4/plain" "$ext4/under-passthrough"
 "$build/mkfs/mkfs.vdfs" -q "$ext4/vdfs.img" $((size_bytes * 2 + (8 << 30)))
 "$build/fuse/vdfs-fuse" "$ext4/vdfs.img" "$work/vdfs"
 "$work/passthrough_ll" -o source="$ext4/under-passthrough" "$work/passthrough"
+if [[ -n "$fuse_readahead" ]]; then
+    [[ "$fuse_readahead" =~ ^[1-9][0-9]*$ ]] || die "--fuse-readahead takes KiB"
+    for m in "$work/vdfs" "$work/passthrough"; do
+        dev=$(awk -v m="$m" '$5 == m {print $3}' /proc/self/mountinfo)
+        [[ -n "$dev" ]] || die "$m: not in /proc/self/mountinfo"
+        echo "$fuse_readahead" > "/sys/class/bdi/$dev/read_ahead_kb"
+    done
+fi
 
 dir_of() {
     case "$1" in
@@ -185,7 +198,7 @@ run_system() {
     sync
 }
 
-log "size $size, $files files in $dirs dir(s), $repeats repeat(s), ${runtime}s random jobs, load: $(uptime)"
+log "FUSE read_ahead_kb ${fuse_readahead:-kernel default}; size $size, $files files in $dirs dir(s), $repeats repeat(s), ${runtime}s random jobs, load: $(uptime)"
 : > "$results"
 for ((rep = 1; rep <= repeats; rep++)); do
     for sys in $systems; do
