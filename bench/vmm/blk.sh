@@ -38,7 +38,8 @@ export VDFS_VM_RUN_DIR="$work/run"
 dd if=/dev/urandom of="$work/disk.img" bs=1M count="$size_mib" oflag=direct status=none
 sync
 
-exec python3 - "$vm" "$guest" "$work/disk.img" "$runs" "$seconds" <<'PY'
+# Not exec: the EXIT trap must still remove the disk file.
+python3 - "$vm" "$guest" "$work/disk.img" "$runs" "$seconds" <<'PY'
 import os, re, statistics, subprocess, sys
 
 vm, guest, disk, runs, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
