@@ -97,6 +97,20 @@ bool heartbeat_others_present(struct vdfs *fs)
     return others;
 }
 
+/* Dead: silent for the timeout on our clock, or LIVE while no process
+ * holds its OFD liveness lock any more.  The lock's absence is as sure as
+ * at mount time: a mounted process holds it from before its slot turns
+ * LIVE until after it is freed, and the kernel drops it only when the
+ * process's last reference to the device (in-flight I/O included) is
+ * gone, so that process can write nothing more (kill -9 fails over at
+ * once).  Its presence proves nothing: a stopped process keeps it. */
+static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent)
+{
+    if (silent >= timeout_for(fs, hb))
+        return true;
+    return hb->state == VDFS_HB_LIVE && vdfs_dev_probe_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1) == 0;
+}
+
 int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
 {
     if (slot >= fs->sb.max_hosts)
@@ -109,7 +123,7 @@ int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
     if (hb.state == VDFS_HB_FREE || hb.hb_gen != hb_gen)
         return SLOT_GONE;
     uint64_t silent = watch_update(fs, slot, &hb, vdfs_monotonic_ms());
-    if (silent < timeout_for(fs, &hb))
+    if (!slot_is_dead(fs, slot, &hb, silent))
         return hb.state == VDFS_HB_REPLAYING ? SLOT_BUSY : SLOT_ALIVE;
     return SLOT_DEAD;
 }
@@ -170,7 +184,7 @@ int heartbeat_recover(struct vdfs *fs, uint32_t slot)
         return 0;
     /* Judge again on this very image: the CAW below is against it, so a
      * renewal since then makes it fail instead of breaking a live host. */
-    if (watch_update(fs, slot, &hb, vdfs_monotonic_ms()) < timeout_for(fs, &hb))
+    if (!slot_is_dead(fs, slot, &hb, watch_update(fs, slot, &hb, vdfs_monotonic_ms())))
         return -EAGAIN;
     return recover_slot(fs, slot, raw, &hb);
 }

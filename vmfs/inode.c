@@ -18,8 +18,25 @@
 /* Takes the local lock and makes sure this host holds the volume
  * metadata lock (cluster.md): every operation reads and writes metadata
  * under both.  fs->lock is held on return, even on error. */
+/* vdfs_check_generation arms an expectation for the calling thread's
+ * next operation on the same volume: every load of that descriptor in it
+ * must still find that generation.  So check and operation see one state,
+ * even if the metadata lock went to another host in between. */
+static _Thread_local struct {
+    const struct vdfs *fs;
+    uint32_t ino, gen;
+    bool armed, active;
+} expect;
+
+void expect_clear(void)
+{
+    expect.active = expect.armed = false;
+}
+
 static int enter(struct vdfs *fs)
 {
+    expect.active = expect.armed && expect.fs == fs;
+    expect.armed = false;
     pthread_mutex_lock(&fs->lock);
     return cluster_hold(fs);
 }
@@ -35,6 +52,8 @@ int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd)
         rc = vdfs_fd_decode(raw, addr, fd);
     if (rc == 0 && fd->ino != ino)
         rc = -EIO;
+    if (rc == 0 && expect.active && expect.fs == fs && expect.ino == ino && expect.gen != fd->ino_gen)
+        return -ESTALE;
     if (rc == -EIO)
         vdfs_log(VDFS_LOG_ERR, "descriptor %u at 0x%llx is corrupt", ino, (unsigned long long)addr);
     return rc;
@@ -223,6 +242,12 @@ int vdfs_check_generation(struct vdfs *fs, uint32_t ino, uint32_t gen)
     if (rc == -ENOENT || (rc == 0 && fd->ino_gen != gen))
         rc = -ESTALE;
     fd_end(fs, fd);
+    if (rc == 0) {
+        expect.fs = fs;
+        expect.ino = ino;
+        expect.gen = gen;
+        expect.armed = true;
+    }
     return rc;
 }
 
@@ -971,6 +996,7 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
     struct vdfs_fd *fd = malloc(sizeof(*fd));
     if (!fd)
         return -ENOMEM;
+    expect_clear();
     pthread_mutex_lock(&fs->lock);
     int rc = 0;
     struct open_file **pp = &fs->open_files;

@@ -199,6 +199,8 @@ int xattr_remove(struct vdfs_fd *fd, const char *name);
 /* ---- inode.c helpers used across files ---- */
 int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd);
 int fd_store(struct vdfs *fs, struct vdfs_fd *fd);
+/* Forgets a vdfs_check_generation expectation of the calling thread. */
+void expect_clear(void);
 
 /* ---- the volume ---- */
 int caches_drop_and_reload(struct vdfs *fs);

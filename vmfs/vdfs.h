@@ -60,8 +60,9 @@ uint32_t vdfs_block_size(const struct vdfs *fs);
 int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st);
 /* -ESTALE unless descriptor `ino` is allocated and still has generation
  * `gen` (vdfs_stat.ino_gen): another host may have removed it and reused
- * the number.  Checked under the volume metadata lock, but the next call
- * takes the lock anew, so a change can still slip in between. */
+ * the number.  On success the calling thread's next call on this volume
+ * fails with -ESTALE too if, under its own hold of the metadata lock, it
+ * finds `ino` with another generation: check and call see one state. */
 int vdfs_check_generation(struct vdfs *fs, uint32_t ino, uint32_t gen);
 int vdfs_lookup(struct vdfs *fs, uint32_t dir, const char *name, struct vdfs_stat *st);
 /* Path from the root, '/'-separated.  Symlinks in the middle are followed;

@@ -318,6 +318,7 @@ int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u)
     struct vdfs_fd *fd = malloc(sizeof(*fd));
     if (!fd)
         return -ENOMEM;
+    expect_clear();
     pthread_mutex_lock(&fs->lock);
     int rc = cluster_hold(fs);
     if (rc) {
