@@ -916,6 +916,12 @@ void vdfs_dev_set_lock_patience(struct vdfs_dev *dev, uint32_t ms)
 int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len, const void *expect,
                                const void *data, void *found)
 {
+    return vdfs_dev_compare_and_write_flags(dev, off, len, expect, data, found, 0);
+}
+
+int vdfs_dev_compare_and_write_flags(struct vdfs_dev *dev, uint64_t off, size_t len, const void *expect,
+                                     const void *data, void *found, unsigned flags)
+{
     struct sector_window w;
     int rc = sector_window(dev, off, len, &w);
     if (rc < 0)
@@ -965,7 +971,7 @@ int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len, c
     }
     /* Durable before the caller acts on it; flushed outside the lock so
      * that the lock is held for as short a time as possible. */
-    if (wrote && rc == 0)
+    if (wrote && rc == 0 && !(flags & VDFS_CAW_NO_FLUSH))
         rc = vdfs_dev_flush(dev);
     vdfs_aligned_free(bounce);
     return rc;

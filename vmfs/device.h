@@ -78,6 +78,13 @@ int vdfs_dev_discard(struct vdfs_dev *dev, uint64_t off, uint64_t len);
 int vdfs_dev_compare_and_write(struct vdfs_dev *dev, uint64_t off, size_t len,
                                const void *expect, const void *data, void *found);
 
+/* The same with flags.  VDFS_CAW_NO_FLUSH: the write is visible to every
+ * other reader of the device when this returns, but not yet durable; for
+ * records whose meaning dies with their writer (a file's open lock). */
+#define VDFS_CAW_NO_FLUSH 1u
+int vdfs_dev_compare_and_write_flags(struct vdfs_dev *dev, uint64_t off, size_t len, const void *expect,
+                                     const void *data, void *found, unsigned flags);
+
 /* Reads a sector range under a shared OFD lock, so that it never sees a
  * compare-and-write half done. */
 int vdfs_dev_read_atomic(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off);

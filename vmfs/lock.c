@@ -63,6 +63,19 @@ static int lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec 
     return vdfs_dev_compare_and_write(fs->dev, l->hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL);
 }
 
+/* File locks are taken and dropped on every open and close.  Their
+ * records only need to be visible to other hosts, not durable: after a
+ * crash their holder is dead and its locks are stale by generation. */
+static int file_lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l)
+{
+    uint8_t next[VDFS_SECTOR_SIZE];
+    l->hdr.kind = VDFS_KIND_LOCK;
+    l->hdr.gen++;
+    vdfs_lock_encode(l, next);
+    return vdfs_dev_compare_and_write_flags(fs->dev, l->hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL,
+                                            VDFS_CAW_NO_FLUSH);
+}
+
 static void set_owner(struct vdfs *fs, struct vdfs_lock_rec *l, uint32_t mode, uint64_t object)
 {
     l->mode = mode;
@@ -522,7 +535,7 @@ int filelock_open(struct vdfs *fs, uint32_t ino, int flags, uint32_t *held_mode)
             if (!add_holder(fs, &l))
                 return -EBUSY;
         }
-        rc = lock_write(fs, raw, &l);
+        rc = file_lock_write(fs, raw, &l);
         if (rc == -EAGAIN) {
             nap_ms(1);
             continue;
@@ -559,7 +572,7 @@ int filelock_close(struct vdfs *fs, uint32_t ino)
             if (l.nholders == 0)
                 set_free(&l);
         }
-        rc = lock_write(fs, raw, &l);
+        rc = file_lock_write(fs, raw, &l);
         if (rc == -EAGAIN)
             continue;
         return rc;
