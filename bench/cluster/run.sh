@@ -4,8 +4,10 @@
 #     on-disk lock taken by compare-and-write) against an OFD lock + unlock
 #     of a local file (what one machine's kernel gives for free); then the
 #     same open while a second host keeps the metadata lock busy;
-#  2. fail-over after kill -9 with the default heartbeat settings, against
-#     the published VMFS (~16 s) and sanlock (~140 s) figures;
+#  2. fail-over with the default heartbeat settings after kill -9 (seen at
+#     once on one machine: the liveness lock dies with the process) and after
+#     SIGSTOP (the heartbeat timeout: what another machine sees), against the
+#     published VMFS (~16 s) and sanlock (~140 s) figures;
 #  3. create+stat+unlink ops/s with 1, 2 and 4 hosts (vdfs-fuse mounts of
 #     one image), each in its own directory, against the same processes on
 #     the ext4 the image lives on.
@@ -79,7 +81,7 @@ unmount_host 2
 printf '%-36s %10s %10s\n' "vdfs open O_RDWR, host 2 busy" "$(field "$contended" median_us | head -1)" "$(field "$contended" p99_us | head -1)"
 rm -f "$img"
 
-echo "== 2. fail-over after kill -9, default heartbeat settings ($rounds rounds)"
+echo "== 2. fail-over, default heartbeat settings ($rounds rounds each)"
 "$mkfs" -q "$img" 4G
 timing=$("$sector" "$img" timing -)
 hb_int=$(field "$timing" interval_ms) hb_to=$(field "$timing" timeout_ms)
@@ -88,30 +90,43 @@ rm -f "$img"
 margin=$(( hb_to >= 3000 ? 1000 : hb_to / 3 ))
 echo "settings: interval ${hb_int} ms, timeout ${hb_to} ms; a host fences itself ${margin} ms before" \
      "others may break its locks (lease $((hb_to - margin)) ms)"
-times=()
-for ((r = 0; r < rounds; r++)); do
+# kill -9: the dead process's OFD liveness lock is gone, so a host on the
+# same machine breaks at once.  SIGSTOP stands for what other machines see of
+# a dead or cut-off host: only the heartbeat timeout tells.
+takeover() { # kill|stop: sets took_ms, from the signal to host 2's mkdir done
     "$mkfs" -q "$img" 4G
     mount_host 1
     mount_host 2
     mkdir "$work/h1/w"
     ls "$work/h2" >/dev/null
     "$bench" meta "$work/h1/w" 60 >/dev/null 2>&1 &
-    w=$!
+    local w=$! t0 t1
     sleep 1
     t0=$(now_ms)
-    kill_host 1
+    if [[ $1 = kill ]]; then kill_host 1; else kill -STOP "${pid[1]}"; fi
     mkdir "$work/h2/after"
     t1=$(now_ms)
+    if [[ $1 = stop ]]; then
+        kill -CONT "${pid[1]}"
+        umount "$work/h1" 2>/dev/null || umount -l "$work/h1"
+        wait "${pid[1]}" 2>/dev/null || true
+        unset "pid[1]"
+    fi
     wait "$w" 2>/dev/null || true
-    times+=($((t1 - t0)))
     unmount_host 2
     rm -f "$img"
+    took_ms=$((t1 - t0))
+}
+kill_ms=() stop_ms=()
+for ((r = 0; r < rounds; r++)); do
+    takeover kill; kill_ms+=("$took_ms")
+    takeover stop; stop_ms+=("$took_ms")
 done
-fo_med=$(printf '%s\n' "${times[@]}" | median)
-fo_max=$(printf '%s\n' "${times[@]}" | sort -n | tail -1)
-echo "takeover ms per round: ${times[*]}; median $fo_med, max $fo_max"
+k_med=$(printf '%s\n' "${kill_ms[@]}" | median) s_med=$(printf '%s\n' "${stop_ms[@]}" | median)
+echo "kill -9 (same machine):   takeover ms ${kill_ms[*]}; median $k_med"
+echo "SIGSTOP (timeout path):   takeover ms ${stop_ms[*]}; median $s_med"
 echo "peers (published, not measured here): VMFS ~16000 ms, sanlock ~140000 ms"
-echo "ratio VMFS/vdfs: $(ratio 16000 "$fo_med"), sanlock/vdfs: $(ratio 140000 "$fo_med")"
+echo "ratio VMFS/vdfs (timeout path): $(ratio 16000 "$s_med"), sanlock/vdfs: $(ratio 140000 "$s_med")"
 
 echo "== 3. create+stat+unlink, each host in its own directory (${seconds} s)"
 printf '%-8s %14s %14s %8s %10s\n' "hosts" "vdfs ops/s" "ext4 ops/s" "ratio" "vs 1 host"
