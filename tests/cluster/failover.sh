@@ -4,9 +4,10 @@
 # is idle.  At a seeded moment host 1's daemon gets SIGKILL; at once host 2
 # makes a directory, which needs the lock host 1 held.  With the default
 # heartbeat settings (mkfs's superblock: interval 1000 ms, timeout 4000 ms;
-# printed) host 2 must be done within 5 s of the kill (the issue's target):
-# the timeout counts from host 1's last renewal, so that is at most the
-# timeout plus 1 s for replaying host 1's journal and the poll.  Then host 2
+# printed) host 2 must be done within 5 s of the kill (the issue's target).
+# On one machine the dead process's liveness lock is gone at once, so this
+# is usually tens of ms; without that hint it is the timeout, counted from
+# host 1's last renewal, plus replay.  (fence.sh times the timeout path.)  Then host 2
 # must show everything host 1 fsync'ed; fsck -n is clean, although host 1
 # died holding a file open for writing (no lock of a dead host may outlive
 # the takeover); host 1 mounts again and can open that file for writing.
