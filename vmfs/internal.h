@@ -211,11 +211,13 @@ struct open_file {
     uint32_t writers;
     uint32_t lock_mode; /* this host's mode in the file's on-disk lock */
     uint32_t ino_gen;   /* so a close never frees a reused descriptor */
+    uint32_t io_inflight; /* reads and overwrites running outside fs->lock */
     struct open_file *next;
 };
 
 struct vdfs {
     pthread_mutex_t lock; /* metadata: held by every operation that reads or changes it */
+    pthread_cond_t io_idle; /* (with lock) an open file's io_inflight fell to zero */
     struct vdfs_dev *dev;
     struct vdfs_super sb;
     bool readonly;

@@ -75,6 +75,7 @@ static void fs_free(struct vdfs *fs)
     pthread_mutex_destroy(&fs->lock);
     pthread_mutex_destroy(&fs->hb_lock);
     pthread_cond_destroy(&fs->stop_cond);
+    pthread_cond_destroy(&fs->io_idle);
     free(fs);
 }
 
@@ -137,6 +138,7 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
     pthread_mutex_init(&fs->lock, NULL);
     pthread_mutex_init(&fs->hb_lock, NULL);
     pthread_cond_init(&fs->stop_cond, NULL);
+    pthread_cond_init(&fs->io_idle, NULL);
     fs->readonly = opts->readonly;
     fs->cluster = !opts->readonly;
     fs->multiwriter = opts->multiwriter;

@@ -1,0 +1,215 @@
+/* Data I/O of open files outside the volume lock (inode.c): reads and
+ * overwrites run in parallel, while truncate, punch and allocating writes
+ * of the same file wait for them, so no read ever returns bytes of a block
+ * that was freed and handed to another file meanwhile. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fixture.h"
+
+#define PAGE 4096u
+#define MIB (1024u * 1024u)
+#define WORKERS 4
+#define STRIPE_PAGES 1024u /* the workers' 4 MiB at the start of the file */
+#define CHURN_OFF (12ull * MIB)
+
+static int setup(void **state)
+{
+    const char *opts[] = {"-H", "2", NULL};
+    return fixture_setup(state, "1G", opts, true);
+}
+
+struct shared {
+    struct vdfs *fs;
+    uint32_t root, file;
+    atomic_bool stop;
+    atomic_int failures;
+    char why[256];
+};
+
+struct worker {
+    struct shared *sh;
+    unsigned id;
+    uint64_t written[STRIPE_PAGES]; /* seed last written to each page of this stripe, 0: none */
+};
+
+static void fail_once(struct shared *sh, const char *what)
+{
+    if (atomic_fetch_add(&sh->failures, 1) == 0)
+        snprintf(sh->why, sizeof(sh->why), "%s", what);
+}
+
+/* Overwrites and reads back its own pages (page % WORKERS == id). */
+static void *overwriter(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *sh = w->sh;
+    uint8_t *buf = malloc(PAGE), *back = malloc(PAGE);
+    unsigned rng = w->id * 2654435761u + 1;
+    for (unsigned iter = 1; iter <= 3000 && !atomic_load(&sh->failures); iter++) {
+        rng = rng * 1103515245u + 12345u;
+        unsigned page = ((rng >> 8) % (STRIPE_PAGES / WORKERS)) * WORKERS + w->id;
+        uint64_t seed = (uint64_t)page << 32 | iter;
+        fixture_pattern(buf, PAGE, seed);
+        if (vdfs_pwrite(sh->fs, sh->file, buf, PAGE, (uint64_t)page * PAGE) != PAGE) {
+            fail_once(sh, "overwrite failed");
+            break;
+        }
+        w->written[page] = seed;
+        if (vdfs_pread(sh->fs, sh->file, back, PAGE, (uint64_t)page * PAGE) != PAGE ||
+            memcmp(buf, back, PAGE) != 0) {
+            fail_once(sh, "a page did not read back what its only writer wrote");
+            break;
+        }
+    }
+    free(buf);
+    free(back);
+    return NULL;
+}
+
+/* Reads the churned megabyte: it holds the churner's pattern or zeros,
+ * never another file's bytes. */
+static void *churn_reader(void *arg)
+{
+    struct shared *sh = arg;
+    uint8_t *buf = malloc(MIB), *mine = malloc(MIB), *zero = calloc(1, MIB);
+    fixture_pattern(mine, MIB, 77);
+    while (!atomic_load(&sh->stop) && !atomic_load(&sh->failures)) {
+        ssize_t n = vdfs_pread(sh->fs, sh->file, buf, MIB, CHURN_OFF);
+        if (n < 0) {
+            fail_once(sh, "read of the churned range failed");
+            break;
+        }
+        for (size_t off = 0; off < (size_t)n; off += PAGE)
+            if (memcmp(buf + off, mine + off, PAGE) != 0 && memcmp(buf + off, zero, PAGE) != 0) {
+                fail_once(sh, "a read returned bytes that were never written to this file");
+                break;
+            }
+    }
+    free(buf);
+    free(mine);
+    free(zero);
+    return NULL;
+}
+
+/* Allocates, frees and truncates the file's 12th megabyte while the
+ * others run, and hands every freed block straight to another file. */
+static void *churner(void *arg)
+{
+    struct shared *sh = arg;
+    uint8_t *mine = malloc(MIB), *other = malloc(MIB);
+    fixture_pattern(mine, MIB, 77);
+    fixture_pattern(other, MIB, 78);
+    for (unsigned round = 0; round < 60 && !atomic_load(&sh->failures); round++) {
+        struct vdfs_stat st;
+        char name[32];
+        snprintf(name, sizeof(name), "other-%u", round);
+        struct vdfs_setattr grow = {.valid = VDFS_SET_SIZE, .size = CHURN_OFF + MIB};
+        struct vdfs_setattr shrink = {.valid = VDFS_SET_SIZE, .size = 8ull * MIB};
+        if (vdfs_pwrite(sh->fs, sh->file, mine, MIB, CHURN_OFF) != MIB ||
+            vdfs_fallocate(sh->fs, sh->file, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, CHURN_OFF, MIB) != 0 ||
+            vdfs_create(sh->fs, sh->root, name, S_IFREG | 0644, 0, NULL, &st) != 0 ||
+            vdfs_pwrite(sh->fs, st.ino, other, MIB, 0) != MIB ||
+            vdfs_setattr(sh->fs, sh->file, &shrink, NULL) != 0 ||
+            vdfs_setattr(sh->fs, sh->file, &grow, NULL) != 0 ||
+            vdfs_unlink(sh->fs, sh->root, name) != 0) {
+            fail_once(sh, "a churn step failed");
+            break;
+        }
+    }
+    atomic_store(&sh->stop, true);
+    free(mine);
+    free(other);
+    return NULL;
+}
+
+static void test_parallel_io_with_truncate_and_punch(void **state)
+{
+    struct fixture *f = *state;
+    struct shared sh = {.fs = f->fs, .root = vdfs_root_ino(f->fs)};
+    sh.file = fixture_create(f, sh.root, "disk", S_IFREG | 0644);
+    uint8_t *init = malloc(16 * MIB);
+    fixture_pattern(init, 16 * MIB, 1);
+    fixture_write(f, sh.file, init, CHURN_OFF, 0);
+    uint8_t *mine = malloc(MIB);
+    fixture_pattern(mine, MIB, 77); /* what the churner writes there */
+    fixture_write(f, sh.file, mine, MIB, CHURN_OFF);
+    free(mine);
+    assert_int_equal(vdfs_open(f->fs, sh.file, O_RDWR), 0);
+
+    struct worker *w = calloc(WORKERS, sizeof(*w));
+    pthread_t tw[WORKERS], tr, tc;
+    for (unsigned i = 0; i < WORKERS; i++) {
+        w[i].sh = &sh;
+        w[i].id = i;
+        assert_int_equal(pthread_create(&tw[i], NULL, overwriter, &w[i]), 0);
+    }
+    assert_int_equal(pthread_create(&tr, NULL, churn_reader, &sh), 0);
+    assert_int_equal(pthread_create(&tc, NULL, churner, &sh), 0);
+    for (unsigned i = 0; i < WORKERS; i++)
+        pthread_join(tw[i], NULL);
+    pthread_join(tc, NULL);
+    pthread_join(tr, NULL);
+    if (atomic_load(&sh.failures))
+        fail_msg("%s", sh.why);
+
+    /* Every page holds its last write, or the initial pattern. */
+    uint8_t *expect = malloc(PAGE);
+    for (unsigned page = 0; page < STRIPE_PAGES; page++) {
+        uint64_t seed = w[page % WORKERS].written[page];
+        if (seed)
+            fixture_pattern(expect, PAGE, seed);
+        else
+            memcpy(expect, init + (size_t)page * PAGE, PAGE);
+        fixture_expect(f, sh.file, expect, PAGE, (uint64_t)page * PAGE);
+    }
+    assert_int_equal(vdfs_release(f->fs, sh.file, O_RDWR), 0);
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+    free(expect);
+    free(w);
+    free(init);
+}
+
+/* A file that is not open keeps the locked path; an unaligned overwrite
+ * of an open file goes through a bounce buffer and lands exactly. */
+static void test_unaligned_overwrite_of_open_file(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t ino = fixture_create(f, root, "f", S_IFREG | 0644);
+    uint8_t *data = malloc(4 * MIB + 1);
+    fixture_pattern(data, 4 * MIB + 1, 5);
+    fixture_write(f, ino, data, 4 * MIB, 0);
+    assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
+    uint8_t *patch = data + 1; /* an unaligned buffer, aligned offset and length */
+    fixture_pattern(patch, 64 * 1024, 6);
+    assert_int_equal(vdfs_pwrite(f->fs, ino, patch, 64 * 1024, MIB), 64 * 1024);
+    fixture_expect(f, ino, patch, 64 * 1024, MIB);
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_getattr(f->fs, ino, &st), 0);
+    assert_int_equal(st.size, 4 * MIB);
+    assert_int_equal(vdfs_release(f->fs, ino, O_RDWR), 0);
+    free(data);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_parallel_io_with_truncate_and_punch, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_unaligned_overwrite_of_open_file, setup, fixture_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
