@@ -9,16 +9,16 @@
 
 #include "vdfs_fuse.h"
 
-enum { KEY_RO, KEY_HELP, KEY_VERSION };
+enum { KEY_RO, KEY_HELP, KEY_VERSION, KEY_NUMBER };
 
 #define OPT(t, p) {t, offsetof(struct fuse_config_opts, p), 1}
 static const struct fuse_opt config_spec[] = {
     OPT("host_uuid=%s", host_uuid),
     OPT("host_name=%s", host_name),
-    OPT("commit_ms=%u", commit_ms),
+    FUSE_OPT_KEY("commit_ms=", KEY_NUMBER),
     OPT("no_direct", no_direct),
-    OPT("hb_interval_ms=%u", hb_interval_ms),
-    OPT("hb_timeout_ms=%u", hb_timeout_ms),
+    FUSE_OPT_KEY("hb_interval_ms=", KEY_NUMBER),
+    FUSE_OPT_KEY("hb_timeout_ms=", KEY_NUMBER),
     OPT("multiwriter", multiwriter),
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-r", KEY_RO),
@@ -59,10 +59,46 @@ void fuse_config_usage(const char *prog)
            prog);
 }
 
+/* Numeric options are parsed here rather than by fuse_opt's %u, which
+ * wraps negative and oversized values instead of refusing them. */
+static const struct number_option {
+    const char *name;
+    size_t offset;
+    unsigned long min, max;
+} number_options[] = {
+    {"commit_ms", offsetof(struct fuse_config_opts, commit_ms), 1, 3600000},
+    {"hb_interval_ms", offsetof(struct fuse_config_opts, hb_interval_ms), 10, 60000},
+    {"hb_timeout_ms", offsetof(struct fuse_config_opts, hb_timeout_ms), 100, 600000},
+};
+
+static int parse_number_option(struct fuse_config_opts *opts, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    for (size_t i = 0; eq && i < sizeof(number_options) / sizeof(number_options[0]); i++) {
+        const struct number_option *n = &number_options[i];
+        if (strlen(n->name) != (size_t)(eq - arg) || strncmp(arg, n->name, (size_t)(eq - arg)) != 0)
+            continue;
+        const char *text = eq + 1;
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(text, &end, 10);
+        if (!*text || *end || errno || text[0] == '-' || v < n->min || v > n->max) {
+            fprintf(stderr, "vdfs-fuse: -o %s: expected a whole number from %lu to %lu\n", arg, n->min, n->max);
+            return -1;
+        }
+        *(unsigned *)((char *)opts + n->offset) = (unsigned)v;
+        return 0;
+    }
+    fprintf(stderr, "vdfs-fuse: -o %s: unknown option\n", arg);
+    return -1;
+}
+
 static int config_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
     struct fuse_config_opts *opts = data;
     switch (key) {
+    case KEY_NUMBER:
+        return parse_number_option(opts, arg);
     case KEY_RO:
         opts->readonly = true;
         return 1; /* the kernel mount is read-only too */
