@@ -510,8 +510,10 @@ static void reply_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, st
             struct vdfs_stat vs;
             bool dot = strcmp(d->name, ".") == 0 || strcmp(d->name, "..") == 0;
             /* The kernel links (and counts a lookup for) every named entry
-             * but the dots; an entry gone since opendir is listed bare. */
-            if (!dot && vdfs_getattr(v->fs, d->ino, &vs) == 0) {
+             * but the dots, so the name is looked up now: the snapshot's
+             * descriptor may have been freed and reused (by another host)
+             * since opendir.  An entry gone since then is listed bare. */
+            if (!dot && vdfs_lookup(v->fs, ino_of(ino), d->name, &vs) == 0) {
                 e.ino = node_of(&vs);
                 e.generation = vs.ino_gen;
                 to_stat(v, &vs, &e.attr);
