@@ -29,7 +29,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define RING_POOL_SIZE 4
+#define RING_POOL_SIZE 32
 #define RING_ENTRIES 64
 /* Larger requests are issued in pieces of this size; it is a multiple of
  * every alignment we use and keeps one request from hogging a ring. */
