@@ -48,7 +48,9 @@ NAMES = ["a", "b", "c", "d", "e", "f", "g"]
 # so that one directory outgrows the descriptor and spans directory blocks.
 WIDE_NAMES = [f"wide-{i:03d}-" + "n" * 190 for i in range(120)]  # ~19 per 4 KiB block
 XATTRS = ["user.x", "user.y", "user.zz"]
-SYMLINK_TARGETS = ["a", "b", "../a", "c/d", "/nonexistent", "."]
+# An absolute target whose parent never exists: following it must fail the
+# same way on both sides, never reach a file outside the two trees.
+SYMLINK_TARGETS = ["a", "b", "../a", "c/d", "/nonexistent-vdfs-exerciser/target", "."]
 TOP = "x"  # both trees live in TOP, so the datastore's lost+found stays out
 
 
