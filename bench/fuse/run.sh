@@ -137,7 +137,9 @@ mkdir -p "$ext4" "$work/vdfs" "$work/passthrough"
 mount "$loopdev" "$ext4"
 mkdir -p "$ext4/plain" "$ext4/under-passthrough"
 
-"$build/mkfs/mkfs.vdfs" -q "$ext4/vdfs.img" $((size_bytes * 2 + (8 << 30)))
+# Enough descriptors for the metadata run whatever the image size (mkfs's
+# default is one per 256 KiB, 65536 for this image).
+"$build/mkfs/mkfs.vdfs" -q -N $((files + 4096)) "$ext4/vdfs.img" $((size_bytes * 2 + (8 << 30)))
 "$build/fuse/vdfs-fuse" "$ext4/vdfs.img" "$work/vdfs"
 "$work/passthrough_ll" -o source="$ext4/under-passthrough" "$work/passthrough"
 if [[ -n "$fuse_readahead" ]]; then
