@@ -263,6 +263,42 @@ static int new_unit(struct vdfs *fs, struct vdfs_fd *fd, bool zero, uint32_t *p)
 
 /* RESIDENT -> SUB or BLOCK, and SUB -> BLOCK: the data moves into the
  * first unit of the new kind. */
+/* A directory that outgrows its sub-blocks moves into a file block.  Its
+ * blocks are metadata: their latest images are in the cache and journal,
+ * not necessarily on the device, and each names its own address.  So each
+ * is re-sealed at its new address through the cache, and the old address
+ * forgotten, instead of copying device bytes. */
+static int rehome_dir_blocks(struct vdfs *fs, const struct vdfs_fd *fd, const uint32_t *old_slots,
+                             uint64_t new_base)
+{
+    struct vdfs_dirblock *db = malloc(sizeof(*db));
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    int rc = db && buf ? 0 : -ENOMEM;
+    uint32_t per_sub = fs->sb.subblock_size / VDFS_META_SIZE;
+    for (uint64_t k = 0; rc == 0 && k < fd->size / VDFS_META_SIZE; k++) {
+        uint32_t p = old_slots[k / per_sub];
+        if (!vdfs_ptr_present(p))
+            continue;
+        uint64_t from = vdfs_resource_addr(&fs->sb, VDFS_RT_SB, vdfs_ptr_index(p)) + (k % per_sub) * VDFS_META_SIZE;
+        uint64_t to = new_base + k * VDFS_META_SIZE;
+        const uint8_t *raw;
+        rc = meta_get(fs, from, VDFS_KIND_DIR, &raw);
+        if (rc == 0)
+            rc = vdfs_dirblock_decode(raw, from, db);
+        if (rc == 0) {
+            db->hdr.addr = to;
+            db->hdr.gen++;
+            vdfs_dirblock_encode(db, buf);
+            rc = meta_put(fs, to, buf);
+        }
+        if (rc == 0)
+            meta_forget(fs, from);
+    }
+    free(db);
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
 static int convert(struct vdfs *fs, struct vdfs_fd *fd, uint32_t to_mode)
 {
     uint32_t bs = fs->sb.block_size;
@@ -281,17 +317,20 @@ static int convert(struct vdfs *fs, struct vdfs_fd *fd, uint32_t to_mode)
             any = true;
         }
     } else {
+        bool dir = S_ISDIR(fd->mode);
         for (uint32_t i = 0; i < subs_per_block(fs); i++) {
             uint32_t p = fd->data.slots[i];
             if (!vdfs_ptr_present(p))
                 continue;
             if ((rc = check_ptr(fs, fd, VDFS_RT_SB, p)))
                 goto out;
+            any = true;
+            if (dir)
+                continue; /* moved through the cache below */
             rc = vdfs_dev_read(fs->dev, img + (size_t)i * fs->sb.subblock_size, fs->sb.subblock_size,
                                vdfs_resource_addr(&fs->sb, VDFS_RT_SB, vdfs_ptr_index(p)));
             if (rc)
                 goto out;
-            any = true;
         }
     }
     memcpy(old_slots, fd->data.slots, sizeof(old_slots));
@@ -301,7 +340,9 @@ static int convert(struct vdfs *fs, struct vdfs_fd *fd, uint32_t to_mode)
     if (any) {
         uint32_t p;
         rc = new_unit(fs, fd, false, &p);
-        if (rc == 0)
+        if (rc == 0 && S_ISDIR(fd->mode) && old_mode == VDFS_AM_SUB)
+            rc = rehome_dir_blocks(fs, fd, old_slots, unit_addr(fs, fd, p));
+        else if (rc == 0)
             rc = vdfs_dev_write(fs->dev, img, filemap_unit_size(fs, fd), unit_addr(fs, fd, p));
         if (rc) {
             fd->addr_mode = old_mode;

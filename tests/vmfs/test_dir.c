@@ -90,6 +90,38 @@ static void test_twenty_thousand_entries(void **state)
     free(inos);
 }
 
+/* A directory bigger than one file block (1 MiB of directory blocks) moves
+ * out of its sub-blocks; every entry must survive the move, a remount and
+ * fsck.  250-byte names fill a block with 15 entries, so 4500 entries take
+ * 300 blocks. */
+static void test_directory_outgrows_sub_blocks(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 4500 };
+    uint32_t dir = fixture_create(f, vdfs_root_ino(f->fs), "wide", S_IFDIR | 0755);
+    char name[256];
+    for (int i = 0; i < N; i++) {
+        snprintf(name, sizeof(name), "%05d-%0244d", i, 0);
+        fixture_create(f, dir, name, S_IFREG | 0644);
+    }
+    assert_true(stat_of(f, dir).size > 1024 * 1024);
+    assert_int_equal(count_entries(f, dir), N);
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+    fixture_mount(f);
+    assert_int_equal(count_entries(f, dir), N);
+    for (int i = 0; i < N; i++) {
+        struct vdfs_stat st;
+        snprintf(name, sizeof(name), "%05d-%0244d", i, 0);
+        assert_int_equal(vdfs_lookup(f->fs, dir, name, &st), 0);
+        if (i % 3 == 0)
+            assert_int_equal(vdfs_unlink(f->fs, dir, name), 0);
+    }
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+    fixture_mount(f);
+}
+
 struct one_entry {
     uint64_t next;
     bool got;
@@ -331,6 +363,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_twenty_thousand_entries, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_directory_outgrows_sub_blocks, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_readdir_resumes_from_cookie, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_name_length_limits, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_rename_flavours, setup, fixture_teardown),
