@@ -23,5 +23,5 @@ expect_divergence() { # FAULT PATTERN
 expect_divergence byte:1500 "full compare: '[^']+': bytes differ at [0-9]+"
 # A write the reference never got: the per-step compare of the written
 # file (or a later read or full compare) finds it.
-expect_divergence skip:1000 "write '[^']+' off="
+expect_divergence skip:500 "write '[^']+' off="
 echo PASS
