@@ -143,7 +143,7 @@ mkdir -p "$ext4/plain" "$ext4/under-passthrough"
 "$build/fuse/vdfs-fuse" "$ext4/vdfs.img" "$work/vdfs"
 # passthrough_ll keeps a file descriptor open per inode it knows: without a
 # higher limit it fails the 100k-file run with EBADF/EMFILE.
-ulimit -n 1048576
+ulimit -n "$(ulimit -Hn)"
 "$work/passthrough_ll" -o source="$ext4/under-passthrough" "$work/passthrough"
 if [[ -n "$fuse_readahead" ]]; then
     [[ "$fuse_readahead" =~ ^[1-9][0-9]*$ ]] || die "--fuse-readahead takes KiB"
