@@ -183,6 +183,8 @@ static int new_fd(struct vdfs *fs, const struct vdfs_fd *parent, uint32_t mode, 
     int rc = alloc_resource(fs, VDFS_RT_FD, &ino);
     if (rc)
         return rc;
+    if (S_ISREG(mode))
+        filelock_fresh(fs, (uint32_t)ino);
     memset(fd, 0, sizeof(*fd));
     fd->hdr.kind = VDFS_KIND_FD;
     fd->hdr.addr = vdfs_fd_addr(&fs->sb, (uint32_t)ino);
@@ -1190,7 +1192,10 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
             uint32_t gen = o->ino_gen;
             bool locked = o->lock_mode != 0;
             free(o);
-            if (locked)
+            /* File-lock records change only under the metadata lock (a
+             * host fenced by a failed write still holds it, and gives
+             * the record back when it abandons the volume). */
+            if (locked && (atomic_load(&fs->mlock_held) || (rc = cluster_hold(fs)) == 0))
                 rc = filelock_close(fs, ino);
             /* The last close of an unlinked file frees it, unless another
              * host still has it open (that host frees it on its close). */

@@ -150,8 +150,38 @@ bool cluster_release_wanted(struct vdfs *fs);
  * first local open in a mode, released on the last local close. */
 int filelock_open(struct vdfs *fs, uint32_t ino, int flags, uint32_t *held_mode);
 int filelock_close(struct vdfs *fs, uint32_t ino);
+/* ino was just allocated under the metadata lock: no live host holds
+ * its file lock, so the record need not be read before it is taken. */
+void filelock_fresh(struct vdfs *fs, uint32_t ino);
 /* True when another live host holds ino's file lock (unlink keeps it). */
 bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino);
+
+/* Writes back file-lock records changed at least LOCK_PUBLISH_MS ago
+ * (all of them with 0).  Caller holds fs->lock and the metadata lock. */
+int filelocks_publish(struct vdfs *fs, uint64_t older_than_ms);
+#define LOCK_PUBLISH_MS 10
+
+/* ---- lockcache.c: file-lock records kept under the metadata lock ---- */
+struct lock_entry {
+    uint64_t index;
+    bool raw_known;                /* false: a fresh file's record, not read yet */
+    uint8_t raw[VDFS_SECTOR_SIZE]; /* the record as the device has it */
+    struct vdfs_lock_rec disk;     /* raw, decoded */
+    struct vdfs_lock_rec cur;      /* what this host made of it */
+    uint64_t dirty_ms;             /* when cur started to differ from disk; 0: it does not */
+};
+struct lock_cache {
+    struct lock_entry **slots;
+    size_t nslots;
+    size_t ndirty;
+};
+int lock_cache_init(struct lock_cache *c);
+void lock_cache_destroy(struct lock_cache *c);
+/* Where the entry of `index` goes; it may hold another record's entry. */
+struct lock_entry **lock_cache_place(struct lock_cache *c, uint64_t index);
+struct lock_entry *lock_cache_find(struct lock_cache *c, uint64_t index);
+/* Frees every entry, or every clean one. */
+void lock_cache_forget(struct lock_cache *c, bool keep_dirty);
 
 /* ---- filemap.c ---- */
 struct map_segment {
@@ -260,6 +290,8 @@ struct vdfs {
     bool mlock_dirty; /* metadata changed while held: bump the version on release */
     uint64_t mlock_version;
     uint64_t mlock_acquired_ms;
+    struct lock_cache file_locks; /* valid while the metadata lock is held */
+    uint64_t lock_publish_due_ms; /* 0: nothing waits to be written back */
 };
 
 #endif

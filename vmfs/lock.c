@@ -25,7 +25,15 @@
 #include "journal.h"
 
 #define POLL_MS 3
+/* A holder keeps the metadata lock at least this long once asked for it,
+ * so that the hand-over (commit, checkpoint, flush, and the next holder's
+ * cache reload) is paid for by many operations; with more hosts waiting
+ * each slice is shorter, so a full round stays within ROUND_MS. */
+#define MAX_HOLD_MS 120
 #define MIN_HOLD_MS 20
+#define ROUND_MS 500
+
+static void entry_refresh(struct vdfs *fs, uint64_t index, const struct vdfs_lock_rec *written);
 
 static uint64_t meta_lock_index(const struct vdfs *fs)
 {
@@ -66,9 +74,9 @@ static int lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec 
 /* File locks are taken and dropped on every open and close.  Their
  * records only need to be visible to other hosts, not durable: after a
  * crash their holder is dead and its locks are stale by generation. */
-static int file_lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l)
+static int file_lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l,
+                           uint8_t next[VDFS_SECTOR_SIZE])
 {
-    uint8_t next[VDFS_SECTOR_SIZE];
     l->hdr.kind = VDFS_KIND_LOCK;
     l->hdr.gen++;
     vdfs_lock_encode(l, next);
@@ -114,6 +122,9 @@ int caches_drop_and_reload(struct vdfs *fs)
 static int took_meta_lock(struct vdfs *fs, uint64_t version, bool broken)
 {
     bool stale = broken || !fs->mlock_version_known || version != fs->mlock_version;
+    /* File-lock records may have changed while others held the lock. */
+    lock_cache_forget(&fs->file_locks, false);
+    fs->lock_publish_due_ms = 0;
     atomic_store(&fs->mlock_held, true);
     fs->mlock_version = version;
     fs->mlock_version_known = true;
@@ -241,8 +252,12 @@ bool cluster_release_wanted(struct vdfs *fs)
     struct vdfs_lock_rec l;
     if (lock_read(fs, meta_lock_index(fs), raw, &l) != 0)
         return false;
-    return (l.waiters & ~(UINT64_C(1) << fs->slot)) != 0 &&
-           vdfs_monotonic_ms() - fs->mlock_acquired_ms >= MIN_HOLD_MS;
+    uint64_t others = l.waiters & ~(UINT64_C(1) << fs->slot);
+    if (!others)
+        return false;
+    uint64_t hold = ROUND_MS / (1 + (uint64_t)__builtin_popcountll(others));
+    hold = hold > MAX_HOLD_MS ? MAX_HOLD_MS : hold < MIN_HOLD_MS ? MIN_HOLD_MS : hold;
+    return vdfs_monotonic_ms() - fs->mlock_acquired_ms >= hold;
 }
 
 int cluster_release(struct vdfs *fs)
@@ -257,6 +272,8 @@ int cluster_release(struct vdfs *fs)
     int rc = journal_commit(fs);
     if (rc == 0)
         rc = journal_checkpoint(fs);
+    if (rc == 0)
+        rc = filelocks_publish(fs, 0);
     if (rc) {
         volume_fence(fs, "could not write back metadata before releasing the volume lock", false);
         return -EIO;
@@ -282,12 +299,20 @@ int cluster_release(struct vdfs *fs)
         atomic_store(&fs->mlock_held, false);
         fs->mlock_version = version;
         fs->mlock_dirty = false;
+        lock_cache_forget(&fs->file_locks, false);
+        fs->lock_publish_due_ms = 0;
         return 0;
     }
 }
 
 int cluster_abandon(struct vdfs *fs)
 {
+    /* Closes not yet written back, best effort: what stays is stale by
+     * generation once the slot is freed. */
+    if (atomic_load(&fs->mlock_held))
+        filelocks_publish(fs, 0);
+    lock_cache_forget(&fs->file_locks, false);
+    fs->lock_publish_due_ms = 0;
     if (vdfs_dev_is_fenced(fs->dev))
         return -EIO;
     uint64_t next = 0;
@@ -370,6 +395,8 @@ int locks_drop_slot(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
             if (vdfs_lock_decode(raw, addr + i * VDFS_SECTOR_SIZE, &l) != 0 || !drop_dead_holder(&l, slot, hb_gen))
                 continue;
             int wrc = lock_write(fs, raw, &l);
+            if (wrc == 0)
+                entry_refresh(fs, first + i, &l);
             if (wrc && wrc != -EAGAIN)
                 rc = wrc;
         }
@@ -497,6 +524,215 @@ static bool covers(uint32_t have, uint32_t want)
     return false;
 }
 
+/* This host's mode in `l`, 0 when it holds no part of it. */
+static uint32_t my_mode(const struct vdfs *fs, const struct vdfs_lock_rec *l)
+{
+    if (l->mode == VDFS_LOCK_EXCLUSIVE)
+        return holder_is_me(fs, l->owner_slot, l->owner_hb_gen) ? VDFS_LOCK_EXCLUSIVE : 0;
+    if (l->mode == VDFS_LOCK_FREE)
+        return 0;
+    for (uint32_t i = 0; i < l->nholders && i < VDFS_LOCK_HOLDERS; i++)
+        if (holder_is_me(fs, l->holders[i].slot, l->holders[i].hb_gen))
+            return l->mode;
+    return 0;
+}
+
+/* Same mode, same holders: writing one over the other changes nothing. */
+static bool same_holding(const struct vdfs_lock_rec *a, const struct vdfs_lock_rec *b)
+{
+    if (a->mode != b->mode)
+        return false;
+    if (a->mode == VDFS_LOCK_FREE)
+        return true;
+    if (a->mode == VDFS_LOCK_EXCLUSIVE)
+        return a->owner_slot == b->owner_slot && a->owner_hb_gen == b->owner_hb_gen;
+    return a->nholders == b->nholders && a->nholders <= VDFS_LOCK_HOLDERS &&
+           memcmp(a->holders, b->holders, sizeof(a->holders[0]) * a->nholders) == 0;
+}
+
+/* Puts this host's holding `mode` (0: none) into a record read from the
+ * device, which may have changed under a cached copy only by the recovery
+ * of a dead host. */
+static void apply_mine(struct vdfs *fs, struct vdfs_lock_rec *l, uint32_t mode, uint64_t object)
+{
+    if (l->mode == VDFS_LOCK_EXCLUSIVE && holder_is_me(fs, l->owner_slot, l->owner_hb_gen)) {
+        set_free(l);
+    } else if (l->mode != VDFS_LOCK_FREE) {
+        remove_holder(fs, l);
+        if (l->nholders == 0)
+            set_free(l);
+    }
+    if (mode == 0)
+        return;
+    if (mode == VDFS_LOCK_EXCLUSIVE || l->mode != mode) {
+        set_free(l);
+        set_owner(fs, l, mode, object);
+    }
+    if (mode != VDFS_LOCK_EXCLUSIVE)
+        add_holder(fs, l);
+}
+
+/* Marks `e` dirty or clean after its `cur` changed. */
+static void entry_settle(struct vdfs *fs, struct lock_entry *e)
+{
+    if (same_holding(&e->cur, &e->disk)) {
+        e->cur = e->disk;
+        if (e->dirty_ms) {
+            e->dirty_ms = 0;
+            fs->file_locks.ndirty--;
+        }
+        return;
+    }
+    if (e->dirty_ms)
+        return;
+    uint64_t now = vdfs_monotonic_ms();
+    e->dirty_ms = now ? now : 1;
+    fs->file_locks.ndirty++;
+    if (!fs->lock_publish_due_ms) {
+        fs->lock_publish_due_ms = e->dirty_ms + LOCK_PUBLISH_MS;
+        pthread_cond_signal(&fs->stop_cond); /* the committer writes it back */
+    }
+}
+
+/* Writes a dirty entry to the device by compare-and-write. */
+static int entry_write_back(struct vdfs *fs, struct lock_entry *e)
+{
+    for (int attempt = 0; e->dirty_ms && attempt < 1000; attempt++) {
+        /* Not volume_is_fenced: a host stopped by a failed write still
+         * gives back its locks while its lease holds (cluster_abandon). */
+        if (vdfs_dev_is_fenced(fs->dev))
+            return -EIO;
+        struct vdfs_lock_rec next = e->cur;
+        uint8_t image[VDFS_SECTOR_SIZE];
+        next.hdr = e->disk.hdr;
+        int rc = e->raw_known ? file_lock_write(fs, e->raw, &next, image) : -EAGAIN;
+        if (rc == 0) {
+            memcpy(e->raw, image, sizeof(image));
+            e->disk = e->cur = next;
+            e->dirty_ms = 0;
+            fs->file_locks.ndirty--;
+            return 0;
+        }
+        if (rc != -EAGAIN)
+            return rc;
+        /* Not read yet, or a dead host's recovery changed it: put our
+         * holding into what is there now. */
+        uint32_t mine = my_mode(fs, &e->cur);
+        uint64_t object = e->cur.object;
+        rc = lock_read(fs, e->index, e->raw, &e->disk);
+        if (rc)
+            return rc;
+        e->raw_known = true;
+        e->cur = e->disk;
+        apply_mine(fs, &e->cur, mine, object);
+        entry_settle(fs, e);
+    }
+    return e->dirty_ms ? -EBUSY : 0;
+}
+
+/* A place for the entry of `index`: the one there, or a new or reused
+ * one with index UINT64_MAX (matches nothing) and clean. */
+static int entry_place(struct vdfs *fs, uint64_t index, struct lock_entry **out)
+{
+    if (!fs->file_locks.slots && lock_cache_init(&fs->file_locks) != 0)
+        return -ENOMEM;
+    struct lock_entry **place = lock_cache_place(&fs->file_locks, index);
+    struct lock_entry *e = *place;
+    if (e && e->index == index) {
+        *out = e;
+        return 0;
+    }
+    if (e) {
+        int rc = entry_write_back(fs, e);
+        if (rc)
+            return rc;
+    } else if (!(e = *place = malloc(sizeof(*e)))) {
+        return -ENOMEM;
+    }
+    e->index = UINT64_MAX;
+    e->dirty_ms = 0;
+    *out = e;
+    return 0;
+}
+
+/* The cached entry of ino's file lock, read from the device on a miss. */
+static int entry_get(struct vdfs *fs, uint32_t ino, struct lock_entry **out)
+{
+    uint64_t index = vdfs_fd_lock_index(&fs->sb, ino);
+    struct lock_entry *e;
+    int rc = entry_place(fs, index, &e);
+    if (rc || e->index == index) {
+        *out = e;
+        return rc;
+    }
+    rc = lock_read(fs, index, e->raw, &e->disk);
+    if (rc)
+        return rc;
+    e->index = index;
+    e->raw_known = true;
+    e->cur = e->disk;
+    *out = e;
+    return 0;
+}
+
+void filelock_fresh(struct vdfs *fs, uint32_t ino)
+{
+    if (!fs->cluster)
+        return;
+    uint64_t index = vdfs_fd_lock_index(&fs->sb, ino);
+    struct lock_entry *e;
+    if (entry_place(fs, index, &e) != 0 || e->index == index)
+        return; /* known already, or the next open reads it */
+    memset(&e->disk, 0, sizeof(e->disk));
+    e->disk.hdr.kind = VDFS_KIND_LOCK;
+    e->disk.hdr.addr = vdfs_lock_addr(&fs->sb, index);
+    e->disk.mode = VDFS_LOCK_FREE;
+    e->disk.owner_slot = VDFS_NO_SLOT;
+    e->cur = e->disk;
+    e->raw_known = false;
+    e->index = index;
+}
+
+/* A record that locks_drop_slot rewrote: the cached entry follows. */
+static void entry_refresh(struct vdfs *fs, uint64_t index, const struct vdfs_lock_rec *written)
+{
+    struct lock_entry *e = lock_cache_find(&fs->file_locks, index);
+    if (!e)
+        return;
+    uint32_t mine = my_mode(fs, &e->cur);
+    uint64_t object = e->cur.object;
+    vdfs_lock_encode(written, e->raw);
+    e->raw_known = true;
+    e->disk = *written;
+    e->cur = *written;
+    apply_mine(fs, &e->cur, mine, object);
+    entry_settle(fs, e);
+}
+
+int filelocks_publish(struct vdfs *fs, uint64_t older_than_ms)
+{
+    struct lock_cache *c = &fs->file_locks;
+    uint64_t now = vdfs_monotonic_ms(), next_due = 0;
+    int rc = 0;
+    for (size_t i = 0; i < c->nslots && c->ndirty; i++) {
+        struct lock_entry *e = c->slots[i];
+        if (!e || !e->dirty_ms)
+            continue;
+        if (now - e->dirty_ms < older_than_ms) {
+            uint64_t due = e->dirty_ms + older_than_ms;
+            next_due = next_due && next_due < due ? next_due : due;
+            continue;
+        }
+        int erc = entry_write_back(fs, e);
+        if (erc && rc == 0)
+            rc = erc;
+    }
+    if (rc)
+        next_due = now + LOCK_PUBLISH_MS; /* try again */
+    fs->lock_publish_due_ms = c->ndirty ? next_due : 0;
+    return rc;
+}
+
 int filelock_open(struct vdfs *fs, uint32_t ino, int flags, uint32_t *held_mode)
 {
     if (!fs->cluster)
@@ -504,48 +740,38 @@ int filelock_open(struct vdfs *fs, uint32_t ino, int flags, uint32_t *held_mode)
     uint32_t want = wanted_mode(fs, flags);
     if (*held_mode && covers(*held_mode, want))
         return 0;
+    if (volume_is_fenced(fs))
+        return -EIO;
+    struct lock_entry *e;
+    int rc = entry_get(fs, ino, &e);
+    if (rc)
+        return rc;
     /* An upgrade from READ_SHARED keeps the reader's share until it wins. */
-    uint64_t index = vdfs_fd_lock_index(&fs->sb, ino);
-    uint8_t raw[VDFS_SECTOR_SIZE];
-    struct vdfs_lock_rec l;
-    for (int attempt = 0; attempt < 1000; attempt++) {
-        if (volume_is_fenced(fs))
-            return -EIO;
-        int rc = lock_read(fs, index, raw, &l);
-        if (rc)
-            return rc;
-        bool changed;
-        rc = prune_holders(fs, &l, &changed);
-        if (rc)
-            return rc;
-        if (l.mode != VDFS_LOCK_FREE && has_other_holders(fs, &l) &&
-            (want == VDFS_LOCK_EXCLUSIVE || l.mode != want))
-            return -EBUSY;
-        uint64_t object = ((uint64_t)VDFS_RT_FD << 56) | ino;
-        if (want == VDFS_LOCK_EXCLUSIVE) {
+    struct vdfs_lock_rec l = e->cur;
+    bool changed;
+    rc = prune_holders(fs, &l, &changed);
+    if (rc)
+        return rc;
+    if (l.mode != VDFS_LOCK_FREE && has_other_holders(fs, &l) && (want == VDFS_LOCK_EXCLUSIVE || l.mode != want))
+        return -EBUSY;
+    uint64_t object = ((uint64_t)VDFS_RT_FD << 56) | ino;
+    if (want == VDFS_LOCK_EXCLUSIVE) {
+        set_free(&l);
+        set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, object);
+    } else {
+        if (l.mode == VDFS_LOCK_EXCLUSIVE) /* ours: the upgrade's reverse never happens */
             set_free(&l);
-            set_owner(fs, &l, VDFS_LOCK_EXCLUSIVE, object);
-        } else {
-            if (l.mode == VDFS_LOCK_EXCLUSIVE) /* ours: the upgrade's reverse never happens */
-                set_free(&l);
-            if (l.mode != want) {
-                set_free(&l);
-                set_owner(fs, &l, want, object);
-            }
-            if (!add_holder(fs, &l))
-                return -EBUSY;
+        if (l.mode != want) {
+            set_free(&l);
+            set_owner(fs, &l, want, object);
         }
-        rc = file_lock_write(fs, raw, &l);
-        if (rc == -EAGAIN) {
-            nap_ms(1);
-            continue;
-        }
-        if (rc)
-            return rc;
-        *held_mode = want;
-        return 0;
+        if (!add_holder(fs, &l))
+            return -EBUSY;
     }
-    return -EBUSY;
+    e->cur = l;
+    entry_settle(fs, e);
+    *held_mode = want;
+    return 0;
 }
 
 int filelock_close(struct vdfs *fs, uint32_t ino)
@@ -554,40 +780,35 @@ int filelock_close(struct vdfs *fs, uint32_t ino)
         return 0;
     if (vdfs_dev_is_fenced(fs->dev))
         return -EIO;
-    uint64_t index = vdfs_fd_lock_index(&fs->sb, ino);
-    uint8_t raw[VDFS_SECTOR_SIZE];
-    struct vdfs_lock_rec l;
-    for (int attempt = 0; attempt < 1000; attempt++) {
-        int rc = lock_read(fs, index, raw, &l);
-        if (rc)
-            return rc;
-        if (l.mode == VDFS_LOCK_FREE)
-            return 0;
-        if (l.mode == VDFS_LOCK_EXCLUSIVE) {
-            if (!holder_is_me(fs, l.owner_slot, l.owner_hb_gen))
-                return 0;
-            set_free(&l);
-        } else {
-            remove_holder(fs, &l);
-            if (l.nholders == 0)
-                set_free(&l);
-        }
-        rc = file_lock_write(fs, raw, &l);
-        if (rc == -EAGAIN)
-            continue;
+    struct lock_entry *e;
+    int rc = entry_get(fs, ino, &e);
+    if (rc)
         return rc;
+    struct vdfs_lock_rec l = e->cur;
+    if (l.mode == VDFS_LOCK_FREE)
+        return 0;
+    if (l.mode == VDFS_LOCK_EXCLUSIVE) {
+        if (!holder_is_me(fs, l.owner_slot, l.owner_hb_gen))
+            return 0;
+        set_free(&l);
+    } else {
+        remove_holder(fs, &l);
+        if (l.nholders == 0)
+            set_free(&l);
     }
-    return -EBUSY;
+    e->cur = l;
+    entry_settle(fs, e);
+    return 0;
 }
 
 bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino)
 {
     if (!fs->cluster)
         return false;
-    uint8_t raw[VDFS_SECTOR_SIZE];
-    struct vdfs_lock_rec l;
-    if (lock_read(fs, vdfs_fd_lock_index(&fs->sb, ino), raw, &l) != 0)
+    struct lock_entry *e;
+    if (entry_get(fs, ino, &e) != 0)
         return false;
+    struct vdfs_lock_rec l = e->cur;
     bool changed;
     if (prune_holders(fs, &l, &changed) == -EBUSY)
         return true;

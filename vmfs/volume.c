@@ -11,28 +11,41 @@
 
 #define CACHE_OBJECTS 32768 /* 128 MiB of metadata at most */
 
-/* Commits every commit_ms, and while this host holds the volume metadata
- * lock, watches for other hosts asking for it and hands it over. */
+/* Commits every commit_ms; while this host holds the volume metadata
+ * lock, writes back file-lock records LOCK_PUBLISH_MS after they changed,
+ * and watches for other hosts asking for the lock and hands it over. */
 static void *committer_main(void *arg)
 {
     struct vdfs *fs = arg;
-    uint64_t last_commit = vdfs_monotonic_ms();
+    uint64_t last_commit = vdfs_monotonic_ms(), next_watch = 0;
     pthread_mutex_lock(&fs->lock);
     while (!fs->stopping) {
         /* Alone on the datastore, a host that mounts later is seen within
          * one heartbeat interval; its wait for the lock is bounded by
          * the slower poll. */
-        long nap_ms = !atomic_load(&fs->mlock_held) ? 200 : heartbeat_others_present(fs) ? 5 : 50;
+        uint64_t now = vdfs_monotonic_ms();
+        if (now >= next_watch)
+            next_watch = now + (!atomic_load(&fs->mlock_held) ? 200 : heartbeat_others_present(fs) ? 5 : 50);
+        uint64_t wake = next_watch;
+        if (fs->lock_publish_due_ms && fs->lock_publish_due_ms < wake)
+            wake = fs->lock_publish_due_ms;
+        long nap_ms = wake > now ? (long)(wake - now) : 1;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_nsec += nap_ms * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
+        while (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
         }
         pthread_cond_timedwait(&fs->stop_cond, &fs->lock, &until);
         if (fs->stopping)
             break;
+        now = vdfs_monotonic_ms();
+        if (fs->lock_publish_due_ms && now >= fs->lock_publish_due_ms && atomic_load(&fs->mlock_held) &&
+            !volume_is_fenced(fs))
+            filelocks_publish(fs, LOCK_PUBLISH_MS);
+        if (now < next_watch)
+            continue;
         if (atomic_load(&fs->mlock_held)) {
             /* The lock record is read without fs->lock, so that operations
              * are not held up by the poll. */
@@ -47,7 +60,7 @@ static void *committer_main(void *arg)
                 continue;
             }
         }
-        uint64_t now = vdfs_monotonic_ms();
+        now = vdfs_monotonic_ms();
         if (now - last_commit >= fs->commit_ms) {
             if (!volume_is_fenced(fs))
                 journal_commit(fs);
@@ -63,6 +76,7 @@ static void fs_free(struct vdfs *fs)
     dir_cache_destroy(fs);
     alloc_destroy(fs);
     meta_cache_destroy(&fs->cache);
+    lock_cache_destroy(&fs->file_locks);
     journal_close(fs);
     while (fs->open_files) {
         struct open_file *o = fs->open_files;
@@ -247,8 +261,9 @@ int vdfs_unmount(struct vdfs *fs)
         bool release_slot = true;
         pthread_mutex_lock(&fs->lock);
         if (!volume_is_fenced(fs)) {
-            release_file_locks(fs);
             rc = cluster_hold(fs);
+            if (rc == 0)
+                release_file_locks(fs);
             if (rc == 0)
                 rc = journal_commit(fs);
             if (rc == 0)

@@ -220,6 +220,65 @@ static void test_file_lock_modes(void **state)
     assert_int_equal(fixture_fsck(f), 0);
 }
 
+/* A file lock lives in memory while its host holds the metadata lock: an
+ * open and close in quick succession write nothing, a lock kept open
+ * reaches the device within moments (for `vdfsctl locks`), and a host
+ * that asks for the metadata lock finds every lock of the last holder on
+ * the device. */
+static void test_file_lock_written_back(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    uint32_t root = vdfs_root_ino(a);
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_create(a, root, "vm.img", S_IFREG | 0644, 0, NULL, &st), 0);
+    struct vdfs_lock_rec before, l;
+    read_lock(f, st.ino, &before);
+    const int pairs = 20;
+    for (int i = 0; i < pairs; i++) {
+        assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+        assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    }
+    usleep(100 * 1000);
+    read_lock(f, st.ino, &l);
+    assert_int_equal(l.mode, VDFS_LOCK_FREE);
+    /* Each pair cost two compare-and-writes before; a pair that took less
+     * than the publishing delay now costs none. */
+    assert_true(l.hdr.gen - before.hdr.gen < 2 * (uint64_t)pairs);
+
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+    uint64_t t0 = now_ms();
+    do {
+        usleep(5 * 1000);
+        read_lock(f, st.ino, &l);
+    } while (l.mode != VDFS_LOCK_EXCLUSIVE && now_ms() - t0 < 2000);
+    assert_int_equal(l.mode, VDFS_LOCK_EXCLUSIVE);
+    uint32_t a_slot = l.owner_slot;
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    do {
+        usleep(5 * 1000);
+        read_lock(f, st.ino, &l);
+    } while (l.mode != VDFS_LOCK_FREE && now_ms() - t0 < 4000);
+    assert_int_equal(l.mode, VDFS_LOCK_FREE);
+
+    /* Opened and handed over at once: b finds the lock on the device. */
+    struct vdfs *b = mount_as(f, UUID_B, "host-b", NULL);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR), -EBUSY);
+    read_lock(f, st.ino, &l);
+    assert_int_equal(l.mode, VDFS_LOCK_EXCLUSIVE);
+    assert_int_equal(l.owner_slot, a_slot);
+    /* ...and a's close, made while b held the metadata lock, reaches b. */
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+    assert_int_equal(vdfs_unmount(b), 0);
+    read_lock(f, st.ino, &l);
+    assert_int_equal(l.mode, VDFS_LOCK_FREE);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
 static void send_byte(int fd, char c)
 {
     assert_int_equal(write(fd, &c, 1), 1);
@@ -434,6 +493,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_same_uuid_refused, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_all_slots_taken, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_file_lock_modes, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_file_lock_written_back, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_stopped_host_is_fenced_and_recovered, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_killed_host_recovered_at_mount, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_host_stopped_anywhere_does_not_stall_others, setup, fixture_teardown),
