@@ -8,7 +8,9 @@
 # switch + receiver, since all three compete for the same two cores.
 # Rounds alternate between the two switches, so a change in the machine's
 # load hits both alike.  Both use the same blaster (bench/switch/blast.c):
-# sendmmsg/recvmmsg batches of 64 on the connected port socket.
+# sendmmsg/recvmmsg batches of 64 on the connected port socket, with 4 MiB
+# socket buffers (BLAST_SOCKBUF=BYTES in the environment changes them for
+# both).
 # vde_switch's ports are unconnected datagram sockets, so how many frames may
 # wait at a vde port is net.unix.max_dgram_qlen (vdfs-switch's connected
 # SEQPACKET ports are not limited by it).  The kernel default is 10; Debian
@@ -80,7 +82,7 @@ one_round() {
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 column_median() { cut -d' ' -f"$2" "$1" | median; }
 
-echo "load: $(uptime); net.unix.max_dgram_qlen=$(cat /proc/sys/net/unix/max_dgram_qlen)"
+echo "load: $(uptime); net.unix.max_dgram_qlen=$(cat /proc/sys/net/unix/max_dgram_qlen); client socket buffers ${BLAST_SOCKBUF:-4194304} B"
 printf '%-6s %-12s %10s %7s %12s %10s %10s %10s\n' size switch frames/s Gb/s "switch ns" "path ns" "send ns" "recv ns"
 for size in 64 1500; do
     : >"$work/vdfs.$size"
