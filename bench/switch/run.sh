@@ -54,10 +54,11 @@ vdfs_pid=${pids[0]} vde_pid=${pids[1]}
 clk_tck=$(getconf CLK_TCK)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# One round: prints "fps gbps switch_ns path_ns send_ns recv_ns": the rate as
-# the receiver measured it, the switch's CPU time over the frames the sender
-# sent, sender + switch + receiver CPU over the frames received, and the
-# sender's and the receiver's own CPU per frame they moved.
+# One round: prints "fps gbps switch_ns path_ns send_ns recv_ns lost_pct": the
+# rate as the receiver measured it, the switch's CPU time over the frames the
+# sender sent, sender + switch + receiver CPU over the frames received, the
+# sender's and the receiver's own CPU per frame they moved, and the share of
+# the sent frames that never arrived.
 one_round() {
     local kind=$1 sock=$2 size=$3 pid=$vdfs_pid
     [[ $kind == vde ]] && pid=$vde_pid
@@ -75,15 +76,16 @@ one_round() {
     frames=$(sed -En 's/^frames=([0-9]+).*/\1/p' "$work/recv.out")
     local switch_ns=$(( (t1 - t0) * 1000000000 / clk_tck ))
     (( frames > 0 )) || frames=1
-    printf '%s %d %d %d %d\n' "$(sed -E 's/.*fps=([0-9.]+) gbps=([0-9.]+).*/\1 \2/' "$work/recv.out")" \
-        $(( switch_ns / sent )) $(( (send_ns + switch_ns + recv_ns) / frames )) $(( send_ns / sent )) $(( recv_ns / frames ))
+    printf '%s %d %d %d %d %d\n' "$(sed -E 's/.*fps=([0-9.]+) gbps=([0-9.]+).*/\1 \2/' "$work/recv.out")" \
+        $(( switch_ns / sent )) $(( (send_ns + switch_ns + recv_ns) / frames )) $(( send_ns / sent )) $(( recv_ns / frames )) \
+        $(( (sent - frames) * 100 / sent ))
 }
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 column_median() { cut -d' ' -f"$2" "$1" | median; }
 
 echo "load: $(uptime); net.unix.max_dgram_qlen=$(cat /proc/sys/net/unix/max_dgram_qlen); client socket buffers ${BLAST_SOCKBUF:-4194304} B"
-printf '%-6s %-12s %10s %7s %12s %10s %10s %10s\n' size switch frames/s Gb/s "switch ns" "path ns" "send ns" "recv ns"
+printf '%-6s %-12s %10s %7s %10s %8s %8s %8s %5s\n' size switch frames/s Gb/s "switch ns" "path ns" "send ns" "recv ns" lost%
 for size in 64 1500; do
     : >"$work/vdfs.$size"
     : >"$work/vde.$size"
@@ -95,11 +97,11 @@ for size in 64 1500; do
         f=$work/$kind.$size
         fps=$(column_median "$f" 1) gbps=$(column_median "$f" 2)
         cpu=$(column_median "$f" 3) path=$(column_median "$f" 4)
-        send=$(column_median "$f" 5) recv=$(column_median "$f" 6)
+        send=$(column_median "$f" 5) recv=$(column_median "$f" 6) lost=$(column_median "$f" 7)
         eval "fps_${kind}_$size=$fps cpu_${kind}_$size=$cpu path_${kind}_$size=$path"
         name=vdfs-switch; [[ $kind == vde ]] && name=vde_switch
-        printf '%-6s %-12s %10.0f %7.3f %12s %10s %10s %10s   (rounds: %s)\n' "$size" "$name" "$fps" "$gbps" \
-            "$cpu" "$path" "$send" "$recv" \
+        printf '%-6s %-12s %10.0f %7.3f %10s %8s %8s %8s %5s   (rounds: %s)\n' "$size" "$name" "$fps" "$gbps" \
+            "$cpu" "$path" "$send" "$recv" "$lost" \
             "$(cut -d' ' -f1 "$f" | tr '\n' ' ')"
     done
     eval "ratio=\$(awk -v a=\$fps_vdfs_$size -v b=\$fps_vde_$size 'BEGIN {printf \"%.2f\", a / b}')"
