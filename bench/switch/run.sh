@@ -21,7 +21,7 @@
 #   bench/switch/run.sh [BUILD_DIR] [SECONDS] [ROUNDS]
 set -euo pipefail
 qlen=${BENCH_UNIX_QLEN:-512}
-if [[ $qlen != host && -z ${BENCH_IN_NETNS:-} && $(id -u) == 0 ]] && command -v unshare >/dev/null; then
+if [[ $qlen != host && -z ${BENCH_IN_NETNS:-} && $(id -u) == 0 ]] && unshare --net true 2>/dev/null; then
     exec env BENCH_IN_NETNS=1 unshare --net -- "$0" "$@"
 fi
 if [[ -n ${BENCH_IN_NETNS:-} ]]; then
