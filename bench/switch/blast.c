@@ -1,15 +1,22 @@
 /* Frame blaster for bench/switch/run.sh: one process sends, another counts,
  * through either vdfs-switch (port protocol) or vde_switch (libvdeplug).
  *   blast vdfs|vde SOCKET send|recv FRAME_BYTES SECONDS
- * The receiver prints: frames=N bytes=N seconds=S fps=F gbps=G */
+ * Only the attach differs between the two switches: libvdeplug connects its
+ * data socket to the switch's port, so both senders move frames with the same
+ * sendmmsg loop and both receivers with the same recvmmsg loop, on sockets
+ * with the same buffer sizes.
+ * Environment: BLAST_SOCKBUF=BYTES sets SO_SNDBUF/SO_RCVBUF (default 4 MiB).
+ * The sender prints (stderr): sent=N cpu_ns=N
+ * The receiver prints: frames=N bytes=N seconds=S fps=F gbps=G cpu_ns=N
+ * (cpu_ns: the process's own user + system time). */
 #include <endian.h>
 #include <errno.h>
 #include <libvdeplug.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -27,6 +34,25 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static unsigned long long cpu_ns(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (unsigned long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000000ull +
+           (unsigned long long)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000ull;
+}
+
+/* 4 MiB buffers by default (BLAST_SOCKBUF=BYTES overrides), so a sender
+ * rarely sleeps on a full socket.  A deep queue is not free: frames that wait
+ * long in it are out of the cache when the switch reads them. */
+static void size_buffers(int fd)
+{
+    const char *env = getenv("BLAST_SOCKBUF");
+    int buf = env ? atoi(env) : 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf));
 }
 
 static int attach_vdfs(const char *path, const uint8_t mac[6])
@@ -48,9 +74,6 @@ static int attach_vdfs(const char *path, const uint8_t mac[6])
         fprintf(stderr, "blast: attach refused\n");
         exit(1);
     }
-    int buf = 4 << 20;
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf));
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof(buf));
     return fd;
 }
 
@@ -80,6 +103,7 @@ int main(int argc, char **argv)
     } else {
         fd = attach_vdfs(argv[2], sending ? sender_mac : receiver_mac);
     }
+    size_buffers(fd);
     static uint8_t frames[BATCH][9100];
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
@@ -91,41 +115,38 @@ int main(int argc, char **argv)
         msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
     }
     if (sending) {
-        /* vde_send is one sendto per frame; the data socket is not connected, so no sendmmsg. */
         double end = now() + seconds;
         unsigned long long sent = 0;
         while (now() < end) {
-            if (vde) {
-                for (int i = 0; i < BATCH; i++)
-                    if (vde_send(conn, frames[i], size, 0) > 0)
-                        sent++;
-            } else {
-                int n = sendmmsg(fd, msgs, BATCH, 0);
-                if (n < 0) {
-                    perror("blast: sendmmsg");
-                    return 1;
-                }
-                sent += (unsigned)n;
+            int n = sendmmsg(fd, msgs, BATCH, 0);
+            if (n < 0) {
+                perror("blast: sendmmsg");
+                return 1;
             }
+            sent += (unsigned)n;
         }
-        fprintf(stderr, "sent=%llu\n", sent);
+        fprintf(stderr, "sent=%llu cpu_ns=%llu\n", sent, cpu_ns());
         if (vde)
             vde_close(conn);
         return 0;
     }
     unsigned long long frames_in = 0, bytes_in = 0;
     double first = 0, last = 0, give_up = now() + seconds + 10;
+    /* A blocking recvmmsg that returns once one frame is in: no poll per
+     * batch.  The timeout ends the count once the sender has stopped. */
+    struct timeval idle = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &idle, sizeof(idle));
     for (;;) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        int timeout = frames_in ? 500 : 1000;
-        if (poll(&p, 1, timeout) != 1) {
+        int n = recvmmsg(fd, msgs, BATCH, MSG_WAITFORONE, NULL);
+        if (n <= 0) {
+            if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                perror("blast: recvmmsg");
+                return 1;
+            }
             if (frames_in || now() > give_up)
                 break;
             continue;
         }
-        int n = recvmmsg(fd, msgs, BATCH, MSG_DONTWAIT, NULL);
-        if (n <= 0)
-            continue;
         double t = now();
         if (!frames_in)
             first = t;
@@ -138,8 +159,8 @@ int main(int argc, char **argv)
         }
     }
     double span = last > first ? last - first : 1e-9;
-    printf("frames=%llu bytes=%llu seconds=%.3f fps=%.0f gbps=%.3f\n", frames_in, bytes_in, span,
-           (double)frames_in / span, (double)bytes_in * 8 / span / 1e9);
+    printf("frames=%llu bytes=%llu seconds=%.3f fps=%.0f gbps=%.3f cpu_ns=%llu\n", frames_in, bytes_in, span,
+           (double)frames_in / span, (double)bytes_in * 8 / span / 1e9, cpu_ns());
     if (vde)
         vde_close(conn);
     return 0;
