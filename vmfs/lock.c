@@ -25,13 +25,13 @@
 #include "journal.h"
 
 #define POLL_MS 3
-/* A holder keeps the metadata lock at least this long once asked for it,
+/* A holder keeps the metadata lock at least a slice once asked for it,
  * so that the hand-over (commit, checkpoint, flush, and the next holder's
  * cache reload) is paid for by many operations; with more hosts waiting
  * each slice is shorter, so a full round stays within ROUND_MS. */
-#define MAX_HOLD_MS 120
+#define MAX_HOLD_MS 250
 #define MIN_HOLD_MS 20
-#define ROUND_MS 500
+#define ROUND_MS 1000
 
 static void entry_refresh(struct vdfs *fs, uint64_t index, const struct vdfs_lock_rec *written);
 
