@@ -61,27 +61,26 @@ static int lock_read(struct vdfs *fs, uint64_t index, uint8_t *raw, struct vdfs_
     return 0;
 }
 
-/* Writes `l` over the image `raw` it was read as: -EAGAIN if it changed. */
-static int lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l)
+/* Writes `l` over the image `raw` it was read as (its new image goes to
+ * `written` if given): -EAGAIN if it changed.  No device flush: a lock
+ * record only needs to be seen by other hosts, never to survive a crash,
+ * since a crash leaves every holder dead and its locks stale by
+ * generation; the metadata a holder changed is made durable before it
+ * releases the metadata lock. */
+static int lock_write_as(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l,
+                         uint8_t written[VDFS_SECTOR_SIZE])
 {
     uint8_t next[VDFS_SECTOR_SIZE];
     l->hdr.kind = VDFS_KIND_LOCK;
     l->hdr.gen++;
-    vdfs_lock_encode(l, next);
-    return vdfs_dev_compare_and_write(fs->dev, l->hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL);
+    vdfs_lock_encode(l, written ? written : next);
+    return vdfs_dev_compare_and_write_flags(fs->dev, l->hdr.addr, VDFS_SECTOR_SIZE, raw, written ? written : next,
+                                            NULL, VDFS_CAW_NO_FLUSH);
 }
 
-/* File locks are taken and dropped on every open and close.  Their
- * records only need to be visible to other hosts, not durable: after a
- * crash their holder is dead and its locks are stale by generation. */
-static int file_lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l,
-                           uint8_t next[VDFS_SECTOR_SIZE])
+static int lock_write(struct vdfs *fs, const uint8_t *raw, struct vdfs_lock_rec *l)
 {
-    l->hdr.kind = VDFS_KIND_LOCK;
-    l->hdr.gen++;
-    vdfs_lock_encode(l, next);
-    return vdfs_dev_compare_and_write_flags(fs->dev, l->hdr.addr, VDFS_SECTOR_SIZE, raw, next, NULL,
-                                            VDFS_CAW_NO_FLUSH);
+    return lock_write_as(fs, raw, l, NULL);
 }
 
 static void set_owner(struct vdfs *fs, struct vdfs_lock_rec *l, uint32_t mode, uint64_t object)
@@ -605,7 +604,7 @@ static int entry_write_back(struct vdfs *fs, struct lock_entry *e)
         struct vdfs_lock_rec next = e->cur;
         uint8_t image[VDFS_SECTOR_SIZE];
         next.hdr = e->disk.hdr;
-        int rc = e->raw_known ? file_lock_write(fs, e->raw, &next, image) : -EAGAIN;
+        int rc = e->raw_known ? lock_write_as(fs, e->raw, &next, image) : -EAGAIN;
         if (rc == 0) {
             memcpy(e->raw, image, sizeof(image));
             e->disk = e->cur = next;
