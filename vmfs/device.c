@@ -897,9 +897,53 @@ static void sector_leave(struct vdfs_dev *dev)
     pthread_mutex_unlock(&dev->sector_lock);
 }
 
+/* 1 if another open file description holds a lock on one of the tag
+ * bytes [first, first+count), 0 if not, or -errno. */
+static int tags_held(struct vdfs_dev *dev, uint64_t first, uint64_t count)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = (off_t)(HOLDER_TAG_BASE + first),
+        .l_len = (off_t)count,
+        .l_pid = 0,
+    };
+    if (fcntl(dev->fd, F_OFD_GETLK, &fl) < 0)
+        return -errno;
+    return fl.l_type == F_UNLCK ? 0 : 1;
+}
+
+/* Under the mutex, right after the window was found busy again: the wait
+ * hook's verdict still stands only if some tag in `dead` is held and no
+ * other tag is (a live process that took the window since the hook
+ * looked holds its own tag). */
+static bool only_dead_tags_held(struct vdfs_dev *dev, uint64_t dead)
+{
+    if (dead == 0 || tags_held(dev, HOLDER_TAG_ANON, 1) != 0)
+        return false;
+    bool any = false;
+    for (uint64_t t = 0; t < HOLDER_TAG_ANON;) {
+        if (t < 64 && (dead >> t & 1)) {
+            if (!any)
+                any = tags_held(dev, t, 1) == 1;
+            t++;
+            continue;
+        }
+        uint64_t end = t;
+        while (end < 64 && !(dead >> end & 1))
+            end++;
+        if (end >= 64)
+            end = HOLDER_TAG_ANON;
+        if (tags_held(dev, t, end - t) != 0)
+            return false;
+        t = end;
+    }
+    return any;
+}
+
 /* Enters the sector mutex (with the holder tag) and takes an OFD lock on
  * the window, waiting at most the patience for the OFD lock (forever when
- * it is 0).  A process that is stopped (SIGSTOP) inside a sector
+ * it is 0), with neither the mutex nor the tag held while it waits.  A process that is stopped (SIGSTOP) inside a sector
  * operation keeps its OFD lock for as long as it is stopped.  A writer
  * (`ask_hook`) stops waiting early when the wait hook says that every
  * process that may hold the window is dead; otherwise the patience is
@@ -914,18 +958,11 @@ static int window_lock(struct vdfs_dev *dev, short type, uint64_t start, size_t 
 {
     *locked = false;
     int rc;
-    if (patience_ms == 0) {
-        if ((rc = sector_enter(dev)))
-            return rc;
-        rc = ofd_lock(dev->fd, F_OFD_SETLKW, type, start, len);
-        if (rc)
-            sector_leave(dev);
-        *locked = rc == 0;
-        return rc;
-    }
+    /* Polled, never F_OFD_SETLKW: a waiter must not hold its tag. */
     uint64_t began = monotonic_ms();
-    uint64_t give_up = began + patience_ms, next_ask = began + WAIT_HOOK_FIRST_MS;
+    uint64_t give_up = patience_ms ? began + patience_ms : UINT64_MAX, next_ask = began + WAIT_HOOK_FIRST_MS;
     bool holders_dead = false;
+    uint64_t dead_tags = 0;
     long nap = 1;
     for (;;) {
         if ((rc = sector_enter(dev)))
@@ -940,13 +977,19 @@ static int window_lock(struct vdfs_dev *dev, short type, uint64_t start, size_t 
             return rc;
         }
         uint64_t now = monotonic_ms();
-        if (holders_dead || now > give_up)
-            return 0; /* mutex held, OFD lock not */
+        if (holders_dead) {
+            if (only_dead_tags_held(dev, dead_tags))
+                return 0; /* mutex held, OFD lock not */
+            holders_dead = false;
+        } else if (now > give_up) {
+            return 0;
+        }
         sector_leave(dev);
         vdfs_dev_wait_hook hook = ask_hook ? atomic_load(&dev->wait_hook) : NULL;
         if (hook && now >= next_ask) {
             /* Asked without the mutex: the hook reads heartbeat slots. */
-            holders_dead = hook(atomic_load(&dev->wait_hook_arg));
+            dead_tags = 0;
+            holders_dead = hook(atomic_load(&dev->wait_hook_arg), &dead_tags);
             next_ask = monotonic_ms() + WAIT_HOOK_PERIOD_MS;
             if (holders_dead)
                 continue; /* one more try for the lock, then go on without it */
@@ -966,19 +1009,11 @@ int vdfs_dev_probe_holder_tags(struct vdfs_dev *dev, uint32_t first, uint32_t co
 {
     if (count == 0)
         return -EINVAL;
-    uint64_t at = first == VDFS_DEV_TAG_ANON ? HOLDER_TAG_ANON : (uint64_t)first;
-    if (first != VDFS_DEV_TAG_ANON && at + count > HOLDER_TAG_ANON)
+    if (first == VDFS_DEV_TAG_ANON)
+        return tags_held(dev, HOLDER_TAG_ANON, 1);
+    if ((uint64_t)first + count > HOLDER_TAG_ANON)
         return -EINVAL;
-    struct flock fl = {
-        .l_type = F_WRLCK,
-        .l_whence = SEEK_SET,
-        .l_start = (off_t)(HOLDER_TAG_BASE + at),
-        .l_len = first == VDFS_DEV_TAG_ANON ? 1 : (off_t)count,
-        .l_pid = 0,
-    };
-    if (fcntl(dev->fd, F_OFD_GETLK, &fl) < 0)
-        return -errno;
-    return fl.l_type == F_UNLCK ? 0 : 1;
+    return tags_held(dev, first, count);
 }
 
 void vdfs_dev_set_wait_hook(struct vdfs_dev *dev, vdfs_dev_wait_hook hook, void *arg)

@@ -135,11 +135,13 @@ int vdfs_dev_probe_holder_tags(struct vdfs_dev *dev, uint32_t first, uint32_t co
 
 /* Called about every 10 ms, without any device lock held, while a
  * compare-and-write has waited 10 ms or more for another process's OFD
- * lock on its window.  Returning true asserts that every process that may
- * hold it can write no more (the cluster's rules: a host dead by its
- * heartbeat timeout, whose lease is over); the compare-and-write then
- * goes on without the lock as after the patience.  NULL: none. */
-typedef bool (*vdfs_dev_wait_hook)(void *arg);
+ * lock on its window.  Returning true asserts that the processes holding
+ * the tags set in *dead_tags (bit t: tag t < 64) can write no more (the
+ * cluster's rules: a host dead by its heartbeat timeout, its lease over).
+ * The compare-and-write then tries the lock once more and, if it is still
+ * busy while one of those tags and no other is held, goes on without it
+ * as after the patience.  NULL: none. */
+typedef bool (*vdfs_dev_wait_hook)(void *arg, uint64_t *dead_tags);
 void vdfs_dev_set_wait_hook(struct vdfs_dev *dev, vdfs_dev_wait_hook hook, void *arg);
 
 /* Crash testing: when the environment variable VDFS_TRACE_WRITES names a

@@ -145,7 +145,7 @@ static bool tag_holder_dead(struct vdfs *fs, uint32_t slot)
  * without the lock.  This ends the wait when the holder dies, not a whole
  * patience after the wait began.  A held anonymous tag (a host mounting
  * or unmounting, a tool) or no tag at all proves nothing: keep waiting. */
-static bool window_holders_dead(void *arg)
+static bool window_holders_dead(void *arg, uint64_t *dead_tags)
 {
     struct vdfs *fs = arg;
     if (vdfs_dev_probe_holder_tags(fs->dev, VDFS_DEV_TAG_ANON, 1) != 0)
@@ -161,9 +161,13 @@ static bool window_holders_dead(void *arg)
          * incarnation, recovered before we could claim the slot. */
         if (held && slot != fs->slot && !tag_holder_dead(fs, slot))
             return false;
-        if (held)
+        if (held) {
             dead = slot;
+            *dead_tags |= UINT64_C(1) << slot;
+        }
     }
+    if (*dead_tags == 0)
+        return false; /* the holder let go meanwhile: just try again */
     /* Every write of that record meets the lock until the stopped
      * process is continued or killed: say so now and then, not each time. */
     static _Atomic uint64_t last_said_ms;

@@ -18,7 +18,7 @@ timeout_ms=1000
 hb=hb_interval_ms=100,hb_timeout_ms=$timeout_ms
 slack_ms=${VDFS_STOPBUSY_SLACK_MS:-600}
 bound_ms=$((timeout_ms + slack_ms))
-rounds=${VDFS_STOPBUSY_ROUNDS:-8}
+rounds=${VDFS_STOPBUSY_ROUNDS:-10}
 
 make_image 512M -H 4
 mount_host 2 "$hb"
