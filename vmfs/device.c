@@ -943,16 +943,16 @@ static bool only_dead_tags_held(struct vdfs_dev *dev, uint64_t dead)
 
 /* Enters the sector mutex (with the holder tag) and takes an OFD lock on
  * the window, waiting at most the patience for the OFD lock (forever when
- * it is 0), with neither the mutex nor the tag held while it waits.  A process that is stopped (SIGSTOP) inside a sector
+ * it is 0).  A process that is stopped (SIGSTOP) inside a sector
  * operation keeps its OFD lock for as long as it is stopped.  A writer
  * (`ask_hook`) stops waiting early when the wait hook says that every
  * process that may hold the window is dead; otherwise the patience is
  * the fallback: by its end the stopped holder's lease is over, so it can
- * never write again, and waiting on would only stall live hosts.  The
- * mutex is not held while waiting, so this process's heartbeat thread is
- * never held up by it.  On return 0 the mutex is held; *locked says
- * whether the OFD lock is too (false: the holder is dead or the patience
- * ran out). */
+ * never write again, and waiting on would only stall live hosts.  Neither
+ * the mutex nor the tag is held while waiting, so this process's
+ * heartbeat thread is never held up by it.  On return 0 the mutex is
+ * held; *locked says whether the OFD lock is too (false: the holder is
+ * dead or the patience ran out). */
 static int window_lock(struct vdfs_dev *dev, short type, uint64_t start, size_t len, uint64_t patience_ms,
                        bool ask_hook, bool *locked)
 {
