@@ -12,13 +12,26 @@
 #include "internal.h"
 #include "journal.h"
 
+static void sleep_ms(uint32_t ms);
+
+/* Reads a slot without an OFD lock: a process stopped inside a read under
+ * a shared lock of another host's slot would hold up that host's renewal
+ * (a compare-and-write) past its lease.  A slot is written one whole
+ * sector at a time; an image caught in the middle of a write fails its
+ * checksum and is read again. */
 static int read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_heartbeat *hb)
 {
     uint64_t addr = vdfs_heartbeat_addr(&fs->sb, slot);
-    int rc = vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, addr);
-    if (rc)
-        return rc;
-    rc = vdfs_heartbeat_decode(raw, addr, hb);
+    int rc;
+    for (int tries = 0;; tries++) {
+        rc = vdfs_dev_read_any(fs->dev, raw, VDFS_SECTOR_SIZE, addr);
+        if (rc)
+            return rc;
+        rc = vdfs_heartbeat_decode(raw, addr, hb);
+        if (rc == 0 || tries == 3)
+            break;
+        sleep_ms(1);
+    }
     if (rc)
         vdfs_log(VDFS_LOG_ERR, "heartbeat slot %u at 0x%llx is corrupt; fsck.vdfs repairs it", slot,
                  (unsigned long long)addr);
@@ -356,14 +369,18 @@ static int renew(struct vdfs *fs)
     return rc;
 }
 
-/* Reads every slot so that silences are measured from when they began. */
+/* Reads every slot so that silences are measured from when they began.
+ * Without the OFD lock: a process stopped inside a read under a shared
+ * lock of the whole area would hold up every host's renewal (a
+ * compare-and-write on its own slot) past its lease.  A slot caught in the
+ * middle of a write fails its checksum and is simply looked at next time. */
 static void watch_all(struct vdfs *fs)
 {
     size_t len = (size_t)fs->sb.max_hosts * VDFS_SECTOR_SIZE;
     uint8_t *buf = vdfs_aligned_alloc(len < VDFS_META_SIZE ? VDFS_META_SIZE : len);
     if (!buf)
         return;
-    if (vdfs_dev_read_atomic(fs->dev, buf, len, vdfs_heartbeat_addr(&fs->sb, 0)) == 0) {
+    if (vdfs_dev_read_any(fs->dev, buf, len, vdfs_heartbeat_addr(&fs->sb, 0)) == 0) {
         uint64_t now = vdfs_monotonic_ms();
         for (uint32_t slot = 0; slot < fs->sb.max_hosts; slot++) {
             struct vdfs_heartbeat hb;
