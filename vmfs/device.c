@@ -42,6 +42,15 @@
  * through the same open file description.  OFD locks may cover any
  * offset, not just bytes inside the file. */
 #define LIVENESS_LOCK_BASE (UINT64_C(1) << 62)
+/* Holder tags (see vdfs_dev_set_holder_tag): one byte per tag, in a third
+ * range disjoint from both; the anonymous tag is the byte after them all. */
+#define HOLDER_TAG_BASE (LIVENESS_LOCK_BASE + (UINT64_C(1) << 61))
+#define HOLDER_TAG_ANON (UINT64_C(1) << 32)
+/* A compare-and-write asks the wait hook once its OFD lock has been busy
+ * this long, and again at this period: a live holder is done in well
+ * under a millisecond. */
+#define WAIT_HOOK_FIRST_MS 10
+#define WAIT_HOOK_PERIOD_MS 10
 
 struct ring_slot {
     struct io_uring ring;
@@ -69,6 +78,13 @@ struct vdfs_dev {
      * one thread's unlock would drop a shared range another thread still
      * reads under.  Hence one sector operation at a time per device. */
     pthread_mutex_t sector_lock;
+    /* While this process holds any OFD lock on a sector window it also
+     * holds a read lock on its holder tag's byte (taken with sector_lock),
+     * so that a waiter can tell which hosts may hold a window. */
+    atomic_uint_fast64_t holder_tag; /* tag byte offset from HOLDER_TAG_BASE */
+    uint64_t entered_tag;            /* the tag locked by the sector_lock holder */
+    _Atomic(vdfs_dev_wait_hook) wait_hook;
+    _Atomic(void *) wait_hook_arg;
 
     /* Cluster fencing: see vdfs_dev_fence().  Atomic because the heartbeat
      * thread moves the deadline while I/O threads check it. */
@@ -509,6 +525,7 @@ int vdfs_dev_open(const char *path, unsigned flags, struct vdfs_dev **out)
     if (!dev)
         return -ENOMEM;
     dev->trace_fd = -1;
+    atomic_store(&dev->holder_tag, HOLDER_TAG_ANON);
     dev->readonly = flags & VDFS_DEV_RDONLY;
     dev->use_uring = !(flags & VDFS_DEV_NO_URING);
 
@@ -859,46 +876,151 @@ static void nap_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Takes dev->sector_lock and an OFD lock on the window, waiting at most
- * the patience for the OFD lock (forever when it is 0).  A process that is
- * stopped (SIGSTOP) inside a compare-and-write keeps its OFD lock for as
- * long as it is stopped; by the end of the patience its lease is over, so
- * it can never write again, and waiting on would only stall live hosts.
- * The mutex is not held while waiting, so this process's heartbeat thread
- * is never held up by it.  On return 0 the mutex is held; *locked says
- * whether the OFD lock is too (false: the patience ran out). */
-static int window_lock(struct vdfs_dev *dev, short type, uint64_t start, size_t len, uint64_t patience_ms,
-                       bool *locked)
+/* One sector operation at a time per device (see sector_lock), under this
+ * process's holder tag. */
+static int sector_enter(struct vdfs_dev *dev)
 {
-    *locked = false;
-    if (patience_ms == 0) {
-        pthread_mutex_lock(&dev->sector_lock);
-        int rc = ofd_lock(dev->fd, F_OFD_SETLKW, type, start, len);
-        if (rc)
-            pthread_mutex_unlock(&dev->sector_lock);
-        *locked = rc == 0;
+    pthread_mutex_lock(&dev->sector_lock);
+    uint64_t tag = atomic_load(&dev->holder_tag);
+    int rc = ofd_lock(dev->fd, F_OFD_SETLK, F_RDLCK, HOLDER_TAG_BASE + tag, 1);
+    if (rc) {
+        pthread_mutex_unlock(&dev->sector_lock);
         return rc;
     }
-    uint64_t give_up = monotonic_ms() + patience_ms;
+    dev->entered_tag = tag;
+    return 0;
+}
+
+static void sector_leave(struct vdfs_dev *dev)
+{
+    ofd_lock(dev->fd, F_OFD_SETLK, F_UNLCK, HOLDER_TAG_BASE + dev->entered_tag, 1);
+    pthread_mutex_unlock(&dev->sector_lock);
+}
+
+/* 1 if another open file description holds a lock on one of the tag
+ * bytes [first, first+count), 0 if not, or -errno. */
+static int tags_held(struct vdfs_dev *dev, uint64_t first, uint64_t count)
+{
+    struct flock fl = {
+        .l_type = F_WRLCK,
+        .l_whence = SEEK_SET,
+        .l_start = (off_t)(HOLDER_TAG_BASE + first),
+        .l_len = (off_t)count,
+        .l_pid = 0,
+    };
+    if (fcntl(dev->fd, F_OFD_GETLK, &fl) < 0)
+        return -errno;
+    return fl.l_type == F_UNLCK ? 0 : 1;
+}
+
+/* Under the mutex, right after the window was found busy again: the wait
+ * hook's verdict still stands only if some tag in `dead` is held and no
+ * other tag is (a live process that took the window since the hook
+ * looked holds its own tag). */
+static bool only_dead_tags_held(struct vdfs_dev *dev, uint64_t dead)
+{
+    if (dead == 0 || tags_held(dev, HOLDER_TAG_ANON, 1) != 0)
+        return false;
+    bool any = false;
+    for (uint64_t t = 0; t < HOLDER_TAG_ANON;) {
+        if (t < 64 && (dead >> t & 1)) {
+            if (!any)
+                any = tags_held(dev, t, 1) == 1;
+            t++;
+            continue;
+        }
+        uint64_t end = t;
+        while (end < 64 && !(dead >> end & 1))
+            end++;
+        if (end >= 64)
+            end = HOLDER_TAG_ANON;
+        if (tags_held(dev, t, end - t) != 0)
+            return false;
+        t = end;
+    }
+    return any;
+}
+
+/* Enters the sector mutex (with the holder tag) and takes an OFD lock on
+ * the window, waiting at most the patience for the OFD lock (forever when
+ * it is 0).  A process that is stopped (SIGSTOP) inside a sector
+ * operation keeps its OFD lock for as long as it is stopped.  A writer
+ * (`ask_hook`) stops waiting early when the wait hook says that every
+ * process that may hold the window is dead; otherwise the patience is
+ * the fallback: by its end the stopped holder's lease is over, so it can
+ * never write again, and waiting on would only stall live hosts.  Neither
+ * the mutex nor the tag is held while waiting, so this process's
+ * heartbeat thread is never held up by it.  On return 0 the mutex is
+ * held; *locked says whether the OFD lock is too (false: the holder is
+ * dead or the patience ran out). */
+static int window_lock(struct vdfs_dev *dev, short type, uint64_t start, size_t len, uint64_t patience_ms,
+                       bool ask_hook, bool *locked)
+{
+    *locked = false;
+    int rc;
+    /* Polled, never F_OFD_SETLKW: a waiter must not hold its tag. */
+    uint64_t began = monotonic_ms();
+    uint64_t give_up = patience_ms ? began + patience_ms : UINT64_MAX, next_ask = began + WAIT_HOOK_FIRST_MS;
+    bool holders_dead = false;
+    uint64_t dead_tags = 0;
     long nap = 1;
     for (;;) {
-        pthread_mutex_lock(&dev->sector_lock);
-        int rc = ofd_lock(dev->fd, F_OFD_SETLK, type, start, len);
+        if ((rc = sector_enter(dev)))
+            return rc;
+        rc = ofd_lock(dev->fd, F_OFD_SETLK, type, start, len);
         if (rc == 0) {
             *locked = true;
             return 0;
         }
         if (rc != -EAGAIN && rc != -EACCES) {
-            pthread_mutex_unlock(&dev->sector_lock);
+            sector_leave(dev);
             return rc;
         }
-        if (monotonic_ms() > give_up)
-            return 0; /* mutex held, OFD lock not */
-        pthread_mutex_unlock(&dev->sector_lock);
+        uint64_t now = monotonic_ms();
+        if (holders_dead) {
+            if (only_dead_tags_held(dev, dead_tags))
+                return 0; /* mutex held, OFD lock not */
+            holders_dead = false;
+        } else if (now > give_up) {
+            return 0;
+        }
+        sector_leave(dev);
+        vdfs_dev_wait_hook hook = ask_hook ? atomic_load(&dev->wait_hook) : NULL;
+        if (hook && now >= next_ask) {
+            /* Asked without the mutex: the hook reads heartbeat slots. */
+            dead_tags = 0;
+            holders_dead = hook(atomic_load(&dev->wait_hook_arg), &dead_tags);
+            next_ask = monotonic_ms() + WAIT_HOOK_PERIOD_MS;
+            if (holders_dead)
+                continue; /* one more try for the lock, then go on without it */
+        }
         nap_ms(nap);
         if (nap < 8)
             nap *= 2;
     }
+}
+
+void vdfs_dev_set_holder_tag(struct vdfs_dev *dev, uint32_t tag)
+{
+    atomic_store(&dev->holder_tag, tag == VDFS_DEV_TAG_ANON ? HOLDER_TAG_ANON : (uint64_t)tag);
+}
+
+int vdfs_dev_probe_holder_tags(struct vdfs_dev *dev, uint32_t first, uint32_t count)
+{
+    if (count == 0)
+        return -EINVAL;
+    if (first == VDFS_DEV_TAG_ANON)
+        return tags_held(dev, HOLDER_TAG_ANON, 1);
+    if ((uint64_t)first + count > HOLDER_TAG_ANON)
+        return -EINVAL;
+    return tags_held(dev, first, count);
+}
+
+void vdfs_dev_set_wait_hook(struct vdfs_dev *dev, vdfs_dev_wait_hook hook, void *arg)
+{
+    if (hook)
+        atomic_store(&dev->wait_hook_arg, arg);
+    atomic_store(&dev->wait_hook, hook);
 }
 
 void vdfs_dev_set_lock_patience(struct vdfs_dev *dev, uint32_t ms)
@@ -935,7 +1057,7 @@ int vdfs_dev_compare_and_write_flags(struct vdfs_dev *dev, uint64_t off, size_t 
     /* The lock covers the whole window because a widened write rewrites
      * the neighbouring sectors with what was read under this lock. */
     bool locked;
-    rc = window_lock(dev, F_WRLCK, w.start, w.len, atomic_load(&dev->lock_patience_ms), &locked);
+    rc = window_lock(dev, F_WRLCK, w.start, w.len, atomic_load(&dev->lock_patience_ms), true, &locked);
     bool wrote = false;
     if (rc == 0) {
         rc = raw_io(dev, VDFS_IO_READ, bounce, w.len, w.start);
@@ -956,7 +1078,7 @@ int vdfs_dev_compare_and_write_flags(struct vdfs_dev *dev, uint64_t off, size_t 
         }
         if (locked)
             ofd_lock(dev->fd, F_OFD_SETLK, F_UNLCK, w.start, w.len);
-        pthread_mutex_unlock(&dev->sector_lock);
+        sector_leave(dev);
     }
     if (wrote && !locked) {
         nap_ms(CAW_SETTLE_MS);
@@ -992,7 +1114,7 @@ int vdfs_dev_read_atomic(struct vdfs_dev *dev, void *buf, size_t len, uint64_t o
     }
     uint32_t patience = atomic_load(&dev->lock_patience_ms);
     bool locked;
-    rc = window_lock(dev, F_RDLCK, w.start, w.len, patience ? 50 : 0, &locked);
+    rc = window_lock(dev, F_RDLCK, w.start, w.len, patience ? 50 : 0, false, &locked);
     if (rc) {
         vdfs_aligned_free(bounce);
         vdfs_aligned_free(again);
@@ -1017,7 +1139,7 @@ int vdfs_dev_read_atomic(struct vdfs_dev *dev, void *buf, size_t len, uint64_t o
     }
     if (rc == 0)
         memcpy(buf, (char *)bounce + w.skip, len);
-    pthread_mutex_unlock(&dev->sector_lock);
+    sector_leave(dev);
     vdfs_aligned_free(bounce);
     vdfs_aligned_free(again);
     return rc;

@@ -116,8 +116,33 @@ void vdfs_dev_set_write_deadline(struct vdfs_dev *dev, uint64_t monotonic_deadli
  * reads back after a 20 ms settle time and reports -EAGAIN unless its own
  * image is still there; read_atomic returns two equal reads in a row.
  * The library sets the heartbeat timeout: by then the stopped holder's
- * lease is over and the device layer refuses its writes. */
+ * lease is over and the device layer refuses its writes.  The wait hook
+ * below usually ends the wait sooner. */
 void vdfs_dev_set_lock_patience(struct vdfs_dev *dev, uint32_t ms);
+
+/* Holder tags.  While a process holds an OFD lock on a sector window
+ * (inside compare-and-write or read_atomic) it also holds a read lock on
+ * the byte of its holder tag, taken before and dropped after, so the set
+ * of tags held at any moment covers every process that may hold a window.
+ * A cluster host sets its heartbeat slot as its tag once the slot is
+ * LIVE, and VDFS_DEV_TAG_ANON (the default: mounting, unmounting, tools)
+ * otherwise.  probe_holder_tags returns 1 when another open file
+ * description holds one of the tags first..first+count-1 (first ==
+ * VDFS_DEV_TAG_ANON: the anonymous tag), 0 when none, or -errno. */
+#define VDFS_DEV_TAG_ANON UINT32_MAX
+void vdfs_dev_set_holder_tag(struct vdfs_dev *dev, uint32_t tag);
+int vdfs_dev_probe_holder_tags(struct vdfs_dev *dev, uint32_t first, uint32_t count);
+
+/* Called about every 10 ms, without any device lock held, while a
+ * compare-and-write has waited 10 ms or more for another process's OFD
+ * lock on its window.  Returning true asserts that the processes holding
+ * the tags set in *dead_tags (bit t: tag t < 64) can write no more (the
+ * cluster's rules: a host dead by its heartbeat timeout, its lease over).
+ * The compare-and-write then tries the lock once more and, if it is still
+ * busy while one of those tags and no other is held, goes on without it
+ * as after the patience.  NULL: none. */
+typedef bool (*vdfs_dev_wait_hook)(void *arg, uint64_t *dead_tags);
+void vdfs_dev_set_wait_hook(struct vdfs_dev *dev, vdfs_dev_wait_hook hook, void *arg);
 
 /* Crash testing: when the environment variable VDFS_TRACE_WRITES names a
  * file at open time, every write, zero, discard and flush that reaches the

@@ -12,13 +12,26 @@
 #include "internal.h"
 #include "journal.h"
 
+static void sleep_ms(uint32_t ms);
+
+/* Reads a slot without an OFD lock: a process stopped inside a read under
+ * a shared lock of another host's slot would hold up that host's renewal
+ * (a compare-and-write) past its lease.  A slot is written one whole
+ * sector at a time; an image caught in the middle of a write fails its
+ * checksum and is read again. */
 static int read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_heartbeat *hb)
 {
     uint64_t addr = vdfs_heartbeat_addr(&fs->sb, slot);
-    int rc = vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, addr);
-    if (rc)
-        return rc;
-    rc = vdfs_heartbeat_decode(raw, addr, hb);
+    int rc;
+    for (int tries = 0;; tries++) {
+        rc = vdfs_dev_read_any(fs->dev, raw, VDFS_SECTOR_SIZE, addr);
+        if (rc)
+            return rc;
+        rc = vdfs_heartbeat_decode(raw, addr, hb);
+        if (rc == 0 || tries == 3)
+            break;
+        sleep_ms(1);
+    }
     if (rc)
         vdfs_log(VDFS_LOG_ERR, "heartbeat slot %u at 0x%llx is corrupt; fsck.vdfs repairs it", slot,
                  (unsigned long long)addr);
@@ -63,10 +76,9 @@ static void fill_live(struct vdfs *fs, struct vdfs_heartbeat *hb, uint32_t slot)
 }
 
 /* Records what was seen in a slot; returns for how long (on our clock) it
- * has not changed. */
-static uint64_t watch_update(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t now)
+ * has not changed.  Caller holds hb_lock. */
+static uint64_t watch_record(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t now)
 {
-    pthread_mutex_lock(&fs->hb_lock);
     struct slot_watch *w = &fs->watch[slot];
     if (!w->seen || w->state != hb->state || w->hb_gen != hb->hb_gen || w->counter != hb->counter ||
         hb->state == VDFS_HB_FREE) {
@@ -76,7 +88,13 @@ static uint64_t watch_update(struct vdfs *fs, uint32_t slot, const struct vdfs_h
         w->counter = hb->counter;
         w->since_ms = now;
     }
-    uint64_t silent = now - w->since_ms;
+    return now - w->since_ms;
+}
+
+static uint64_t watch_update(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t now)
+{
+    pthread_mutex_lock(&fs->hb_lock);
+    uint64_t silent = watch_record(fs, slot, hb, now);
     pthread_mutex_unlock(&fs->hb_lock);
     return silent;
 }
@@ -109,6 +127,70 @@ static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heart
     if (silent >= timeout_for(fs, hb))
         return true;
     return hb->state == VDFS_HB_LIVE && vdfs_dev_probe_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1) == 0;
+}
+
+/* Whether the process that holds slot's holder tag can write no more.  It
+ * set that tag only once its slot was LIVE and drops it before freeing
+ * the slot, so a FREE or REPLAYING slot means it was judged dead and
+ * recovered (no new process can claim the slot before it is FREE), and a
+ * LIVE one is judged like any lock holder.  Never waits for hb_lock: the
+ * asking thread may be the renewal, which holds it. */
+static bool tag_holder_dead(struct vdfs *fs, uint32_t slot)
+{
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat hb;
+    if (read_slot(fs, slot, raw, &hb) != 0)
+        return false;
+    if (hb.state == VDFS_HB_FREE || hb.state == VDFS_HB_REPLAYING)
+        return true;
+    uint64_t now = vdfs_monotonic_ms();
+    if (pthread_mutex_trylock(&fs->hb_lock) != 0)
+        return false; /* asked again in 10 ms */
+    uint64_t silent = watch_record(fs, slot, &hb, now);
+    pthread_mutex_unlock(&fs->hb_lock);
+    return slot_is_dead(fs, slot, &hb, silent);
+}
+
+/* The device's wait hook: a compare-and-write waits for an OFD lock on a
+ * record.  Its holder holds a holder tag; if every tag held by another
+ * process belongs to a host dead by the timeout (lease over: its device
+ * refuses writes), the holder is one of them and the write may go on
+ * without the lock.  This ends the wait when the holder dies, not a whole
+ * patience after the wait began.  A held anonymous tag (a host mounting
+ * or unmounting, a tool) or no tag at all proves nothing: keep waiting. */
+static bool window_holders_dead(void *arg, uint64_t *dead_tags)
+{
+    struct vdfs *fs = arg;
+    if (vdfs_dev_probe_holder_tags(fs->dev, VDFS_DEV_TAG_ANON, 1) != 0)
+        return false;
+    if (vdfs_dev_probe_holder_tags(fs->dev, 0, fs->sb.max_hosts) != 1)
+        return false;
+    uint32_t dead = VDFS_NO_SLOT;
+    for (uint32_t slot = 0; slot < fs->sb.max_hosts; slot++) {
+        int held = vdfs_dev_probe_holder_tags(fs->dev, slot, 1);
+        if (held < 0)
+            return false;
+        /* Our own slot's tag held by another process: an earlier
+         * incarnation, recovered before we could claim the slot. */
+        if (held && slot != fs->slot && !tag_holder_dead(fs, slot))
+            return false;
+        if (held) {
+            dead = slot;
+            *dead_tags |= UINT64_C(1) << slot;
+        }
+    }
+    if (*dead_tags == 0)
+        return false; /* the holder let go meanwhile: just try again */
+    /* Every write of that record meets the lock until the stopped
+     * process is continued or killed: say so now and then, not each time. */
+    static _Atomic uint64_t last_said_ms;
+    uint64_t now = vdfs_monotonic_ms(), said = atomic_load(&last_said_ms);
+    if ((said == 0 || now - said >= 10000) && atomic_compare_exchange_strong(&last_said_ms, &said, now))
+        vdfs_log(VDFS_LOG_INFO,
+                 "a record's OFD lock is held by a stopped host dead by the heartbeat timeout (slot %u); "
+                 "writing without it",
+                 dead);
+    return true;
 }
 
 int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
@@ -252,6 +334,7 @@ static int claim_slot(struct vdfs *fs)
             fs->liveness_locked = true;
             memcpy(fs->hb_raw, next, VDFS_SECTOR_SIZE);
             vdfs_dev_set_write_deadline(fs->dev, started + fs->lease_ms);
+            vdfs_dev_set_holder_tag(fs->dev, slot);
             return 0;
         }
         vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
@@ -286,14 +369,18 @@ static int renew(struct vdfs *fs)
     return rc;
 }
 
-/* Reads every slot so that silences are measured from when they began. */
+/* Reads every slot so that silences are measured from when they began.
+ * Without the OFD lock: a process stopped inside a read under a shared
+ * lock of the whole area would hold up every host's renewal (a
+ * compare-and-write on its own slot) past its lease.  A slot caught in the
+ * middle of a write fails its checksum and is simply looked at next time. */
 static void watch_all(struct vdfs *fs)
 {
     size_t len = (size_t)fs->sb.max_hosts * VDFS_SECTOR_SIZE;
     uint8_t *buf = vdfs_aligned_alloc(len < VDFS_META_SIZE ? VDFS_META_SIZE : len);
     if (!buf)
         return;
-    if (vdfs_dev_read_atomic(fs->dev, buf, len, vdfs_heartbeat_addr(&fs->sb, 0)) == 0) {
+    if (vdfs_dev_read_any(fs->dev, buf, len, vdfs_heartbeat_addr(&fs->sb, 0)) == 0) {
         uint64_t now = vdfs_monotonic_ms();
         for (uint32_t slot = 0; slot < fs->sb.max_hosts; slot++) {
             struct vdfs_heartbeat hb;
@@ -312,14 +399,34 @@ static void sleep_ms(uint32_t ms)
         ;
 }
 
+/* How often the other slots are read.  A silence is timed from when this
+ * host first saw the last counter, up to one watch period after it was
+ * written: a quarter interval bounds that lag, so a stopped host is dead
+ * here at most timeout + interval/4 after it stopped. */
+static uint32_t watch_period_ms(const struct vdfs *fs)
+{
+    return fs->hb_interval_ms / 4 > 10 ? fs->hb_interval_ms / 4 : 10;
+}
+
 static void *heartbeat_main(void *arg)
 {
     struct vdfs *fs = arg;
     uint64_t lease_until = vdfs_monotonic_ms() + fs->lease_ms;
+    uint64_t next_watch = 0;
     while (!atomic_load(&fs->hb_stopping)) {
-        /* Short naps so that unmount does not wait a whole interval. */
-        for (uint32_t slept = 0; slept < fs->hb_interval_ms && !atomic_load(&fs->hb_stopping); slept += 20)
-            sleep_ms(fs->hb_interval_ms - slept < 20 ? fs->hb_interval_ms - slept : 20);
+        /* Short naps so that unmount does not wait a whole interval;
+         * between renewals the other slots are watched. */
+        uint64_t renew_at = vdfs_monotonic_ms() + fs->hb_interval_ms;
+        for (uint64_t now = vdfs_monotonic_ms(); now < renew_at && !atomic_load(&fs->hb_stopping);
+             now = vdfs_monotonic_ms()) {
+            if (now >= next_watch) {
+                watch_all(fs);
+                next_watch = now + watch_period_ms(fs);
+                continue;
+            }
+            uint64_t until = next_watch < renew_at ? next_watch : renew_at;
+            sleep_ms(until - now < 20 ? (uint32_t)(until - now) : 20);
+        }
         if (atomic_load(&fs->hb_stopping) || volume_is_fenced(fs))
             break;
         uint64_t started = vdfs_monotonic_ms();
@@ -339,7 +446,6 @@ static void *heartbeat_main(void *arg)
          * counter no earlier than that. */
         lease_until = started + fs->lease_ms;
         vdfs_dev_set_write_deadline(fs->dev, lease_until);
-        watch_all(fs);
     }
     return NULL;
 }
@@ -347,6 +453,7 @@ static void *heartbeat_main(void *arg)
 int heartbeat_mount(struct vdfs *fs)
 {
     vdfs_dev_set_lock_patience(fs->dev, fs->hb_timeout_ms);
+    vdfs_dev_set_wait_hook(fs->dev, window_holders_dead, fs);
     /* Until the slot is ours, recovery writes are bounded by a provisional
      * lease too: a mount that stalls must not replay over a newer state. */
     vdfs_dev_set_write_deadline(fs->dev, vdfs_monotonic_ms() + fs->lease_ms);
@@ -381,6 +488,9 @@ void heartbeat_stop(struct vdfs *fs)
 int heartbeat_release(struct vdfs *fs)
 {
     int rc = 0;
+    /* From the CAW that frees the slot on, a held tag of this slot would
+     * read as a recovered (dead) host's. */
+    vdfs_dev_set_holder_tag(fs->dev, VDFS_DEV_TAG_ANON);
     if (!vdfs_dev_is_fenced(fs->dev)) {
         struct vdfs_heartbeat hb;
         uint8_t next[VDFS_SECTOR_SIZE];
