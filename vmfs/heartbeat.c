@@ -19,7 +19,7 @@ static void sleep_ms(uint32_t ms);
  * (a compare-and-write) past its lease.  A slot is written one whole
  * sector at a time; an image caught in the middle of a write fails its
  * checksum and is read again. */
-static int read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_heartbeat *hb)
+int heartbeat_read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_heartbeat *hb)
 {
     uint64_t addr = vdfs_heartbeat_addr(&fs->sb, slot);
     int rc;
@@ -139,7 +139,7 @@ static bool tag_holder_dead(struct vdfs *fs, uint32_t slot)
 {
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
-    if (read_slot(fs, slot, raw, &hb) != 0)
+    if (heartbeat_read_slot(fs, slot, raw, &hb) != 0)
         return false;
     if (hb.state == VDFS_HB_FREE || hb.state == VDFS_HB_REPLAYING)
         return true;
@@ -199,7 +199,7 @@ int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
         return SLOT_GONE;
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
-    int rc = read_slot(fs, slot, raw, &hb);
+    int rc = heartbeat_read_slot(fs, slot, raw, &hb);
     if (rc)
         return rc;
     if (hb.state == VDFS_HB_FREE || hb.hb_gen != hb_gen)
@@ -259,7 +259,7 @@ int heartbeat_recover(struct vdfs *fs, uint32_t slot)
         return -EINVAL;
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
-    int rc = read_slot(fs, slot, raw, &hb);
+    int rc = heartbeat_read_slot(fs, slot, raw, &hb);
     if (rc)
         return rc;
     if (hb.state == VDFS_HB_FREE)
@@ -279,7 +279,7 @@ static int scan_slots(struct vdfs *fs, bool recover)
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
     for (uint32_t slot = 0; slot < fs->sb.max_hosts; slot++) {
-        int rc = read_slot(fs, slot, raw, &hb);
+        int rc = heartbeat_read_slot(fs, slot, raw, &hb);
         if (rc == -EIO)
             continue; /* a corrupt slot is nobody's; fsck.vdfs repairs it */
         if (rc)
@@ -319,7 +319,7 @@ static int claim_slot(struct vdfs *fs)
         int rc = vdfs_dev_try_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1, false);
         if (rc)
             continue;
-        rc = read_slot(fs, slot, raw, &hb);
+        rc = heartbeat_read_slot(fs, slot, raw, &hb);
         if (rc || hb.state != VDFS_HB_FREE) {
             vdfs_dev_unlock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
             continue;

@@ -117,6 +117,10 @@ int heartbeat_release(struct vdfs *fs);
 /* Whether the last scan saw any other slot in use (the heartbeat thread
  * rescans every interval). */
 bool heartbeat_others_present(struct vdfs *fs);
+/* Reads and decodes heartbeat slot `slot` without an OFD lock (a stopped
+ * reader must never hold up a renewal), again when the checksum catches a
+ * write in progress. */
+int heartbeat_read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdfs_heartbeat *hb);
 /* Judges the holder (slot, hb_gen) of a lock by a fresh read of its slot. */
 int heartbeat_judge(struct vdfs *fs, uint32_t slot, uint64_t hb_gen);
 /* Recovers a dead slot: mark REPLAYING, replay its journal, reset the

@@ -151,8 +151,7 @@ static void prune_waiters(struct vdfs *fs, struct vdfs_lock_rec *l)
         uint8_t raw[VDFS_SECTOR_SIZE];
         struct vdfs_heartbeat hb;
         if (s >= fs->sb.max_hosts ||
-            (vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, s)) == 0 &&
-             vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, s), &hb) == 0 && hb.state == VDFS_HB_FREE))
+            (heartbeat_read_slot(fs, s, raw, &hb) == 0 && hb.state == VDFS_HB_FREE))
             l->waiters &= ~(UINT64_C(1) << s);
     }
 }
@@ -443,8 +442,7 @@ static int prune_holders(struct vdfs *fs, struct vdfs_lock_rec *l, bool *changed
             /* Holder records keep the low 32 bits of the generation. */
             if (slot >= fs->sb.max_hosts)
                 verdict = SLOT_GONE;
-            else if (vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, slot)) == 0 &&
-                     vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, slot), &hb) == 0)
+            else if (heartbeat_read_slot(fs, slot, raw, &hb) == 0)
                 verdict = heartbeat_judge(fs, slot, (uint32_t)hb.hb_gen == gen ? hb.hb_gen : hb.hb_gen + 1);
             if (verdict == SLOT_DEAD && heartbeat_recover(fs, slot) == 0)
                 verdict = SLOT_GONE;
@@ -822,8 +820,7 @@ static void describe_slot(struct vdfs *fs, uint32_t slot, char *host, size_t len
     struct vdfs_heartbeat hb;
     char uuid[37];
     if (slot < fs->sb.max_hosts &&
-        vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, slot)) == 0 &&
-        vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, slot), &hb) == 0) {
+        heartbeat_read_slot(fs, slot, raw, &hb) == 0) {
         vdfs_uuid_format(hb.host_uuid, uuid);
         snprintf(host, len, "%s (%s, slot %u, pid %u)", hb.hostname, uuid, slot, hb.pid);
     } else {
@@ -836,8 +833,7 @@ static bool slot_generation_matches(struct vdfs *fs, uint32_t slot, uint64_t gen
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat hb;
     if (slot >= fs->sb.max_hosts ||
-        vdfs_dev_read_atomic(fs->dev, raw, VDFS_SECTOR_SIZE, vdfs_heartbeat_addr(&fs->sb, slot)) != 0 ||
-        vdfs_heartbeat_decode(raw, vdfs_heartbeat_addr(&fs->sb, slot), &hb) != 0)
+        heartbeat_read_slot(fs, slot, raw, &hb) != 0)
         return false;
     return hb.state != VDFS_HB_FREE && (uint32_t)hb.hb_gen == (uint32_t)gen;
 }
