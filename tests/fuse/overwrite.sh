@@ -5,7 +5,20 @@
 . "$(dirname "$0")/lib.sh" "$1"
 HERE=$(cd "$(dirname "$0")" && pwd)
 make_image 1G
+
+# The kernel's limit of asynchronous requests (max_background) is what
+# vdfs-fuse asked for: 32 by default, or -o max_background.
+connection_max_background() {
+    mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections
+    local dev
+    dev=$(awk -v m="$MNT" '$5 == m {print $3}' /proc/self/mountinfo)
+    cat "/sys/fs/fuse/connections/${dev#*:}/max_background"
+}
+mount_fg -o max_background=48
+[ "$(connection_max_background)" = 48 ] || fail "-o max_background=48 gave $(connection_max_background)"
+unmount_fg
 mount_fg
+[ "$(connection_max_background)" = 32 ] || fail "default max_background is $(connection_max_background), not 32"
 python3 "$HERE/overwrite_checks.py" "$MNT" "$WORK/state" || fail "overwrite checks"
 unmount_fg
 fsck_clean
