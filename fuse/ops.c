@@ -206,8 +206,10 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_write = 1u << 20;
     conn->max_readahead = 1u << 20;
     struct vdfs_fuse *v = userdata;
-    conn->max_background = v->max_background;
-    conn->congestion_threshold = v->max_background * 3 / 4 ? v->max_background * 3 / 4 : 1;
+    if (v->max_background) {
+        conn->max_background = v->max_background;
+        conn->congestion_threshold = v->max_background * 3 / 4 ? v->max_background * 3 / 4 : 1;
+    }
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;

@@ -7,7 +7,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 make_image 1G
 
 # The kernel's limit of asynchronous requests (max_background) is what
-# vdfs-fuse asked for: 32 by default, or -o max_background.
+# vdfs-fuse asked for: the kernel's 12 by default, or -o max_background.
 connection_max_background() {
     mountpoint -q /sys/fs/fuse/connections || mount -t fusectl none /sys/fs/fuse/connections
     local dev
@@ -18,7 +18,7 @@ mount_fg -o max_background=48
 [ "$(connection_max_background)" = 48 ] || fail "-o max_background=48 gave $(connection_max_background)"
 unmount_fg
 mount_fg
-[ "$(connection_max_background)" = 32 ] || fail "default max_background is $(connection_max_background), not 32"
+[ "$(connection_max_background)" = 12 ] || fail "default max_background is $(connection_max_background), not 12"
 python3 "$HERE/overwrite_checks.py" "$MNT" "$WORK/state" || fail "overwrite checks"
 unmount_fg
 fsck_clean
