@@ -187,6 +187,7 @@ int main(int argc, char **argv)
     struct vdfs_fuse vol;
     memset(&vol, 0, sizeof(vol));
     vol.readonly = o.readonly;
+    vol.max_background = o.max_background;
     if (mount_volume(&o, &vol.fs) != 0)
         goto out_report;
     vol.block_size = vdfs_block_size(vol.fs);
@@ -210,8 +211,13 @@ int main(int argc, char **argv)
             loop_rc = -ENOMEM;
         } else {
             fuse_loop_cfg_set_clone_fd(cfg, cl.clone_fd);
-            if (cl.max_threads > 0 && cl.max_threads <= 100000) /* unset: UINT_MAX */
+            /* Unset (UINT_MAX): libfuse's default (10), or with
+             * max_background enough threads for every background request to
+             * wait for its device I/O while a few serve lookups. */
+            if (cl.max_threads > 0 && cl.max_threads <= 100000)
                 fuse_loop_cfg_set_max_threads(cfg, cl.max_threads);
+            else if (vol.max_background)
+                fuse_loop_cfg_set_max_threads(cfg, vol.max_background + 8);
             if (cl.max_idle_threads <= 100000)
                 fuse_loop_cfg_set_idle_threads(cfg, cl.max_idle_threads);
             loop_rc = fuse_session_loop_mt(se, cfg);

@@ -105,9 +105,12 @@ static void nocap_forget(uint32_t ino)
     pthread_mutex_unlock(&nocap_lock);
 }
 
-/* Each worker thread keeps one page-aligned read buffer: the library's
- * O_DIRECT reads then land in it without a bounce copy, and a 1 MiB read
- * costs no mmap, munmap and page faults. */
+/* Each worker thread keeps one page-aligned buffer: the library's
+ * O_DIRECT reads land in it without a bounce copy, and a 1 MiB read costs
+ * no mmap, munmap and page faults.  Writes copy their data into it (libfuse
+ * hands it over just after the request header, never aligned), which is
+ * the one copy the library would otherwise make into a buffer of its own
+ * allocated and freed per request. */
 struct read_buf {
     void *data;
     size_t cap;
@@ -129,7 +132,7 @@ static void read_buf_key_create(void)
 }
 
 /* A buffer of at least `size` bytes owned by this thread, or NULL. */
-static void *read_buffer(size_t size)
+static void *io_buffer(size_t size)
 {
     pthread_once(&read_buf_once, read_buf_key_create);
     if (!read_buf_key_ok)
@@ -202,6 +205,11 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
      * kernel for max_pages to match. */
     conn->max_write = 1u << 20;
     conn->max_readahead = 1u << 20;
+    struct vdfs_fuse *v = userdata;
+    if (v->max_background) {
+        conn->max_background = v->max_background;
+        conn->congestion_threshold = v->max_background * 3 / 4 ? v->max_background * 3 / 4 : 1;
+    }
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
@@ -437,7 +445,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
-    void *buf = read_buffer(size ? size : 1);
+    void *buf = io_buffer(size ? size : 1);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -452,7 +460,15 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
-    ssize_t n = vdfs_pwrite(vol(req)->fs, ino_of(ino), buf, size, (uint64_t)off);
+    const void *data = buf;
+    if ((uintptr_t)buf % PAGE_ALIGN) {
+        void *aligned = io_buffer(size ? size : 1);
+        if (aligned) {
+            memcpy(aligned, buf, size);
+            data = aligned;
+        }
+    }
+    ssize_t n = vdfs_pwrite(vol(req)->fs, ino_of(ino), data, size, (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else

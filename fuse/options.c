@@ -19,6 +19,7 @@ static const struct fuse_opt config_spec[] = {
     OPT("no_direct", no_direct),
     FUSE_OPT_KEY("hb_interval_ms=", KEY_NUMBER),
     FUSE_OPT_KEY("hb_timeout_ms=", KEY_NUMBER),
+    FUSE_OPT_KEY("max_background=", KEY_NUMBER),
     OPT("multiwriter", multiwriter),
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-r", KEY_RO),
@@ -50,6 +51,9 @@ void fuse_config_usage(const char *prog)
            "  -o multiwriter     opens for write share files with other multiwriter hosts\n"
            "                     instead of locking them exclusively (EBUSY elsewhere)\n"
            "  -o allow_other     let other users use the mount (root, or user_allow_other)\n"
+           "  -o max_background=N    asynchronous requests in flight to the daemon, the\n"
+           "                         queue depth of direct I/O (default: the kernel's, 12)\n"
+           "  -o max_threads=N   worker threads (default 10, or max_background + 8)\n"
            "  -o max_idle_threads=N  idle worker threads kept (default 10)\n"
            "  -h, --help         this help\n"
            "  -V, --version      the version\n"
@@ -69,6 +73,7 @@ static const struct number_option {
     {"commit_ms", offsetof(struct fuse_config_opts, commit_ms), 1, 3600000},
     {"hb_interval_ms", offsetof(struct fuse_config_opts, hb_interval_ms), 10, 60000},
     {"hb_timeout_ms", offsetof(struct fuse_config_opts, hb_timeout_ms), 100, 600000},
+    {"max_background", offsetof(struct fuse_config_opts, max_background), 1, 65535},
 };
 
 static int parse_number_option(struct fuse_config_opts *opts, const char *arg)

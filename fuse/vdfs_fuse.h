@@ -21,6 +21,7 @@ struct fuse_config_opts {
     unsigned hb_interval_ms; /* -o hb_interval_ms= (0: the datastore's) */
     unsigned hb_timeout_ms;  /* -o hb_timeout_ms= (0: the datastore's) */
     bool multiwriter;    /* -o multiwriter: write opens share the file lock */
+    unsigned max_background; /* -o max_background= (0: the kernel's default, 12) */
     bool show_help;
     bool show_version;
     bool fake;           /* mount(8) helper -f: do everything but mount */
@@ -37,6 +38,11 @@ void fuse_config_usage(const char *prog);
 /* The mounted volume that every request works on. */
 struct vdfs_fuse {
     struct vdfs *fs;
+    /* Asynchronous requests (libaio and io_uring direct I/O, readahead)
+     * the kernel keeps in flight to the daemon; 0 leaves the kernel's
+     * default (12).  Each holds a worker thread for the length of its
+     * device I/O, so this is also the queue depth the datastore sees. */
+    unsigned max_background;
     bool readonly;
     bool unmounted;       /* set once vdfs_unmount ran (destroy or main) */
     int unmount_rc;

@@ -6,6 +6,7 @@
  * 128 double-indirect pointer blocks.  A unit is allocated on first write
  * and reads as zeros until then (thin provisioning). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -110,10 +111,37 @@ static bool pb_empty(const struct vdfs_pb *pb)
     return true;
 }
 
+/* One entry of a cached pointer block, for lookups: meta_get verified
+ * the image when it came in from the device, so the only checks left are
+ * whose block it is; decoding all of its entries for one would cost more
+ * than the rest of a 4 KiB overwrite's bookkeeping. */
+static int pb_entry(struct vdfs *fs, const struct vdfs_fd *fd, uint32_t p, uint32_t level, uint32_t index,
+                    uint32_t *out)
+{
+    int rc = check_ptr(fs, fd, VDFS_RT_PB, p);
+    if (rc)
+        return rc;
+    uint64_t addr = vdfs_resource_addr(&fs->sb, VDFS_RT_PB, vdfs_ptr_index(p));
+    const uint8_t *raw;
+    rc = meta_get(fs, addr, VDFS_KIND_PB, &raw);
+    if (rc)
+        return rc;
+    vdfs_le32 owner, lvl, entry;
+    memcpy(&owner, raw + offsetof(struct vdfs_disk_pb, owner_ino), sizeof(owner));
+    memcpy(&lvl, raw + offsetof(struct vdfs_disk_pb, level), sizeof(lvl));
+    memcpy(&entry, raw + offsetof(struct vdfs_disk_pb, entries) + (size_t)index * sizeof(entry), sizeof(entry));
+    if (vdfs_get32(owner) != fd->ino || vdfs_get32(lvl) != level) {
+        vdfs_log(VDFS_LOG_ERR, "pointer block at 0x%llx belongs to descriptor %u level %u, not %u level %u",
+                 (unsigned long long)addr, vdfs_get32(owner), vdfs_get32(lvl), fd->ino, level);
+        return -EIO;
+    }
+    *out = vdfs_get32(entry);
+    return 0;
+}
+
 /* Reads the pointer of unit L; 0 means a hole. */
 static int ptr_get(struct vdfs *fs, struct vdfs_fd *fd, uint64_t L, uint32_t *out)
 {
-    struct vdfs_pb pb;
     int rc;
     *out = 0;
     if (fd->addr_mode == VDFS_AM_SUB) {
@@ -128,22 +156,19 @@ static int ptr_get(struct vdfs *fs, struct vdfs_fd *fd, uint64_t L, uint32_t *ou
         uint32_t p = fd->data.slots[VDFS_DIRECT_SLOTS + rel / SINGLE_SPAN];
         if (!vdfs_ptr_present(p))
             return 0;
-        if ((rc = pb_load(fs, fd, p, 1, &pb)))
+        if ((rc = pb_entry(fs, fd, p, 1, (uint32_t)(rel % SINGLE_SPAN), out)))
             return rc;
-        *out = pb.entries[rel % SINGLE_SPAN];
     } else if (L < MAX_UNITS) {
         uint64_t rel = L - DOUBLE_BASE;
         uint32_t p = fd->data.slots[VDFS_DIRECT_SLOTS + VDFS_SINGLE_SLOTS + rel / DOUBLE_SPAN];
         if (!vdfs_ptr_present(p))
             return 0;
-        if ((rc = pb_load(fs, fd, p, 2, &pb)))
+        if ((rc = pb_entry(fs, fd, p, 2, (uint32_t)((rel / SINGLE_SPAN) % SINGLE_SPAN), &p)))
             return rc;
-        p = pb.entries[(rel / SINGLE_SPAN) % SINGLE_SPAN];
         if (!vdfs_ptr_present(p))
             return 0;
-        if ((rc = pb_load(fs, fd, p, 1, &pb)))
+        if ((rc = pb_entry(fs, fd, p, 1, (uint32_t)(rel % SINGLE_SPAN), out)))
             return rc;
-        *out = pb.entries[rel % SINGLE_SPAN];
     }
     return check_ptr(fs, fd, VDFS_RT_FB, *out);
 }

@@ -640,6 +640,34 @@ ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_
     return rc;
 }
 
+/* How stale an overwrite may leave mtime and ctime.  Like the kernel's
+ * coarse timestamps (one tick, 4 ms at HZ=250): a write within this long
+ * after the last change of both times leaves the descriptor alone, so a
+ * stream of small overwrites is not a stream of descriptor updates. */
+#define TIME_GRANULE_NS 4000000u
+
+static bool changed_within_granule(struct vdfs_timespec t, struct vdfs_timespec now)
+{
+    int64_t ns = (now.sec - t.sec) * 1000000000 + ((int64_t)now.nsec - (int64_t)t.nsec);
+    return ns >= 0 && ns < (int64_t)TIME_GRANULE_NS;
+}
+
+/* What a write does to the descriptor whatever it writes: new mtime and
+ * ctime, no setuid bit, no setgid bit on a group-executable file.  The
+ * overwrite path applies it before its data goes out, as the kernel's
+ * file_modified() does, while fd is current and fs->lock held. */
+static bool mark_modified(struct vdfs_fd *fd, struct vdfs_timespec now, bool always)
+{
+    bool drop_ids = (fd->mode & S_ISUID) || ((fd->mode & S_ISGID) && (fd->mode & S_IXGRP));
+    if (!always && !drop_ids && changed_within_granule(fd->mtime, now) && changed_within_granule(fd->ctime, now))
+        return false;
+    fd->mtime = fd->ctime = now;
+    fd->mode &= ~(uint32_t)S_ISUID;
+    if (fd->mode & S_IXGRP)
+        fd->mode &= ~(uint32_t)S_ISGID;
+    return true;
+}
+
 static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf, size_t len, uint64_t off)
 {
     if (len == 0)
@@ -672,12 +700,8 @@ static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf
         done = 0;
         fd->size = old_size;
     }
-    if (done) {
-        fd->mtime = fd->ctime = now_ts();
-        fd->mode &= ~(uint32_t)S_ISUID;
-        if (fd->mode & S_IXGRP)
-            fd->mode &= ~(uint32_t)S_ISGID;
-    }
+    if (done)
+        mark_modified(fd, now_ts(), true);
     /* Even a failed write may have allocated units: keep the map. */
     int src = fd_store(fs, fd);
     if (src)
@@ -685,10 +709,10 @@ static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf
     return done ? (ssize_t)done : rc;
 }
 
-/* An overwrite inside the file's allocated, written blocks: the device
- * write runs outside the lock, then the times are updated on a fresh copy
- * of the descriptor.  False (nothing done) when the range does not
- * qualify. */
+/* An overwrite inside the file's allocated, written blocks: the times are
+ * updated (when due) and the journal given its chance to commit under the
+ * lock, then the device write runs outside it.  False (nothing done) when
+ * the range does not qualify. */
 static bool overwrite_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, struct open_file *o, const void *buf,
                                    size_t len, uint64_t off, ssize_t *result)
 {
@@ -696,18 +720,14 @@ static bool overwrite_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, struct o
     if (len == 0 || off + len < off || off + len > fd->size ||
         !map_outside_lock(fs, fd, (void *)buf, len, off, true, &batch))
         return false;
-    int rc = submit_outside_lock(fs, o, &batch, (void *)buf, len, true);
-    if (rc == 0)
-        rc = cluster_hold(fs);
-    if (rc == 0)
-        rc = fd_load(fs, fd->ino, fd);
-    if (rc == 0) {
-        fd->mtime = fd->ctime = now_ts();
-        fd->mode &= ~(uint32_t)S_ISUID;
-        if (fd->mode & S_IXGRP)
-            fd->mode &= ~(uint32_t)S_ISGID;
+    int rc = 0;
+    if (mark_modified(fd, now_ts(), false)) {
         rc = fd_store(fs, fd);
+        if (rc == 0)
+            rc = journal_maybe_commit(fs);
     }
+    if (rc == 0)
+        rc = submit_outside_lock(fs, o, &batch, (void *)buf, len, true);
     *result = rc ? rc : (ssize_t)len;
     return true;
 }
@@ -723,11 +743,6 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
         rc = -EISDIR;
     struct open_file *o = rc == 0 && S_ISREG(fd->mode) ? open_file_find(fs, ino) : NULL;
     if (o && overwrite_outside_lock(fs, fd, o, buf, len, off, &rc)) {
-        if (rc >= 0) {
-            int crc = journal_maybe_commit(fs);
-            if (crc)
-                rc = crc;
-        }
         fd_end(fs, fd);
         return rc;
     }

@@ -14,13 +14,16 @@ repeats=3
 runtime=20
 workbase=/var/tmp
 systems="vdfs passthrough ext4"
+workloads="seq_write seq_read rand_read rand_write meta"
 fuse_readahead=""
+before_build=""
 
 usage() {
     cat <<EOF
 usage: $0 [-b BUILD_DIR] [-s SIZE] [-n FILES] [-d DIRS] [-r REPEATS] [-t SECONDS]
           [-w WORK_PARENT] [--systems "vdfs passthrough ext4"] [--fuse-readahead KB]
-          [--quick] [-h]
+          [--workloads "seq_write seq_read rand_read rand_write meta"]
+          [-B BEFORE_BUILD_DIR] [--quick] [-h]
 
 Runs fio and a create/stat/unlink program against
   vdfs         vdfs-fuse over a vdfs image file on the ext4
@@ -37,6 +40,12 @@ vdfs/passthrough_ll and vdfs/ext4 against the targets.
   -t SECONDS   run time of each 4 KiB random job (default $runtime)
   -w DIR       where the ext4 image goes; not tmpfs (default $workbase)
   --systems L  subset to run, e.g. "vdfs ext4"
+  --workloads L  subset of workloads, e.g. "rand_read rand_write" (the random
+               jobs then run on a file fio lays out itself)
+  -B DIR       also run the vdfs-fuse of another build as system "before"
+               (a second image on the same ext4), so a change is measured
+               against its predecessor in one invocation; adds the column
+               vdfs/before
   --fuse-readahead KB  set read_ahead_kb of both FUSE mounts (default: the
                kernel's 128, which makes FUSE reads 128 KiB requests)
   --quick      -s 512M -n 5000 -r 1 -t 5: a smoke run of a minute or two
@@ -68,6 +77,8 @@ while (($#)); do
     -t) runtime="$2"; shift 2 ;;
     -w) workbase="$2"; shift 2 ;;
     --systems) systems="$2"; shift 2 ;;
+    --workloads) workloads="$2"; shift 2 ;;
+    -B) before_build="$(cd "$2" && pwd)"; shift 2 ;;
     --fuse-readahead) fuse_readahead="$2"; shift 2 ;;
     --quick) size=512M; files=5000; repeats=1; runtime=5; shift ;;
     -h | --help) usage; exit 0 ;;
@@ -82,6 +93,13 @@ for tool in fio mkfs.ext4 losetup cc pkg-config python3 fusermount3; do
 done
 [[ -x "$build/fuse/vdfs-fuse" && -x "$build/mkfs/mkfs.vdfs" ]] ||
     die "$build has no fuse/vdfs-fuse or mkfs/mkfs.vdfs (ninja -C BUILD fuse/vdfs-fuse mkfs/mkfs.vdfs, or -b)"
+if [[ -n "$before_build" ]]; then
+    [[ -x "$before_build/fuse/vdfs-fuse" ]] || die "$before_build has no fuse/vdfs-fuse"
+    [[ " $systems " == *" before "* ]] || systems="$systems before"
+fi
+for w in $workloads; do
+    [[ " seq_write seq_read rand_read rand_write meta " == *" $w "* ]] || die "unknown workload '$w'"
+done
 [[ "$(stat -f -c %T "$workbase")" != tmpfs ]] || die "$workbase is tmpfs; give -w a disk-backed directory"
 [[ "$repeats" =~ ^[1-9][0-9]*$ && "$runtime" =~ ^[1-9][0-9]*$ && "$files" =~ ^[1-9][0-9]*$ ]] ||
     die "-r, -t and -n take positive integers"
@@ -93,7 +111,7 @@ results="$work/results.tsv"
 loopdev=""
 cleanup() {
     set +e
-    for m in "$work/vdfs" "$work/passthrough"; do
+    for m in "$work/vdfs" "$work/before" "$work/passthrough"; do
         mountpoint -q "$m" && { umount "$m" || fusermount3 -u -z "$m"; }
     done
     if mountpoint -q "$ext4"; then
@@ -133,7 +151,7 @@ mkfs.ext4 -q -F "$work/ext4.img"
 # Direct I/O from the loop device to its image: the host's page cache
 # would otherwise hold a second copy and drop_caches would not be enough.
 loopdev=$(losetup -f --show --direct-io=on "$work/ext4.img")
-mkdir -p "$ext4" "$work/vdfs" "$work/passthrough"
+mkdir -p "$ext4" "$work/vdfs" "$work/before" "$work/passthrough"
 mount "$loopdev" "$ext4"
 mkdir -p "$ext4/plain" "$ext4/under-passthrough"
 
@@ -141,13 +159,18 @@ mkdir -p "$ext4/plain" "$ext4/under-passthrough"
 # default is one per 256 KiB, 65536 for this image).
 "$build/mkfs/mkfs.vdfs" -q -N $((files + 4096)) "$ext4/vdfs.img" $((size_bytes * 2 + (8 << 30)))
 "$build/fuse/vdfs-fuse" "$ext4/vdfs.img" "$work/vdfs"
+if [[ -n "$before_build" ]]; then
+    "$build/mkfs/mkfs.vdfs" -q -N $((files + 4096)) "$ext4/before.img" $((size_bytes * 2 + (8 << 30)))
+    "$before_build/fuse/vdfs-fuse" "$ext4/before.img" "$work/before"
+fi
 # passthrough_ll keeps a file descriptor open per inode it knows: without a
 # higher limit it fails the 100k-file run with EBADF/EMFILE.
 ulimit -n "$(ulimit -Hn)"
 "$work/passthrough_ll" -o source="$ext4/under-passthrough" "$work/passthrough"
 if [[ -n "$fuse_readahead" ]]; then
     [[ "$fuse_readahead" =~ ^[1-9][0-9]*$ ]] || die "--fuse-readahead takes KiB"
-    for m in "$work/vdfs" "$work/passthrough"; do
+    for m in "$work/vdfs" "$work/before" "$work/passthrough"; do
+        mountpoint -q "$m" || continue
         dev=$(awk -v m="$m" '$5 == m {print $3}' /proc/self/mountinfo)
         [[ -n "$dev" ]] || die "$m: not in /proc/self/mountinfo"
         echo "$fuse_readahead" > "/sys/class/bdi/$dev/read_ahead_kb"
@@ -157,12 +180,14 @@ fi
 dir_of() {
     case "$1" in
     vdfs) echo "$work/vdfs" ;;
+    before) echo "$work/before" ;;
     passthrough) echo "$work/passthrough" ;;
     ext4) echo "$ext4/plain" ;;
     esac
 }
 
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+wanted() { [[ " $workloads " == *" $1 "* ]]; }
 
 # fio_job NAME FILE extra-args... -> prints the figure (MiB/s or IOPS)
 fio_job() {
@@ -185,24 +210,37 @@ run_system() {
     dir="$(dir_of "$sys")"
     file="$dir/fio.dat"
     log "repeat $rep: $sys"
-    record "$rep" "$sys" seq_write "$(fio_job seqwrite "$file" --rw=write --bs=1M --size="$size" \
-        --ioengine=psync --direct=0 --end_fsync=1)"
-    drop_caches
-    record "$rep" "$sys" seq_read "$(fio_job seqread "$file" --rw=read --bs=1M --size="$size" \
-        --ioengine=psync --direct=0)"
-    drop_caches
-    record "$rep" "$sys" rand_read "$(fio_job randread "$file" --rw=randread --bs=4k --size="$size" \
-        --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime="$runtime")"
-    record "$rep" "$sys" rand_write "$(fio_job randwrite "$file" --rw=randwrite --bs=4k --size="$size" \
-        --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime="$runtime" --end_fsync=1)"
+    if wanted seq_write; then
+        record "$rep" "$sys" seq_write "$(fio_job seqwrite "$file" --rw=write --bs=1M --size="$size" \
+            --ioengine=psync --direct=0 --end_fsync=1)"
+        drop_caches
+    fi
+    if wanted seq_read; then
+        record "$rep" "$sys" seq_read "$(fio_job seqread "$file" --rw=read --bs=1M --size="$size" \
+            --ioengine=psync --direct=0)"
+        drop_caches
+    fi
+    if [[ ! -f "$file" ]] && { wanted rand_read || wanted rand_write; }; then
+        # Without the sequential jobs the file is laid out here (not timed).
+        fio --name=layout --filename="$file" --rw=write --bs=1M --size="$size" --ioengine=psync \
+            --output=/dev/null >/dev/null
+        drop_caches
+    fi
+    wanted rand_read && record "$rep" "$sys" rand_read "$(fio_job randread "$file" --rw=randread --bs=4k \
+        --size="$size" --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime="$runtime")"
+    wanted rand_write && record "$rep" "$sys" rand_write "$(fio_job randwrite "$file" --rw=randwrite --bs=4k \
+        --size="$size" --ioengine=libaio --iodepth=32 --direct=1 --time_based --runtime="$runtime" --end_fsync=1)"
     rm -f "$file"
-    mkdir -p "$dir/meta"
-    "$work/metaops" "$dir/meta" "$files" "$dirs" 1 --drop > "$work/meta.out"
-    while read -r phase rate; do record "$rep" "$sys" "$phase" "$rate"; done < "$work/meta.out"
-    rmdir "$dir/meta"
+    if wanted meta; then
+        mkdir -p "$dir/meta"
+        "$work/metaops" "$dir/meta" "$files" "$dirs" 1 --drop > "$work/meta.out"
+        while read -r phase rate; do record "$rep" "$sys" "$phase" "$rate"; done < "$work/meta.out"
+        rmdir "$dir/meta"
+    fi
     sync
 }
 
+log "workloads: $workloads; systems: $systems"
 log "FUSE read_ahead_kb ${fuse_readahead:-kernel default}; size $size, $files files in $dirs dir(s), $repeats repeat(s), ${runtime}s random jobs, load: $(uptime)"
 : > "$results"
 for ((rep = 1; rep <= repeats; rep++)); do
@@ -223,6 +261,7 @@ for line in open(path):
 metrics = [("seq_write", "MiB/s", 0.90), ("seq_read", "MiB/s", 0.90),
            ("rand_read", "IOPS", 0.80), ("rand_write", "IOPS", 0.80),
            ("create", "ops/s", 0.50), ("stat", "ops/s", 0.50), ("unlink", "ops/s", 0.50)]
+before = any(system == "before" for system, _ in vals)
 def med(system, metric):
     v = vals.get((system, metric))
     return statistics.median(v) if v else None
@@ -231,15 +270,23 @@ def fmt(x):
 def ratio(a, b):
     return "-" if a is None or not b else f"{100 * a / b:.0f}%"
 print(f"# size {size}, {files} files in {dirs} dir(s), medians of {repeats}, random jobs {runtime}s")
+extra_head = f" {'before':>9} | {'vdfs/before':>11} |" if before else ""
+extra_rule = f"{'-'*11}|{'-'*13}|" if before else ""
 print(f"| {'workload':<12} | {'unit':<5} | {'vdfs':>9} | {'passthrough_ll':>14} | {'ext4':>9} "
-      f"| {'vdfs/pt_ll':>10} | {'target':>6} | {'vdfs/ext4':>9} | {'ok':<3} |")
-print(f"|{'-'*14}|{'-'*7}|{'-'*11}|{'-'*16}|{'-'*11}|{'-'*12}|{'-'*8}|{'-'*11}|{'-'*5}|")
+      f"| {'vdfs/pt_ll':>10} | {'target':>6} | {'vdfs/ext4':>9} | {'ok':<3} |" + extra_head)
+print(f"|{'-'*14}|{'-'*7}|{'-'*11}|{'-'*16}|{'-'*11}|{'-'*12}|{'-'*8}|{'-'*11}|{'-'*5}|" + extra_rule)
 for metric, unit, target in metrics:
     v, p, e = med("vdfs", metric), med("passthrough", metric), med("ext4", metric)
+    if v is None and p is None and e is None:
+        continue
     ok = "-" if v is None or not p else ("yes" if v >= target * p else "NO")
+    extra = ""
+    if before:
+        b = med("before", metric)
+        extra = f" {fmt(b):>9} | {ratio(v, b):>11} |"
     print(f"| {metric:<12} | {unit:<5} | {fmt(v):>9} | {fmt(p):>14} | {fmt(e):>9} "
-          f"| {ratio(v, p):>10} | {'>=' + str(int(target * 100)) + '%':>6} | {ratio(v, e):>9} | {ok:<3} |")
-print("# all runs:")
+          f"| {ratio(v, p):>10} | {'>=' + str(int(target * 100)) + '%':>6} | {ratio(v, e):>9} | {ok:<3} |" + extra)
+print("# all runs (in repeat order):")
 for (system, metric), v in sorted(vals.items()):
     print(f"#   {system:<12} {metric:<11} " + " ".join(fmt(x) for x in v))
 PY

@@ -46,8 +46,8 @@ syntax)
     ;;
 range)
     bad=0
-    for opt in commit_ms=-5 commit_ms=99999999999999; do
-        if ! (expect_refused "$opt" "commit_ms") 2>"$WORK/why"; then
+    for opt in commit_ms=-5 commit_ms=99999999999999 max_background=0 max_background=65536; do
+        if ! (expect_refused "$opt" "${opt%%=*}") 2>"$WORK/why"; then
             echo "BUG: $(cat "$WORK/why")" >&2
             bad=1
         fi
