@@ -712,11 +712,15 @@ static void *blk_thread(void *arg)
             if (fd == kick_fd) {
                 eventfd_t ignored;
                 eventfd_read(kick_fd, &ignored);
-                blk_process_queue(blk);
             } else {
+                /* The driver sees its completions before the new batch is
+                 * submitted: submitting 32 O_DIRECT requests takes the host
+                 * kernel 100-200 us here, and the driver can refill the
+                 * ring meanwhile. */
                 blk->be->ops->reap(blk->be);
-                blk_process_queue(blk); /* also publishes the completions */
+                blk_publish(blk);
             }
+            blk_process_queue(blk);
             virtio_pci_unlock(blk->vp);
         }
     }
