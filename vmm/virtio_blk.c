@@ -720,10 +720,9 @@ static void *blk_thread(void *arg)
                 eventfd_t ignored;
                 eventfd_read(kick_fd, &ignored);
             } else {
-                /* The driver sees its completions before the new batch is
-                 * submitted: submitting 32 O_DIRECT requests takes the host
-                 * kernel 100-200 us here, and the driver can refill the
-                 * ring meanwhile. */
+                /* The driver sees its completions before new chains are
+                 * parsed and submitted (each submission is a few us of
+                 * host kernel time), so it can refill meanwhile. */
                 blk->be->ops->reap(blk->be);
                 blk_publish(blk);
             }
