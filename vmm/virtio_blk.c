@@ -435,13 +435,21 @@ static bool range_ok(struct virtio_blk *blk, uint64_t sector, uint64_t nsectors)
     return sector <= blk->capacity_sectors && nsectors <= blk->capacity_sectors - sector;
 }
 
-/* Hands a request to the backend; on refusal completes it with an error. */
+/* Hands a request to the backend and has an asynchronous one start it at
+ * once; on refusal completes it with an error.  One io_uring_enter per
+ * host I/O rather than one per kick: the host's block layer holds a
+ * batch's requests until the whole batch is submitted (100-200 us for 32
+ * O_DIRECT requests here), and the disk here completes what it was given
+ * together, so batching left it idle for that long in every round of QD32
+ * (4 KiB random I/O measured 1.22-1.25x faster this way, docs/vmm.md). */
 static void req_submit(struct virtio_blk *blk, struct blk_req *r,
                        int (*op)(struct blk_backend *, struct blk_io *))
 {
     r->io.complete = req_complete;
     blk->inflight++;
     int rc = op(blk->be, &r->io);
+    if (rc == 0 && blk->be->ops->submit)
+        blk->be->ops->submit(blk->be);
     if (rc < 0) {
         blk->inflight--;
         char msg[96];
@@ -646,7 +654,8 @@ static bool blk_handle(struct virtio_blk *blk, struct blk_req *r, const struct v
     }
 }
 
-/* Takes every available request (lock held) and submits them as one batch. */
+/* Takes every available request (lock held); each host I/O starts as soon
+ * as it is formed (req_submit). */
 static void blk_process_queue(struct virtio_blk *blk)
 {
     char err[256];
@@ -687,8 +696,6 @@ static void blk_process_queue(struct virtio_blk *blk)
             break;
     }
     blk_flush_pending(blk);
-    if (blk->be->ops->submit)
-        blk->be->ops->submit(blk->be);
     blk_publish(blk);
 }
 
@@ -712,11 +719,14 @@ static void *blk_thread(void *arg)
             if (fd == kick_fd) {
                 eventfd_t ignored;
                 eventfd_read(kick_fd, &ignored);
-                blk_process_queue(blk);
             } else {
+                /* The driver sees its completions before new chains are
+                 * parsed and submitted (each submission is a few us of
+                 * host kernel time), so it can refill meanwhile. */
                 blk->be->ops->reap(blk->be);
-                blk_process_queue(blk); /* also publishes the completions */
+                blk_publish(blk);
             }
+            blk_process_queue(blk);
             virtio_pci_unlock(blk->vp);
         }
     }

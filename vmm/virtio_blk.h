@@ -5,8 +5,9 @@
  * Offered features: VERSION_1, RING_EVENT_IDX, SEG_MAX, BLK_SIZE, FLUSH and,
  * for writable disks, DISCARD and WRITE_ZEROES; RO for read-only disks.
  * GET_ID returns the configured serial.  One request queue of 256 entries,
- * served from one I/O thread per disk; all requests of one kick are handed
- * to the backend before it is told to submit, and complete in any order.
+ * served from one I/O thread per disk; each host I/O (a request, or a run
+ * of adjacent reads or writes of one kick merged into one) is submitted as
+ * soon as it is formed, and requests complete in any order.
  *
  * A request that breaks the virtio rules (bad chain, data in the wrong
  * direction, no status byte) puts the device in NEEDS_RESET; one that is
@@ -55,7 +56,8 @@ struct blk_backend_ops {
     uint64_t (*capacity)(struct blk_backend *be); /* bytes, a multiple of 512 */
     void (*close)(struct blk_backend *be);
     /* Asynchronous backends only; NULL for synchronous ones.  submit() starts
-     * everything accepted since the last call (one batch per guest kick);
+     * everything accepted since the last call (the device calls it after
+     * each accepted operation);
      * completion_fd() is readable when reap() has completions to deliver. */
     void (*submit)(struct blk_backend *be);
     int (*completion_fd)(struct blk_backend *be);
