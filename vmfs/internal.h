@@ -177,6 +177,7 @@ struct lock_entry {
 struct lock_cache {
     struct lock_entry **slots;
     size_t nslots;
+    size_t nfilled; /* entries allocated */
     size_t ndirty;
 };
 int lock_cache_init(struct lock_cache *c);
@@ -184,8 +185,8 @@ void lock_cache_destroy(struct lock_cache *c);
 /* Where the entry of `index` goes; it may hold another record's entry. */
 struct lock_entry **lock_cache_place(struct lock_cache *c, uint64_t index);
 struct lock_entry *lock_cache_find(struct lock_cache *c, uint64_t index);
-/* Frees every entry, or every clean one. */
-void lock_cache_forget(struct lock_cache *c, bool keep_dirty);
+/* Frees every entry, written back or not. */
+void lock_cache_forget(struct lock_cache *c);
 
 /* ---- filemap.c ---- */
 struct map_segment {

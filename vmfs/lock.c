@@ -122,7 +122,7 @@ static int took_meta_lock(struct vdfs *fs, uint64_t version, bool broken)
 {
     bool stale = broken || !fs->mlock_version_known || version != fs->mlock_version;
     /* File-lock records may have changed while others held the lock. */
-    lock_cache_forget(&fs->file_locks, false);
+    lock_cache_forget(&fs->file_locks);
     fs->lock_publish_due_ms = 0;
     atomic_store(&fs->mlock_held, true);
     fs->mlock_version = version;
@@ -297,7 +297,7 @@ int cluster_release(struct vdfs *fs)
         atomic_store(&fs->mlock_held, false);
         fs->mlock_version = version;
         fs->mlock_dirty = false;
-        lock_cache_forget(&fs->file_locks, false);
+        lock_cache_forget(&fs->file_locks);
         fs->lock_publish_due_ms = 0;
         return 0;
     }
@@ -309,7 +309,7 @@ int cluster_abandon(struct vdfs *fs)
      * generation once the slot is freed. */
     if (atomic_load(&fs->mlock_held))
         filelocks_publish(fs, 0);
-    lock_cache_forget(&fs->file_locks, false);
+    lock_cache_forget(&fs->file_locks);
     fs->lock_publish_due_ms = 0;
     if (vdfs_dev_is_fenced(fs->dev))
         return -EIO;
@@ -645,6 +645,8 @@ static int entry_place(struct vdfs *fs, uint64_t index, struct lock_entry **out)
             return rc;
     } else if (!(e = *place = malloc(sizeof(*e)))) {
         return -ENOMEM;
+    } else {
+        fs->file_locks.nfilled++;
     }
     e->index = UINT64_MAX;
     e->dirty_ms = 0;

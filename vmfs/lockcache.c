@@ -21,7 +21,7 @@ int lock_cache_init(struct lock_cache *c)
 {
     c->slots = calloc(LOCK_CACHE_SLOTS, sizeof(*c->slots));
     c->nslots = c->slots ? LOCK_CACHE_SLOTS : 0;
-    c->ndirty = 0;
+    c->nfilled = c->ndirty = 0;
     return c->slots ? 0 : -1;
 }
 
@@ -44,15 +44,14 @@ struct lock_entry *lock_cache_find(struct lock_cache *c, uint64_t index)
     return place && *place && (*place)->index == index ? *place : NULL;
 }
 
-void lock_cache_forget(struct lock_cache *c, bool keep_dirty)
+void lock_cache_forget(struct lock_cache *c)
 {
+    if (c->ndirty == 0 && c->nfilled == 0)
+        return;
     for (size_t i = 0; i < c->nslots; i++) {
-        struct lock_entry *e = c->slots[i];
-        if (!e || (keep_dirty && e->dirty_ms))
-            continue;
-        if (e->dirty_ms)
-            c->ndirty--;
-        free(e);
+        free(c->slots[i]);
         c->slots[i] = NULL;
     }
+    c->ndirty = 0;
+    c->nfilled = 0;
 }
