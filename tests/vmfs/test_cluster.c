@@ -25,7 +25,7 @@
 #define UUID_B "7e57e57e-0000-4000-8000-00000000000b"
 #define UUID_C "7e57e57e-0000-4000-8000-00000000000c"
 #define HB_INTERVAL 50
-#define HB_TIMEOUT 600
+#define HB_TIMEOUT 1500
 
 static int setup(void **state)
 {
