@@ -57,22 +57,34 @@ static int check_ptr(struct vdfs *fs, const struct vdfs_fd *fd, unsigned rtype, 
     return 0;
 }
 
-static int pb_load(struct vdfs *fs, const struct vdfs_fd *fd, uint32_t p, uint32_t level, struct vdfs_pb *pb)
+/* The cached image of pointer block `p` of `fd`, and its address. */
+static int pb_image(struct vdfs *fs, const struct vdfs_fd *fd, uint32_t p, uint64_t *addr, const uint8_t **raw)
 {
     int rc = check_ptr(fs, fd, VDFS_RT_PB, p);
     if (rc)
         return rc;
-    uint64_t addr = vdfs_resource_addr(&fs->sb, VDFS_RT_PB, vdfs_ptr_index(p));
+    *addr = vdfs_resource_addr(&fs->sb, VDFS_RT_PB, vdfs_ptr_index(p));
+    return meta_get(fs, *addr, VDFS_KIND_PB, raw);
+}
+
+static int pb_owner_check(const struct vdfs_fd *fd, uint64_t addr, uint32_t owner, uint32_t level, uint32_t want_level)
+{
+    if (owner == fd->ino && level == want_level)
+        return 0;
+    vdfs_log(VDFS_LOG_ERR, "pointer block at 0x%llx belongs to descriptor %u level %u, not %u level %u",
+             (unsigned long long)addr, owner, level, fd->ino, want_level);
+    return -EIO;
+}
+
+static int pb_load(struct vdfs *fs, const struct vdfs_fd *fd, uint32_t p, uint32_t level, struct vdfs_pb *pb)
+{
+    uint64_t addr;
     const uint8_t *raw;
-    rc = meta_get(fs, addr, VDFS_KIND_PB, &raw);
-    if (rc)
-        return rc;
-    rc = vdfs_pb_decode(raw, addr, pb);
-    if (rc == 0 && (pb->owner_ino != fd->ino || pb->level != level)) {
-        vdfs_log(VDFS_LOG_ERR, "pointer block at 0x%llx belongs to descriptor %u level %u, not %u level %u",
-                 (unsigned long long)addr, pb->owner_ino, pb->level, fd->ino, level);
-        rc = -EIO;
-    }
+    int rc = pb_image(fs, fd, p, &addr, &raw);
+    if (rc == 0)
+        rc = vdfs_pb_decode(raw, addr, pb);
+    if (rc == 0)
+        rc = pb_owner_check(fd, addr, pb->owner_ino, pb->level, level);
     return rc;
 }
 
@@ -118,25 +130,19 @@ static bool pb_empty(const struct vdfs_pb *pb)
 static int pb_entry(struct vdfs *fs, const struct vdfs_fd *fd, uint32_t p, uint32_t level, uint32_t index,
                     uint32_t *out)
 {
-    int rc = check_ptr(fs, fd, VDFS_RT_PB, p);
-    if (rc)
-        return rc;
-    uint64_t addr = vdfs_resource_addr(&fs->sb, VDFS_RT_PB, vdfs_ptr_index(p));
+    uint64_t addr;
     const uint8_t *raw;
-    rc = meta_get(fs, addr, VDFS_KIND_PB, &raw);
+    int rc = pb_image(fs, fd, p, &addr, &raw);
     if (rc)
         return rc;
     vdfs_le32 owner, lvl, entry;
     memcpy(&owner, raw + offsetof(struct vdfs_disk_pb, owner_ino), sizeof(owner));
     memcpy(&lvl, raw + offsetof(struct vdfs_disk_pb, level), sizeof(lvl));
     memcpy(&entry, raw + offsetof(struct vdfs_disk_pb, entries) + (size_t)index * sizeof(entry), sizeof(entry));
-    if (vdfs_get32(owner) != fd->ino || vdfs_get32(lvl) != level) {
-        vdfs_log(VDFS_LOG_ERR, "pointer block at 0x%llx belongs to descriptor %u level %u, not %u level %u",
-                 (unsigned long long)addr, vdfs_get32(owner), vdfs_get32(lvl), fd->ino, level);
-        return -EIO;
-    }
-    *out = vdfs_get32(entry);
-    return 0;
+    rc = pb_owner_check(fd, addr, vdfs_get32(owner), vdfs_get32(lvl), level);
+    if (rc == 0)
+        *out = vdfs_get32(entry);
+    return rc;
 }
 
 /* Reads the pointer of unit L; 0 means a hole. */

@@ -783,19 +783,9 @@ int filelock_close(struct vdfs *fs, uint32_t ino)
     int rc = entry_get(fs, ino, &e);
     if (rc)
         return rc;
-    struct vdfs_lock_rec l = e->cur;
-    if (l.mode == VDFS_LOCK_FREE)
+    if (my_mode(fs, &e->cur) == 0)
         return 0;
-    if (l.mode == VDFS_LOCK_EXCLUSIVE) {
-        if (!holder_is_me(fs, l.owner_slot, l.owner_hb_gen))
-            return 0;
-        set_free(&l);
-    } else {
-        remove_holder(fs, &l);
-        if (l.nholders == 0)
-            set_free(&l);
-    }
-    e->cur = l;
+    apply_mine(fs, &e->cur, 0, 0);
     entry_settle(fs, e);
     return 0;
 }
