@@ -33,7 +33,15 @@ int alloc_load(struct vdfs *fs)
             rc = vdfs_dev_read(fs->dev, buf, (size_t)batch * VDFS_META_SIZE, vdfs_bitmap_addr(&fs->sb, rt, c));
             for (uint32_t i = 0; i < batch && rc == 0; i++) {
                 uint64_t addr = vdfs_bitmap_addr(&fs->sb, rt, c + i);
-                rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, &p->clusters[c + i]);
+                struct vdfs_bitmap *b = &p->clusters[c + i];
+                rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, b);
+                /* A sealed bitmap may still describe another cluster: its
+                 * `first` would hand out resources outside the region. */
+                uint64_t first = (uint64_t)(c + i) * r->per_cluster;
+                uint64_t left = r->count - first;
+                if (rc == 0 && (b->rtype != rt || b->cluster != c + i || b->first != first ||
+                                b->count != (left < r->per_cluster ? left : r->per_cluster)))
+                    rc = -EIO;
                 if (rc) {
                     vdfs_log(VDFS_LOG_ERR, "bitmap of resource cluster %u (type %u) at 0x%llx is corrupt; run fsck.vdfs",
                              c + i, rt, (unsigned long long)addr);

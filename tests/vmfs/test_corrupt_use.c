@@ -1,0 +1,103 @@
+/* Mounting and using images whose metadata is corrupt but correctly
+ * sealed (checksums match), as found by fuzz_mount: the library must
+ * refuse the mount or fail the operation with EIO, and never write
+ * outside the datastore or out of bounds. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "format.h"
+
+static const struct vdfs_cred cred = {0, 0};
+
+static void image_read(const struct fixture *f, void *buf, size_t len, uint64_t off)
+{
+    int fd = open(f->image, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pread(fd, buf, len, (off_t)off), (ssize_t)len);
+    close(fd);
+}
+
+static void image_write(const struct fixture *f, const void *buf, size_t len, uint64_t off)
+{
+    int fd = open(f->image, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+    close(fd);
+}
+
+static uint64_t image_size(const struct fixture *f)
+{
+    struct stat st;
+    assert_int_equal(stat(f->image, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+static void read_super(const struct fixture *f, struct vdfs_super *sb)
+{
+    uint8_t buf[VDFS_META_SIZE];
+    image_read(f, buf, sizeof(buf), VDFS_SUPER_OFFSET);
+    assert_int_equal(vdfs_super_decode(buf, VDFS_SUPER_OFFSET, sb), 0);
+}
+
+static int try_mount(struct fixture *f, bool readonly)
+{
+    struct vdfs_mount_opts o = {.readonly = readonly, .host_uuid = TEST_HOST_UUID, .host_name = "unit-test"};
+    return vdfs_mount(f->image, &o, &f->fs);
+}
+
+/* A descriptor bitmap whose `first` points past the descriptor region:
+ * allocating from it would hand out descriptors beyond the volume and
+ * write them outside the region (past the device's end here). */
+static void test_bitmap_first_out_of_range(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs_super sb;
+    read_super(f, &sb);
+    uint64_t addr = vdfs_bitmap_addr(&sb, VDFS_RT_FD, 0);
+    uint8_t buf[VDFS_META_SIZE];
+    struct vdfs_bitmap bm;
+    image_read(f, buf, sizeof(buf), addr);
+    assert_int_equal(vdfs_bitmap_decode(buf, addr, &bm), 0);
+    bm.first = sb.region[VDFS_RT_FD].count + 1000000;
+    vdfs_bitmap_encode(&bm, buf);
+    image_write(f, buf, sizeof(buf), addr);
+    uint64_t size = image_size(f);
+
+    fixture_quiet_log();
+    int rc = try_mount(f, false);
+    if (rc == 0) {
+        struct vdfs_stat st;
+        rc = vdfs_create(f->fs, vdfs_root_ino(f->fs), "new", S_IFREG | 0644, 0, &cred, &st);
+        if (rc == 0)
+            rc = vdfs_sync(f->fs);
+        vdfs_unmount(f->fs);
+        f->fs = NULL;
+        assert_true(rc == 0 || rc == -EIO);
+    }
+    assert_int_equal(rc, -EIO);
+    assert_int_equal(image_size(f), size);
+}
+
+static int setup(void **state)
+{
+    return fixture_setup(state, "64M", (const char *const[]){"-H", "4", "-J", "1M", NULL}, false);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bitmap_first_out_of_range, setup, fixture_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
