@@ -89,15 +89,54 @@ static void test_bitmap_first_out_of_range(void **state)
     assert_int_equal(image_size(f), size);
 }
 
+/* mkfs allows at most 256 sub-blocks per file block, the direct slots a
+ * sub-block file has; a superblock that claims more would index a
+ * descriptor's slots out of bounds. */
+static void test_too_many_subblocks_per_block(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs_super sb;
+    read_super(f, &sb);
+    assert_int_equal(sb.block_size / sb.subblock_size, VDFS_DIRECT_SLOTS);
+    sb.subblock_size /= 2;
+    sb.region[VDFS_RT_SB].unit_size = sb.subblock_size;
+    uint8_t buf[VDFS_META_SIZE];
+    vdfs_super_encode(&sb, buf);
+    image_write(f, buf, sizeof(buf), VDFS_SUPER_OFFSET);
+
+    fixture_quiet_log();
+    int rc = try_mount(f, false);
+    if (rc == 0) {
+        /* What the geometry would lead to: a sub-block file's unit past
+         * its direct slots. */
+        struct vdfs_stat st;
+        char data[4096];
+        memset(data, 'd', sizeof(data));
+        rc = vdfs_create(f->fs, vdfs_root_ino(f->fs), "sub", S_IFREG | 0644, 0, &cred, &st);
+        if (rc == 0)
+            vdfs_pwrite(f->fs, st.ino, data, sizeof(data), (uint64_t)sb.block_size - sizeof(data));
+        vdfs_unmount(f->fs);
+        f->fs = NULL;
+    }
+    assert_int_equal(rc, -EINVAL);
+}
+
 static int setup(void **state)
 {
     return fixture_setup(state, "64M", (const char *const[]){"-H", "4", "-J", "1M", NULL}, false);
+}
+
+static int setup_big_blocks(void **state)
+{
+    return fixture_setup(state, "64M", (const char *const[]){"-H", "4", "-J", "1M", "-b", "2M", "-s", "8K", NULL},
+                         false);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bitmap_first_out_of_range, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_subblocks_per_block, setup_big_blocks, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
