@@ -56,6 +56,10 @@ int alloc_load(struct vdfs *fs)
             p->hint = (uint32_t)((uint64_t)fs->slot * r->clusters / fs->sb.max_hosts);
     }
     vdfs_aligned_free(buf);
+    /* Nothing half-loaded stays behind: commits and lookups skip pools
+     * that are not loaded. */
+    if (rc)
+        alloc_destroy(fs);
     return rc;
 }
 
@@ -119,7 +123,7 @@ uint64_t resources_pending_free(const struct vdfs *fs, unsigned rtype)
 bool resource_is_allocated(struct vdfs *fs, unsigned rtype, uint64_t index)
 {
     const struct vdfs_region *r = &fs->sb.region[rtype];
-    if (index >= r->count)
+    if (index >= r->count || !fs->pools[rtype].clusters)
         return false;
     const struct vdfs_bitmap *b = &fs->pools[rtype].clusters[index / r->per_cluster];
     return bit_test(b->bits, (uint32_t)(index % r->per_cluster));
@@ -166,6 +170,8 @@ int alloc_prepare_commit(struct vdfs *fs)
     for (unsigned rt = 0; rt < VDFS_RT_COUNT; rt++) {
         struct resource_pool *p = &fs->pools[rt];
         const struct vdfs_region *r = &fs->sb.region[rt];
+        if (!p->clusters)
+            continue;
         for (size_t i = 0; i < p->npending; i++) {
             uint64_t idx = p->pending[i];
             uint32_t c = (uint32_t)(idx / r->per_cluster);

@@ -129,7 +129,14 @@ static int took_meta_lock(struct vdfs *fs, uint64_t version, bool broken)
     fs->mlock_version_known = true;
     fs->mlock_dirty = false;
     fs->mlock_acquired_ms = vdfs_monotonic_ms();
-    return stale ? caches_drop_and_reload(fs) : 0;
+    int rc = stale ? caches_drop_and_reload(fs) : 0;
+    if (rc) {
+        /* Corrupt bitmaps: nothing is loaded.  Hand the lock back (there
+         * is nothing to write) and load again on the next hold. */
+        cluster_release(fs);
+        fs->mlock_version_known = false;
+    }
+    return rc;
 }
 
 static void log_wait(struct vdfs *fs, const struct vdfs_lock_rec *l)
