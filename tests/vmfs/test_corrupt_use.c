@@ -17,6 +17,7 @@
 
 #include "fixture.h"
 #include "format.h"
+#include "journal.h"
 
 static const struct vdfs_cred cred = {0, 0};
 
@@ -89,6 +90,66 @@ static void test_bitmap_first_out_of_range(void **state)
     assert_int_equal(image_size(f), size);
 }
 
+/* Puts one complete transaction in slot 0's journal (where the next
+ * mount's host lands and replays it): `image` to be written at `target`. */
+static void journal_one_image(const struct fixture *f, const struct vdfs_super *sb, const uint8_t *image,
+                              uint64_t target)
+{
+    uint8_t buf[VDFS_META_SIZE];
+    struct vdfs_jheader jh;
+    uint64_t haddr = vdfs_journal_addr(sb, 0, 0);
+    image_read(f, buf, sizeof(buf), haddr);
+    assert_int_equal(vdfs_jheader_decode(buf, haddr, &jh), 0);
+    uint32_t at = jh.start_block < 1 ? 1 : jh.start_block;
+    struct vdfs_jdesc *jd = calloc(1, sizeof(*jd));
+    assert_non_null(jd);
+    jd->hdr.kind = VDFS_KIND_JDESC;
+    jd->hdr.addr = vdfs_journal_addr(sb, 0, at);
+    jd->hdr.gen = jh.start_seq;
+    jd->seq = jh.start_seq;
+    jd->count = 1;
+    jd->flags = VDFS_JDESC_LAST;
+    jd->images_csum = vdfs_checksum(image, VDFS_META_SIZE);
+    jd->addrs[0] = target;
+    vdfs_jdesc_encode(jd, buf);
+    free(jd);
+    image_write(f, buf, sizeof(buf), vdfs_journal_addr(sb, 0, at));
+    image_write(f, image, VDFS_META_SIZE, vdfs_journal_addr(sb, 0, at + 1));
+}
+
+/* Replay writes each image where its descriptor says: a descriptor that
+ * names the superblock or an address past the device must not be obeyed. */
+static void test_journal_target_outside_metadata(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs_super sb;
+    read_super(f, &sb);
+    uint64_t size = image_size(f);
+    uint8_t root[VDFS_META_SIZE], past[VDFS_META_SIZE];
+    image_read(f, root, sizeof(root), vdfs_fd_addr(&sb, sb.root_ino));
+
+    /* The descriptor's own image, sent over the superblock. */
+    journal_one_image(f, &sb, root, VDFS_SUPER_OFFSET);
+    fixture_quiet_log();
+    assert_int_equal(try_mount(f, false), 0);
+    assert_int_equal(vdfs_unmount(f->fs), 0);
+    f->fs = NULL;
+    read_super(f, &sb);
+
+    /* An image sealed for an address past the device's end. */
+    struct vdfs_header h;
+    memcpy(past, root, sizeof(past));
+    vdfs_obj_read_header(past, &h);
+    h.addr = sb.total_bytes + (1u << 20);
+    vdfs_obj_seal(past, sizeof(past), &h);
+    journal_one_image(f, &sb, past, h.addr);
+    assert_int_equal(try_mount(f, false), 0);
+    assert_int_equal(vdfs_unmount(f->fs), 0);
+    f->fs = NULL;
+    assert_int_equal(image_size(f), size);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
 /* A bitmap of a later resource type that fails its checksum: the mount
  * used to give up with the earlier types loaded and the later ones not,
  * then commit through every pool on the way out. */
@@ -156,6 +217,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bitmap_first_out_of_range, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_later_bitmap, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_journal_target_outside_metadata, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_too_many_subblocks_per_block, setup_big_blocks, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
