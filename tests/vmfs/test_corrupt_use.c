@@ -150,6 +150,42 @@ static void test_journal_target_outside_metadata(void **state)
     assert_int_equal(fixture_fsck(f), 0);
 }
 
+static void set_size(const struct fixture *f, const struct vdfs_super *sb, uint32_t ino, uint64_t size)
+{
+    uint8_t buf[VDFS_META_SIZE];
+    struct vdfs_fd fd;
+    uint64_t addr = vdfs_fd_addr(sb, ino);
+    image_read(f, buf, sizeof(buf), addr);
+    assert_int_equal(vdfs_fd_decode(buf, addr, &fd), 0);
+    fd.size = size;
+    vdfs_fd_encode(&fd, buf);
+    image_write(f, buf, sizeof(buf), addr);
+}
+
+/* A directory's size says how many blocks it has: one that claims 2^32
+ * blocks used to size an 8 GiB allocation before reading any, and one
+ * past 2^32 blocks was truncated to a small count. */
+static void test_directory_size_corrupt(void **state)
+{
+    struct fixture *f = *state;
+    fixture_mount(f);
+    uint32_t dir = fixture_create(f, vdfs_root_ino(f->fs), "d", S_IFDIR | 0755);
+    fixture_create(f, dir, "inside", S_IFREG | 0644);
+    fixture_unmount(f);
+    struct vdfs_super sb;
+    read_super(f, &sb);
+    fixture_quiet_log();
+    const uint64_t sizes[] = {(uint64_t)(UINT32_MAX - 1) * VDFS_META_SIZE, (1ull << 44) + VDFS_META_SIZE};
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        set_size(f, &sb, dir, sizes[i]);
+        assert_int_equal(try_mount(f, true), 0);
+        struct vdfs_stat st;
+        assert_int_equal(vdfs_lookup(f->fs, dir, "inside", &st), -EIO);
+        assert_int_equal(vdfs_unmount(f->fs), 0);
+        f->fs = NULL;
+    }
+}
+
 /* A bitmap of a later resource type that fails its checksum: the mount
  * used to give up with the earlier types loaded and the later ones not,
  * then commit through every pool on the way out. */
@@ -217,6 +253,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bitmap_first_out_of_range, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_later_bitmap, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_directory_size_corrupt, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_journal_target_outside_metadata, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_too_many_subblocks_per_block, setup_big_blocks, fixture_teardown),
     };
