@@ -2,6 +2,9 @@
  * run in CI): corrupt metadata met while mounting or using a datastore
  * must give EIO or a refused mount, never a crash, hang or sanitizer error.
  *
+ * tests/vmfs/run_fuzz_mount.sh [SECONDS] does everything below: builds
+ * with clang, makes the base images, runs under nice -n 19.
+ *
  * FUZZ_MOUNT_BASE names one or two base images, ':'-separated, built as:
  *
  *   mkfs.vdfs -q -b 64K -s 8K -H 4 -J 1M clean.img 64M
