@@ -17,10 +17,13 @@
  * the (short) heartbeat timeout and replays its journal.
  *
  * Input: byte 0 is flags (bit 0: which base; bit 1: raw, do not re-seal;
- * bits 2-3: 1 read-only mount only, 2 read-write only, else both), then
+ * bits 2-3: 1 read-only mount only, 2 read-write only, else both; bit 4:
+ * a second read-write mount, which reads what the first one wrote), then
  * patches: le16 block, le16 offset, u8 length, that many bytes.  A patch
- * goes to the (block % n)-th non-empty 4 KiB block of the base's metadata
- * (everything before the file blocks).  Unless raw, every object a patch
+ * goes to a non-empty 4 KiB block of the base's metadata (everything before
+ * the file blocks): block % 7 picks a class (superblock, heartbeat and lock
+ * areas; journals; bitmaps; descriptors; pointer blocks; directory blocks;
+ * other), block / 7 a block of it.  Unless raw, every object a patch
  * touched is sealed again (magic, checksum) and journal descriptors get
  * their images' checksum recomputed, so that the library believes the
  * corrupt values instead of stopping at the checksum.  File data is not
@@ -63,6 +66,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_EXTENTS 2048
 #define READ_CHUNK 65536
 
+/* Classes of metadata blocks a patch picks from. */
+enum { CLASS_AREAS, CLASS_JOURNAL, CLASS_BITMAP, CLASS_FD, CLASS_PB, CLASS_DIR, CLASS_OTHER, CLASSES };
+
 struct base {
     uint8_t *image;  /* pristine */
     uint8_t *work;   /* patched copy, restored block by block after each input */
@@ -71,6 +77,10 @@ struct base {
     uint64_t meta_end;   /* start of the file blocks */
     uint64_t *blocks;    /* offsets of non-empty 4 KiB blocks before meta_end */
     size_t nblocks;
+    /* The same blocks by what they hold, so that patches reach the rare
+     * kinds (directory and pointer blocks) as often as descriptors. */
+    uint64_t *by_class[CLASSES];
+    size_t nclass[CLASSES];
 };
 
 static struct base bases[MAX_BASES];
@@ -82,6 +92,11 @@ static void quiet_logger(int level, const char *msg, void *ctx)
 {
     if (verbose)
         fprintf(stderr, "vdfs[%d]: %s\n", level, msg);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static bool block_is_zero(const uint8_t *p)
@@ -122,6 +137,34 @@ static void load_base(struct base *b, const char *path)
             b->blocks[b->nblocks++] = off;
     if (b->nblocks == 0)
         abort();
+    uint64_t jstart = b->sb.journal_offset;
+    uint64_t jend = jstart + (uint64_t)b->sb.max_hosts * b->sb.journal_blocks * VDFS_META_SIZE;
+    for (unsigned c = 0; c < CLASSES; c++)
+        if (!(b->by_class[c] = malloc(b->nblocks * sizeof(uint64_t))))
+            abort();
+    for (size_t i = 0; i < b->nblocks; i++) {
+        uint64_t off = b->blocks[i];
+        const uint8_t *p = b->image + off;
+        uint32_t kind = get32(p) == VDFS_MAGIC ? get32(p + 4) : 0;
+        unsigned c = off < jstart ? CLASS_AREAS
+                     : off < jend ? CLASS_JOURNAL
+                     : kind == VDFS_KIND_BITMAP ? CLASS_BITMAP
+                     : kind == VDFS_KIND_FD ? CLASS_FD
+                     : kind == VDFS_KIND_PB ? CLASS_PB
+                     : kind == VDFS_KIND_DIR ? CLASS_DIR
+                     : kind == VDFS_KIND_SUPER ? CLASS_AREAS
+                                                : CLASS_OTHER;
+        b->by_class[c][b->nclass[c]++] = off;
+    }
+}
+
+/* Block `sel` picks: a class, then a block of it. */
+static uint64_t pick_block(const struct base *b, uint32_t sel)
+{
+    unsigned c = sel % CLASSES;
+    for (unsigned n = 0; n < CLASSES && b->nclass[c] == 0; n++)
+        c = (c + 1) % CLASSES;
+    return b->by_class[c][(sel / CLASSES) % b->nclass[c]];
 }
 
 static void init(void)
@@ -144,10 +187,6 @@ static void init(void)
     free(copy);
 }
 
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static void put64(uint8_t *p, uint64_t v)
 {
@@ -377,7 +416,10 @@ static void walk_tree(struct walk *w, uint8_t *buf)
 static void modify_file(struct vdfs *fs, uint32_t ino, uint8_t *buf)
 {
     struct vdfs_stat st;
-    if (vdfs_getattr(fs, ino, &st) < 0 || vdfs_open(fs, ino, O_RDWR) < 0)
+    int grc = vdfs_getattr(fs, ino, &st), orc = grc < 0 ? grc : vdfs_open(fs, ino, O_RDWR);
+    if (verbose)
+        fprintf(stderr, "fuzz_mount: open %u for writing: %s\n", ino, vdfs_strerror(orc));
+    if (orc < 0)
         return;
     vdfs_pwrite(fs, ino, buf, 100, 0);
     vdfs_pwrite(fs, ino, buf, 5000, st.size);
@@ -400,7 +442,10 @@ static void modify_tree(struct walk *w, uint8_t *buf)
     uint32_t dir = w->some_dir ? w->some_dir : root;
     struct vdfs_stat st, dst;
     memset(buf, 0xa5, READ_CHUNK);
-    if (vdfs_create(fs, root, "fz.new", S_IFREG | 0644, 0, &cred, &st) == 0) {
+    int rc = vdfs_create(fs, root, "fz.new", S_IFREG | 0644, 0, &cred, &st);
+    if (verbose)
+        fprintf(stderr, "fuzz_mount: create: %s\n", vdfs_strerror(rc));
+    if (rc == 0) {
         modify_file(fs, st.ino, buf);
         if (vdfs_create(fs, dir, "fz.dir", S_IFDIR | 0755, 0, &cred, &dst) == 0) {
             vdfs_rename(fs, root, "fz.new", dst.ino, "fz.moved", 0);
@@ -408,6 +453,8 @@ static void modify_tree(struct walk *w, uint8_t *buf)
             vdfs_symlink(fs, dst.ino, "fz.sym", "../fz.link", &cred, &st);
             vdfs_unlink(fs, root, "fz.link");
             vdfs_rename(fs, dst.ino, "fz.moved", root, "fz.back", VDFS_RENAME_NOREPLACE);
+            vdfs_rename(fs, root, "fz.back", dst.ino, "fz.sym", VDFS_RENAME_EXCHANGE);
+            vdfs_rename(fs, root, "fz.back", dst.ino, "fz.sym", VDFS_RENAME_EXCHANGE);
             vdfs_unlink(fs, dst.ino, "fz.sym");
             vdfs_rmdir(fs, dir, "fz.dir");
         }
@@ -419,6 +466,11 @@ static void modify_tree(struct walk *w, uint8_t *buf)
     if (w->some_file && w->some_file_dir) {
         vdfs_rename(fs, w->some_file_dir, w->some_file_name, dir, "fz.renamed", 0);
         vdfs_rename(fs, dir, "fz.renamed", w->some_file_dir, w->some_file_name, 0);
+        vdfs_link(fs, w->some_file, dir, "fz.hard", &st);
+        if (w->last_file && w->last_file_dir)
+            vdfs_rename(fs, w->last_file_dir, w->last_file_name, dir, "fz.hard", 0);
+        if (w->some_dir)
+            vdfs_rename(fs, w->some_file_dir, w->some_file_name, root, "fz.swap", VDFS_RENAME_EXCHANGE);
     }
     if (w->last_file && w->last_file_dir && w->last_file != w->some_file) {
         modify_file(fs, w->last_file, buf);
@@ -449,7 +501,10 @@ static void exercise(const char *path, bool readonly, struct walk *w, uint8_t *b
         .hb_timeout_ms = 90,
     };
     struct vdfs *fs;
-    if (vdfs_mount(path, &opts, &fs) != 0)
+    int rc = vdfs_mount(path, &opts, &fs);
+    if (verbose)
+        fprintf(stderr, "fuzz_mount: %s mount: %s\n", readonly ? "read-only" : "read-write", vdfs_strerror(rc));
+    if (rc != 0)
         return;
     struct item *items = w->items;
     memset(w, 0, sizeof(*w));
@@ -458,7 +513,9 @@ static void exercise(const char *path, bool readonly, struct walk *w, uint8_t *b
     walk_tree(w, buf);
     if (!readonly)
         modify_tree(w, buf);
-    vdfs_unmount(fs);
+    rc = vdfs_unmount(fs);
+    if (verbose)
+        fprintf(stderr, "fuzz_mount: unmount: %s (%zu objects walked)\n", vdfs_strerror(rc), w->n);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -479,7 +536,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         i += 5;
         if (len > size - i)
             len = size - i;
-        uint64_t at = b->blocks[block % b->nblocks] + off;
+        uint64_t at = pick_block(b, block) + off;
         if (at + len > b->meta_end)
             len = (size_t)(b->meta_end - at);
         memcpy(b->work + at, data + i, len);
@@ -523,6 +580,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (which != 2)
         exercise(path, true, &w, buf);
     if (which != 1)
+        exercise(path, false, &w, buf);
+    if (which != 1 && (flags & 16))
         exercise(path, false, &w, buf);
     /* Writes must stay inside the datastore, whatever the metadata says. */
     struct stat st;
