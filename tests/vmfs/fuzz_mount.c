@@ -65,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_DIR_ENTRIES 600   /* readdir callbacks per directory */
 #define MAX_EXTENTS 2048
 #define READ_CHUNK 65536
+#define BUF_SIZE (2 * READ_CHUNK) /* the largest write is 70000 bytes */
 
 /* Classes of metadata blocks a patch picks from. */
 enum { CLASS_AREAS, CLASS_JOURNAL, CLASS_BITMAP, CLASS_FD, CLASS_PB, CLASS_DIR, CLASS_OTHER, CLASSES };
@@ -441,7 +442,7 @@ static void modify_tree(struct walk *w, uint8_t *buf)
     uint32_t root = vdfs_root_ino(fs);
     uint32_t dir = w->some_dir ? w->some_dir : root;
     struct vdfs_stat st, dst;
-    memset(buf, 0xa5, READ_CHUNK);
+    memset(buf, 0xa5, BUF_SIZE);
     int rc = vdfs_create(fs, root, "fz.new", S_IFREG | 0644, 0, &cred, &st);
     if (verbose)
         fprintf(stderr, "fuzz_mount: create: %s\n", vdfs_strerror(rc));
@@ -574,7 +575,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct walk w;
     static struct item items[MAX_ITEMS];
     static uint8_t *buf;
-    if (!buf && !(buf = malloc(READ_CHUNK)))
+    if (!buf && !(buf = malloc(BUF_SIZE)))
         abort();
     w.items = items;
     if (which != 2)
