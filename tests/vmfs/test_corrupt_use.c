@@ -241,7 +241,9 @@ static void test_too_many_subblocks_per_block(void **state)
 /* A copy of a mounted image has a host that is gone (no process holds its
  * liveness lock) with the metadata lock held: a mount recovers its slot
  * and drops its locks, reading the whole lock area.  With 1028 records
- * that is not whole 4 KiB blocks, which O_DIRECT refused (EINVAL). */
+ * that is not whole 4 KiB blocks, which O_DIRECT refused (EINVAL).  (Only
+ * where TMPDIR takes O_DIRECT, e.g. ext4 or xfs, not tmpfs, could this
+ * fail before the fix.) */
 static void test_recover_dead_host_lock_area_not_whole_blocks(void **state)
 {
     struct fixture *f = *state;
