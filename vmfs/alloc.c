@@ -33,7 +33,15 @@ int alloc_load(struct vdfs *fs)
             rc = vdfs_dev_read(fs->dev, buf, (size_t)batch * VDFS_META_SIZE, vdfs_bitmap_addr(&fs->sb, rt, c));
             for (uint32_t i = 0; i < batch && rc == 0; i++) {
                 uint64_t addr = vdfs_bitmap_addr(&fs->sb, rt, c + i);
-                rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, &p->clusters[c + i]);
+                struct vdfs_bitmap *b = &p->clusters[c + i];
+                rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, b);
+                /* A sealed bitmap may still describe another cluster: its
+                 * `first` would hand out resources outside the region. */
+                uint64_t first = (uint64_t)(c + i) * r->per_cluster;
+                uint64_t left = r->count - first;
+                if (rc == 0 && (b->rtype != rt || b->cluster != c + i || b->first != first ||
+                                b->count != (left < r->per_cluster ? left : r->per_cluster)))
+                    rc = -EIO;
                 if (rc) {
                     vdfs_log(VDFS_LOG_ERR, "bitmap of resource cluster %u (type %u) at 0x%llx is corrupt; run fsck.vdfs",
                              c + i, rt, (unsigned long long)addr);
@@ -48,6 +56,10 @@ int alloc_load(struct vdfs *fs)
             p->hint = (uint32_t)((uint64_t)fs->slot * r->clusters / fs->sb.max_hosts);
     }
     vdfs_aligned_free(buf);
+    /* Nothing half-loaded stays behind: commits and lookups skip pools
+     * that are not loaded. */
+    if (rc)
+        alloc_destroy(fs);
     return rc;
 }
 
@@ -111,7 +123,7 @@ uint64_t resources_pending_free(const struct vdfs *fs, unsigned rtype)
 bool resource_is_allocated(struct vdfs *fs, unsigned rtype, uint64_t index)
 {
     const struct vdfs_region *r = &fs->sb.region[rtype];
-    if (index >= r->count)
+    if (index >= r->count || !fs->pools[rtype].clusters)
         return false;
     const struct vdfs_bitmap *b = &fs->pools[rtype].clusters[index / r->per_cluster];
     return bit_test(b->bits, (uint32_t)(index % r->per_cluster));
@@ -158,6 +170,8 @@ int alloc_prepare_commit(struct vdfs *fs)
     for (unsigned rt = 0; rt < VDFS_RT_COUNT; rt++) {
         struct resource_pool *p = &fs->pools[rt];
         const struct vdfs_region *r = &fs->sb.region[rt];
+        if (!p->clusters)
+            continue;
         for (size_t i = 0; i < p->npending; i++) {
             uint64_t idx = p->pending[i];
             uint32_t c = (uint32_t)(idx / r->per_cluster);

@@ -142,6 +142,19 @@ static struct dir_name **index_find(struct dir_index *d, const char *name, size_
     return NULL;
 }
 
+/* A directory's size counts its 4 KiB blocks, all of them allocated. */
+static int dir_blocks(const struct vdfs_fd *dirfd, uint32_t *nblocks)
+{
+    uint64_t n = dirfd->size / VDFS_META_SIZE;
+    if (dirfd->size % VDFS_META_SIZE || n >= UINT32_MAX) {
+        vdfs_log(VDFS_LOG_ERR, "directory %u has impossible size %llu; run fsck.vdfs", dirfd->ino,
+                 (unsigned long long)dirfd->size);
+        return -EIO;
+    }
+    *nblocks = (uint32_t)n;
+    return 0;
+}
+
 /* Device address of directory block `block`, or 0 for a hole. */
 static int block_addr(struct vdfs *fs, struct vdfs_fd *dirfd, uint32_t block, uint64_t *addr)
 {
@@ -205,14 +218,26 @@ static int index_get(struct vdfs *fs, uint32_t dir, struct dir_index **out)
     int rc = (!dirfd || !db || !d) ? -ENOMEM : fd_load(fs, dir, dirfd);
     if (rc == 0 && !S_ISDIR(dirfd->mode))
         rc = -ENOTDIR;
+    uint32_t nblocks = 0, cap = 0;
+    if (rc == 0)
+        rc = dir_blocks(dirfd, &nblocks);
     if (rc == 0) {
         d->ino = dir;
-        d->nblocks = (uint32_t)(dirfd->size / VDFS_META_SIZE);
-        d->free_bytes = calloc(d->nblocks + 1, sizeof(*d->free_bytes));
-        rc = d->free_bytes ? index_grow(d) : -ENOMEM;
+        d->nblocks = nblocks;
+        rc = index_grow(d);
     }
     for (uint32_t b = 0; rc == 0 && b < d->nblocks; b++) {
         rc = block_load(fs, dirfd, b, db);
+        /* Grown as blocks prove to exist: a corrupt size fails at its
+         * first missing block, before any allocation of its size. */
+        if (rc == 0 && b + 1 >= cap) {
+            cap = cap ? (cap > UINT32_MAX / 2 ? UINT32_MAX : cap * 2) : 16;
+            uint16_t *grown = realloc(d->free_bytes, ((size_t)cap + 1) * sizeof(*grown));
+            if (!grown)
+                rc = -ENOMEM;
+            else
+                d->free_bytes = grown;
+        }
         uint16_t pos = 0;
         struct vdfs_dirent e;
         while (rc == 0 && vdfs_dirent_next(db, &pos, &e))
@@ -384,7 +409,9 @@ int dir_iterate(struct vdfs *fs, uint32_t dir, uint64_t from, dir_iter_fn fn, vo
     int rc = (!dirfd || !db) ? -ENOMEM : fd_load(fs, dir, dirfd);
     if (rc == 0 && !S_ISDIR(dirfd->mode))
         rc = -ENOTDIR;
-    uint32_t nblocks = rc ? 0 : (uint32_t)(dirfd->size / VDFS_META_SIZE);
+    uint32_t nblocks = 0;
+    if (rc == 0)
+        rc = dir_blocks(dirfd, &nblocks);
     for (uint32_t b = (uint32_t)(from >> 16); rc == 0 && b < nblocks; b++) {
         rc = block_load(fs, dirfd, b, db);
         uint16_t pos = 0;

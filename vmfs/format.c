@@ -188,6 +188,9 @@ static int super_check_geometry(const struct vdfs_super *s)
         s->subblock_size < VDFS_META_SIZE || s->subblock_size > s->block_size ||
         s->block_size > (64u << 20))
         return -EINVAL;
+    /* A sub-block file names its units from the direct slots. */
+    if (s->block_size / s->subblock_size > VDFS_DIRECT_SLOTS)
+        return -EINVAL;
     if (s->max_hosts < 1 || s->max_hosts > VDFS_MAX_HOSTS_LIMIT || s->journal_blocks < 2)
         return -EINVAL;
     if (s->hb_interval_ms == 0 || s->hb_timeout_ms == 0)

@@ -17,6 +17,43 @@ static uint32_t groups_for(uint32_t images)
     return (images + VDFS_JDESC_ADDRS - 1) / VDFS_JDESC_ADDRS;
 }
 
+/* Where a journaled image may go: a whole 4 KiB block of a bitmap area
+ * or a resource region (descriptors, pointer blocks, and the directory
+ * blocks among sub-blocks and file blocks), never the superblocks,
+ * heartbeats, locks or journals, and never past the device. */
+static bool replay_target_ok(const struct vdfs_super *sb, uint64_t addr)
+{
+    if (addr % VDFS_META_SIZE)
+        return false;
+    for (unsigned t = 0; t < VDFS_RT_COUNT; t++) {
+        const struct vdfs_region *r = &sb->region[t];
+        if (addr >= r->bitmap_offset && addr - r->bitmap_offset < (uint64_t)r->clusters * VDFS_META_SIZE)
+            return true;
+        if (addr >= r->start && addr - r->start < r->count * r->unit_size)
+            return true;
+    }
+    return false;
+}
+
+/* Every image of a descriptor group names the address it goes to, and
+ * that address is one a journaled object can have. */
+static bool group_targets_ok(const struct vdfs_super *sb, const struct vdfs_jdesc *jd, const uint8_t *images,
+                             uint64_t daddr)
+{
+    for (uint32_t i = 0; i < jd->count; i++) {
+        struct vdfs_header h;
+        vdfs_obj_read_header(images + (size_t)i * VDFS_META_SIZE, &h);
+        if (!replay_target_ok(sb, jd->addrs[i]) || h.addr != jd->addrs[i]) {
+            vdfs_log(VDFS_LOG_ERR,
+                     "journal descriptor at 0x%llx sends image %u to 0x%llx, which is no metadata address; "
+                     "replay stops there: run fsck.vdfs",
+                     (unsigned long long)daddr, i, (unsigned long long)jd->addrs[i]);
+            return false;
+        }
+    }
+    return true;
+}
+
 int vdfs_journal_replay(struct vdfs_dev *dev, const struct vdfs_super *sb, uint32_t slot, bool apply,
                         uint64_t *next_seq)
 {
@@ -66,6 +103,8 @@ int vdfs_journal_replay(struct vdfs_dev *dev, const struct vdfs_super *sb, uint3
         if (vdfs_dev_read(dev, dst, (size_t)jd->count * VDFS_META_SIZE, vdfs_journal_addr(sb, slot, pos + 1)) != 0)
             break;
         if (vdfs_checksum(dst, (size_t)jd->count * VDFS_META_SIZE) != jd->images_csum)
+            break;
+        if (!group_targets_ok(sb, jd, dst, daddr))
             break;
         if (naddrs + jd->count > addrs_cap) {
             size_t cap = (naddrs + jd->count) * 2;

@@ -129,7 +129,14 @@ static int took_meta_lock(struct vdfs *fs, uint64_t version, bool broken)
     fs->mlock_version_known = true;
     fs->mlock_dirty = false;
     fs->mlock_acquired_ms = vdfs_monotonic_ms();
-    return stale ? caches_drop_and_reload(fs) : 0;
+    int rc = stale ? caches_drop_and_reload(fs) : 0;
+    if (rc) {
+        /* Corrupt bitmaps: nothing is loaded.  Hand the lock back (there
+         * is nothing to write) and load again on the next hold. */
+        cluster_release(fs);
+        fs->mlock_version_known = false;
+    }
+    return rc;
 }
 
 static void log_wait(struct vdfs *fs, const struct vdfs_lock_rec *l)
@@ -386,7 +393,8 @@ int locks_drop_slot(struct vdfs *fs, uint32_t slot, uint64_t hb_gen)
             if ((data < 0 && errno == ENXIO) || (data >= 0 && (uint64_t)data >= addr + n * VDFS_SECTOR_SIZE))
                 continue;
         }
-        rc = vdfs_dev_read(fs->dev, buf, n * VDFS_SECTOR_SIZE, addr);
+        /* The last chunk need not be whole blocks of an O_DIRECT device. */
+        rc = vdfs_dev_read_any(fs->dev, buf, n * VDFS_SECTOR_SIZE, addr);
         for (size_t i = 0; i < n && rc == 0; i++) {
             uint8_t *raw = buf + i * VDFS_SECTOR_SIZE;
             struct vdfs_lock_rec l;
