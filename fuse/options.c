@@ -71,7 +71,7 @@ static const struct number_option {
 } number_options[] = {
     {"commit_ms", offsetof(struct fuse_config_opts, commit_ms), 1, 3600000},
     {"hb_interval_ms", offsetof(struct fuse_config_opts, hb_interval_ms), 10, 60000},
-    {"hb_timeout_ms", offsetof(struct fuse_config_opts, hb_timeout_ms), 100, 600000},
+    {"hb_timeout_ms", offsetof(struct fuse_config_opts, hb_timeout_ms), 100, VDFS_HB_TIMEOUT_MAX_MS},
     {"max_background", offsetof(struct fuse_config_opts, max_background), 1, 65535},
 };
 

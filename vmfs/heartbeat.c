@@ -99,9 +99,13 @@ static uint64_t watch_update(struct vdfs *fs, uint32_t slot, const struct vdfs_h
     return silent;
 }
 
-/* The writer may run with a longer timeout than ours: wait for the longer. */
+/* The writer may run with a longer timeout than ours: wait for the longer.
+ * No host runs with more than the maximum, so a slot that says so is
+ * damaged and its figure would keep its locks for good. */
 static uint64_t timeout_for(const struct vdfs *fs, const struct vdfs_heartbeat *hb)
 {
+    if (hb->timeout_ms > VDFS_HB_TIMEOUT_MAX_MS)
+        return fs->hb_timeout_ms;
     return hb->timeout_ms > fs->hb_timeout_ms ? hb->timeout_ms : fs->hb_timeout_ms;
 }
 

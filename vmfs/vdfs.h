@@ -17,6 +17,10 @@
 
 struct vdfs;
 
+/* The longest heartbeat timeout a host may run with; a slot that
+ * advertises more is corrupt, and observers use their own instead. */
+#define VDFS_HB_TIMEOUT_MAX_MS 600000u
+
 struct vdfs_mount_opts {
     bool readonly;
     const char *host_uuid;   /* 36-char UUID string; NULL: the persistent host UUID */
@@ -27,7 +31,7 @@ struct vdfs_mount_opts {
      * host of a datastore should use the same timeout; an observer waits
      * for the longer of its own and the one the silent host advertised. */
     uint32_t hb_interval_ms; /* heartbeat renewal interval */
-    uint32_t hb_timeout_ms;  /* silence after which a host is dead */
+    uint32_t hb_timeout_ms;  /* silence after which a host is dead, at most VDFS_HB_TIMEOUT_MAX_MS */
     bool multiwriter;        /* write opens share the file lock (MULTI_WRITER) */
 };
 

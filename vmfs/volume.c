@@ -129,6 +129,11 @@ static int cluster_timing(struct vdfs *fs, const struct vdfs_mount_opts *opts)
         fs->hb_interval_ms = 250;
     if (fs->hb_timeout_ms == 0)
         fs->hb_timeout_ms = 3000;
+    if (fs->hb_timeout_ms > VDFS_HB_TIMEOUT_MAX_MS) {
+        vdfs_log(VDFS_LOG_ERR, "heartbeat timeout %u ms%s is more than the maximum, %u ms", fs->hb_timeout_ms,
+                 opts->hb_timeout_ms ? "" : " (the datastore's)", VDFS_HB_TIMEOUT_MAX_MS);
+        return -EINVAL;
+    }
     uint32_t margin = fs->hb_timeout_ms >= 3000 ? 1000 : fs->hb_timeout_ms / 3;
     fs->lease_ms = fs->hb_timeout_ms - margin;
     if (fs->hb_interval_ms < 10 || fs->hb_interval_ms * 2 > fs->lease_ms) {

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -279,6 +280,60 @@ static void test_recover_dead_host_lock_area_not_whole_blocks(void **state)
     unlink(copy);
 }
 
+/* A REPLAYING slot (its replayer died too) that owns the metadata lock
+ * and advertises a timeout no host may run with: observers must judge it
+ * by their own timeout, or nobody could ever take the lock again. */
+static void test_slot_advertising_impossible_timeout(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs_super sb;
+    read_super(f, &sb);
+    uint8_t sector[VDFS_SECTOR_SIZE];
+    uint64_t hb_addr = vdfs_heartbeat_addr(&sb, 1);
+    struct vdfs_heartbeat hb;
+    image_read(f, sector, sizeof(sector), hb_addr);
+    assert_int_equal(vdfs_heartbeat_decode(sector, hb_addr, &hb), 0);
+    hb.state = VDFS_HB_REPLAYING;
+    hb.slot = 1;
+    memset(hb.host_uuid, 0x5a, sizeof(hb.host_uuid));
+    hb.hb_gen++;
+    hb.counter = 7;
+    hb.interval_ms = 1000;
+    hb.timeout_ms = 0xfffffff0u;
+    hb.replayer_slot = 2;
+    vdfs_heartbeat_encode(&hb, sector);
+    image_write(f, sector, sizeof(sector), hb_addr);
+
+    uint64_t lock_addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, 0));
+    struct vdfs_lock_rec l;
+    image_read(f, sector, sizeof(sector), lock_addr);
+    assert_int_equal(vdfs_lock_decode(sector, lock_addr, &l), 0);
+    l.mode = VDFS_LOCK_EXCLUSIVE;
+    l.owner_slot = 1;
+    l.owner_hb_gen = hb.hb_gen;
+    vdfs_lock_encode(&l, sector);
+    image_write(f, sector, sizeof(sector), lock_addr);
+
+    fixture_quiet_log();
+    struct vdfs_mount_opts o = {.host_uuid = TEST_HOST_UUID, .host_name = "unit-test", .hb_interval_ms = 100,
+                                .hb_timeout_ms = 1000};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    assert_int_equal(vdfs_mount(f->image, &o, &f->fs), 0);
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_create(f->fs, vdfs_root_ino(f->fs), "after", S_IFREG | 0644, 0, &cred, &st), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* Our timeout and a take-over, not the 30 s give-up. */
+    assert_true(t1.tv_sec - t0.tv_sec < 10);
+    assert_int_equal(vdfs_unmount(f->fs), 0);
+    f->fs = NULL;
+    assert_int_equal(fixture_fsck(f), 0);
+
+    /* And no host may ask for such a timeout. */
+    o.hb_timeout_ms = VDFS_HB_TIMEOUT_MAX_MS + 1;
+    assert_int_equal(vdfs_mount(f->image, &o, &f->fs), -EINVAL);
+}
+
 static int setup(void **state)
 {
     return fixture_setup(state, "64M", (const char *const[]){"-H", "4", "-J", "1M", NULL}, false);
@@ -298,6 +353,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_directory_size_corrupt, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_journal_target_outside_metadata, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_recover_dead_host_lock_area_not_whole_blocks, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_slot_advertising_impossible_timeout, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_too_many_subblocks_per_block, setup_big_blocks, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
