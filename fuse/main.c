@@ -206,12 +206,23 @@ int main(int argc, char **argv)
     if (cl.singlethread) {
         loop_rc = fuse_session_loop(se);
     } else {
-        /* Unset (UINT_MAX): enough threads for every background request
-         * to wait for its device I/O while one serves the rest. */
-        unsigned threads = cl.max_threads > 0 && cl.max_threads <= 100000 ? cl.max_threads
-                           : vol.max_background                         ? vol.max_background + 8
-                                                                        : DEFAULT_MAX_THREADS;
-        loop_rc = vdfs_session_loop(se, threads);
+        struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+        if (!cfg) {
+            loop_rc = -ENOMEM;
+        } else {
+            fuse_loop_cfg_set_clone_fd(cfg, cl.clone_fd);
+            /* Unset (UINT_MAX): libfuse's default (10), or with
+             * max_background enough threads for every background request to
+             * wait for its device I/O while a few serve lookups. */
+            if (cl.max_threads > 0 && cl.max_threads <= 100000)
+                fuse_loop_cfg_set_max_threads(cfg, cl.max_threads);
+            else if (vol.max_background)
+                fuse_loop_cfg_set_max_threads(cfg, vol.max_background + 8);
+            if (cl.max_idle_threads <= 100000)
+                fuse_loop_cfg_set_idle_threads(cfg, cl.max_idle_threads);
+            loop_rc = fuse_session_loop_mt(se, cfg);
+            fuse_loop_cfg_destroy(cfg);
+        }
     }
     fuse_session_unmount(se);
     /* libfuse returns the signal number after SIGTERM/SIGINT/SIGHUP: a

@@ -10,15 +10,6 @@
 
 #include "vdfs.h"
 
-/* Worker threads without -o max_threads or max_background: the kernel
- * keeps 12 background requests in flight by default. */
-#define DEFAULT_MAX_THREADS 20u
-
-/* The multi-threaded session loop (loop.c): one worker reads at a time
- * and serves quick requests itself; up to max_threads serve the ones that
- * wait for the device.  0 when the session ended, or a negative errno. */
-int vdfs_session_loop(struct fuse_session *se, unsigned max_threads);
-
 /* The command line after parsing. */
 struct fuse_config_opts {
     char *device;        /* absolute path of the image or block device */
