@@ -120,7 +120,7 @@ int main(int argc, char **argv)
     snprintf(sock_path, sizeof(sock_path), "%s/sw.sock", dir);
     switch_pid = fork();
     if (switch_pid == 0) {
-        execl(argv[1], argv[1], "daemon", "--name", "virtio-test", "--socket", sock_path,
+        execl(argv[1], argv[1], "daemon", "-f", "--name", "virtio-test", "--socket", sock_path,
               (char *)NULL);
         _exit(127);
     }
