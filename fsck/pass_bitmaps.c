@@ -8,14 +8,6 @@
 
 #include "fsck.h"
 
-static uint32_t cluster_len(const struct fsck *f, unsigned rtype, uint32_t c)
-{
-    const struct vdfs_region *g = &f->sb.region[rtype];
-    uint64_t first = (uint64_t)c * g->per_cluster;
-    uint64_t left = g->count - first;
-    return (uint32_t)(left < g->per_cluster ? left : g->per_cluster);
-}
-
 int fsck_load_bitmaps(struct fsck *f)
 {
     struct vdfs_bitmap *bm = malloc(sizeof(*bm));
@@ -44,10 +36,10 @@ int fsck_load_bitmaps(struct fsck *f)
         for (uint32_t c = 0; c < g->clusters; c++) {
             uint64_t addr = vdfs_bitmap_addr(&f->sb, r, c);
             uint64_t first = (uint64_t)c * g->per_cluster;
-            uint32_t len = cluster_len(f, r, c);
+            uint32_t len = vdfs_cluster_len(&f->sb.region[r], c);
             struct fsck_cluster *cl = &s->clusters[c];
             if (fsck_read(f, buf, VDFS_META_SIZE, addr) < 0 || vdfs_bitmap_decode(buf, addr, bm) != 0 ||
-                bm->rtype != r || bm->cluster != c || bm->first != first || bm->count != len) {
+                !vdfs_bitmap_is_of(bm, &f->sb, r, c)) {
                 cl->bad = true;
                 continue;
             }
@@ -83,7 +75,7 @@ static int write_cluster(struct fsck *f, unsigned r, uint32_t c)
     }
     uint64_t addr = vdfs_bitmap_addr(&f->sb, r, c);
     uint64_t first = (uint64_t)c * g->per_cluster;
-    uint32_t len = cluster_len(f, r, c), used = 0;
+    uint32_t len = vdfs_cluster_len(&f->sb.region[r], c), used = 0;
     for (uint32_t i = 0; i < len; i++) {
         if (fsck_bit(s->bits, first + i)) {
             fsck_set_bit(bm->bits, i);
@@ -117,7 +109,7 @@ int fsck_pass_bitmaps(struct fsck *f)
         for (uint32_t c = 0; c < g->clusters; c++) {
             struct fsck_cluster *cl = &s->clusters[c];
             uint64_t first = (uint64_t)c * g->per_cluster;
-            uint32_t len = cluster_len(f, r, c);
+            uint32_t len = vdfs_cluster_len(&f->sb.region[r], c);
             uint64_t addr = vdfs_bitmap_addr(&f->sb, r, c);
             char obj[48];
             snprintf(obj, sizeof(obj), "%s cluster %u", name, c);

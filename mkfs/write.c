@@ -182,8 +182,7 @@ static int write_bitmaps(struct batch *b, const struct vdfs_super *sb)
             bm->rtype = r;
             bm->cluster = c;
             bm->first = (uint64_t)c * g->per_cluster;
-            uint64_t left = g->count - bm->first;
-            bm->count = left < g->per_cluster ? (uint32_t)left : g->per_cluster;
+            bm->count = vdfs_cluster_len(g, c);
             bm->free = bm->count;
             bm->affinity = VDFS_NO_SLOT;
             for (uint32_t i = 0; i < bm->count && initially_allocated(r, bm->first + i); i++) {

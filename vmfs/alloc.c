@@ -35,12 +35,7 @@ int alloc_load(struct vdfs *fs)
                 uint64_t addr = vdfs_bitmap_addr(&fs->sb, rt, c + i);
                 struct vdfs_bitmap *b = &p->clusters[c + i];
                 rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, b);
-                /* A sealed bitmap may still describe another cluster: its
-                 * `first` would hand out resources outside the region. */
-                uint64_t first = (uint64_t)(c + i) * r->per_cluster;
-                uint64_t left = r->count - first;
-                if (rc == 0 && (b->rtype != rt || b->cluster != c + i || b->first != first ||
-                                b->count != (left < r->per_cluster ? left : r->per_cluster)))
+                if (rc == 0 && !vdfs_bitmap_is_of(b, &fs->sb, rt, c + i))
                     rc = -EIO;
                 if (rc) {
                     vdfs_log(VDFS_LOG_ERR, "bitmap of resource cluster %u (type %u) at 0x%llx is corrupt; run fsck.vdfs",

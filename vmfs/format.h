@@ -559,6 +559,22 @@ static inline uint64_t vdfs_bitmap_addr(const struct vdfs_super *s, unsigned rty
 {
     return s->region[rtype].bitmap_offset + (uint64_t)cluster * VDFS_META_SIZE;
 }
+/* How many resources cluster `c` of a region covers (the last may be short). */
+static inline uint32_t vdfs_cluster_len(const struct vdfs_region *r, uint32_t c)
+{
+    uint64_t left = r->count - (uint64_t)c * r->per_cluster;
+    return (uint32_t)(left < r->per_cluster ? left : r->per_cluster);
+}
+/* Whether a decoded bitmap is the one of cluster `c` of resource type
+ * `rtype`: a sealed bitmap may still describe another cluster, whose
+ * `first` would hand out resources outside the region. */
+static inline bool vdfs_bitmap_is_of(const struct vdfs_bitmap *bm, const struct vdfs_super *s, unsigned rtype,
+                                     uint32_t c)
+{
+    const struct vdfs_region *r = &s->region[rtype];
+    return bm->rtype == rtype && bm->cluster == c && bm->first == (uint64_t)c * r->per_cluster &&
+           bm->count == vdfs_cluster_len(r, c);
+}
 static inline uint64_t vdfs_resource_addr(const struct vdfs_super *s, unsigned rtype, uint64_t index)
 {
     return s->region[rtype].start + index * s->region[rtype].unit_size;
