@@ -191,6 +191,17 @@ int main(int argc, char **argv)
     if (mount_volume(&o, &vol.fs) != 0)
         goto out_report;
     vol.block_size = vdfs_block_size(vol.fs);
+    struct wcache_limits limits;
+    wcache_default_limits(o.writeback_set ? o.writeback_mb : 0, &limits);
+    if (o.readonly || (o.writeback_set && o.writeback_mb == 0))
+        limits.limit_bytes = 0;
+    if (o.writeback_expire_ms)
+        limits.expire_ms = o.writeback_expire_ms;
+    int wrc = wcache_create(vol.fs, &limits, &vol.wc);
+    if (wrc) {
+        log_message(VDFS_LOG_ERR, "cannot start the write-back cache", NULL);
+        goto out_volume;
+    }
 
     struct fuse_session *se = fuse_session_new(&args, &vdfs_fuse_ops, sizeof(vdfs_fuse_ops), &vol);
     if (!se)
@@ -234,6 +245,9 @@ out_session:
     fuse_session_destroy(se); /* runs op_destroy, which unmounts the volume, if init happened */
 out_volume:
     if (!vol.unmounted) {
+        if (wcache_destroy(vol.wc))
+            log_message(VDFS_LOG_ERR, "writing back held writes failed", NULL);
+        vol.wc = NULL;
         vol.unmount_rc = vdfs_unmount(vol.fs);
         vol.unmounted = true;
     }

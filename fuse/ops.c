@@ -222,7 +222,11 @@ static void op_destroy(void *userdata)
 {
     struct vdfs_fuse *v = userdata;
     if (!v->unmounted) {
+        int wrc = wcache_destroy(v->wc);
+        v->wc = NULL;
         v->unmount_rc = vdfs_unmount(v->fs);
+        if (wrc && !v->unmount_rc)
+            v->unmount_rc = wrc;
         v->unmounted = true;
         v->fs = NULL;
     }
@@ -306,7 +310,14 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         sa.ctime = attr->st_ctim;
     }
     struct vdfs_stat vs;
-    int rc = vdfs_setattr(vol(req)->fs, ino_of(ino), &sa, &vs);
+    /* Held writes go first: a truncate must not meet them later, and
+     * after a chmod (setuid) or utimens the next write must reach the
+     * library, which drops the bits and sets the times. */
+    struct wc_inode *held;
+    int rc = wcache_exclude(vol(req)->wc, ino_of(ino), &held);
+    if (rc == 0)
+        rc = vdfs_setattr(vol(req)->fs, ino_of(ino), &sa, &vs);
+    wcache_unexclude(vol(req)->wc, held);
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -403,6 +414,21 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         reply_entry(req, &vs);
 }
 
+/* fi->fh of a file opened with direct_io. */
+#define FH_DIRECT_IO 1u
+
+/* What the kernel keeps of an open file.  Its pages are dropped at open,
+ * so another host's changes are seen.  O_DIRECT opens take FUSE's direct
+ * path: otherwise the kernel asks for security.capability before every
+ * write, under the inode lock, so a queue of writes is answered one round
+ * trip at a time.  Write requests carry fh, not direct_io. */
+static void set_open_reply(struct fuse_file_info *fi)
+{
+    fi->keep_cache = 0;
+    fi->direct_io = (fi->flags & O_DIRECT) != 0;
+    fi->fh = fi->direct_io ? FH_DIRECT_IO : 0;
+}
+
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     if (!node_ok(req, ino))
@@ -412,7 +438,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, -rc);
         return;
     }
-    fi->keep_cache = 0;
+    set_open_reply(fi);
     if (fuse_reply_open(req, fi) == -ENOENT) /* the opener was interrupted */
         vdfs_release(vol(req)->fs, ino_of(ino), fi->flags);
 }
@@ -438,7 +464,7 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     to_stat(v, &vs, &e.attr);
     e.attr_timeout = TIMEOUT_S;
     e.entry_timeout = TIMEOUT_S;
-    fi->keep_cache = 0;
+    set_open_reply(fi);
     if (fuse_reply_create(req, &e, fi) == -ENOENT)
         vdfs_release(v->fs, vs.ino, fi->flags);
 }
@@ -450,16 +476,34 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    ssize_t n = vdfs_pread(vol(req)->fs, ino_of(ino), buf, size, (uint64_t)off);
+    ssize_t n = wcache_read(vol(req)->wc, ino_of(ino), buf, size, (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
         fuse_reply_buf(req, buf, (size_t)n);
 }
 
+static int drop_caps_on_write(struct vdfs *fs, uint32_t ino);
+
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
+    struct vdfs_fuse *v = vol(req);
+    if (fi->fh & FH_DIRECT_IO) {
+        int krc = drop_caps_on_write(v->fs, ino_of(ino));
+        if (krc) {
+            fuse_reply_err(req, -krc);
+            return;
+        }
+    }
+    int held = wcache_write(v->wc, ino_of(ino), buf, size, (uint64_t)off);
+    if (held) {
+        if (held < 0)
+            fuse_reply_err(req, -held);
+        else
+            fuse_reply_write(req, size);
+        return;
+    }
     const void *data = buf;
     if ((uintptr_t)buf % PAGE_ALIGN) {
         void *aligned = io_buffer(size ? size : 1);
@@ -468,27 +512,34 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             data = aligned;
         }
     }
-    ssize_t n = vdfs_pwrite(vol(req)->fs, ino_of(ino), data, size, (uint64_t)off);
+    ssize_t n = vdfs_pwrite(v->fs, ino_of(ino), data, size, (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else
         fuse_reply_write(req, (size_t)n);
 }
 
+/* close(2): held writes go to the device, and a write-back error is
+ * the close's error. */
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    /* Writes go straight to the library; close has nothing to push. */
-    fuse_reply_err(req, 0);
+    fuse_reply_err(req, -wcache_flush(vol(req)->wc, ino_of(ino)));
 }
 
+/* Held writes reach the device before the file's lock can go to another
+ * host. */
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, -vdfs_release(vol(req)->fs, ino_of(ino), fi->flags));
+    int wrc = wcache_flush(vol(req)->wc, ino_of(ino));
+    int rc = vdfs_release(vol(req)->fs, ino_of(ino), fi->flags);
+    fuse_reply_err(req, -(rc ? rc : wrc));
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    fuse_reply_err(req, -vdfs_fsync(vol(req)->fs, ino_of(ino), datasync != 0));
+    int wrc = wcache_flush(vol(req)->wc, ino_of(ino));
+    int rc = vdfs_fsync(vol(req)->fs, ino_of(ino), datasync != 0);
+    fuse_reply_err(req, -(wrc ? wrc : rc));
 }
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -649,6 +700,24 @@ static ssize_t get_caps(struct vdfs *fs, uint32_t ino, const char *name, char *b
     return n;
 }
 
+/* A direct_io write (an O_DIRECT open) skips the kernel's
+ * file_remove_privs, so security.capability is dropped here as it would
+ * drop it; the setuid and setgid bits are dropped by the library on every
+ * write. */
+static int drop_caps_on_write(struct vdfs *fs, uint32_t ino)
+{
+    if (nocap_known(ino))
+        return 0;
+    ssize_t n = get_caps(fs, ino, CAPS_XATTR, NULL, 0);
+    if (n == -ENODATA)
+        return 0;
+    if (n < 0)
+        return (int)n;
+    nocap_forget(ino);
+    int rc = vdfs_removexattr(fs, ino, CAPS_XATTR);
+    return rc == -ENODATA ? 0 : rc;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
     bool caps = strcmp(name, CAPS_XATTR) == 0;
@@ -679,7 +748,12 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
         fuse_reply_err(req, EINVAL);
         return;
     }
-    fuse_reply_err(req, -vdfs_fallocate(vol(req)->fs, ino_of(ino), mode, (uint64_t)offset, (uint64_t)length));
+    struct wc_inode *held;
+    int rc = wcache_exclude(vol(req)->wc, ino_of(ino), &held);
+    if (rc == 0)
+        rc = vdfs_fallocate(vol(req)->fs, ino_of(ino), mode, (uint64_t)offset, (uint64_t)length);
+    wcache_unexclude(vol(req)->wc, held);
+    fuse_reply_err(req, -rc);
 }
 
 static void op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
@@ -710,6 +784,17 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    /* Both files' held writes go first; the copy itself goes through. */
+    struct wc_inode *held = NULL;
+    int werr = wcache_flush(vol(req)->wc, ino_of(ino_in));
+    if (werr == 0)
+        werr = wcache_exclude(vol(req)->wc, ino_of(ino_out), &held);
+    if (werr) {
+        wcache_unexclude(vol(req)->wc, held);
+        free(buf);
+        fuse_reply_err(req, -werr);
+        return;
+    }
     size_t done = 0;
     int err = 0;
     while (done < len) {
@@ -728,6 +813,7 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
         if (put < got)
             break;
     }
+    wcache_unexclude(vol(req)->wc, held);
     free(buf);
     /* Like write(2): a partial copy reports what was copied. */
     if (done == 0 && err)

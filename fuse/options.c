@@ -20,6 +20,8 @@ static const struct fuse_opt config_spec[] = {
     FUSE_OPT_KEY("hb_interval_ms=", KEY_NUMBER),
     FUSE_OPT_KEY("hb_timeout_ms=", KEY_NUMBER),
     FUSE_OPT_KEY("max_background=", KEY_NUMBER),
+    FUSE_OPT_KEY("writeback_mb=", KEY_NUMBER),
+    FUSE_OPT_KEY("writeback_expire_ms=", KEY_NUMBER),
     OPT("multiwriter", multiwriter),
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-r", KEY_RO),
@@ -54,6 +56,12 @@ void fuse_config_usage(const char *prog)
            "  -o max_background=N    asynchronous requests in flight to the daemon, the\n"
            "                         queue depth of direct I/O (default: the kernel's, 12)\n"
            "  -o max_threads=N   worker threads (default 10, or max_background + 8)\n"
+           "  -o writeback_mb=N  hold up to N MiB of overwrites in the daemon and write them\n"
+           "                     back later, at the latest at fsync, close or unmount\n"
+           "                     (default: the kernel's dirty_background limit; 0: write\n"
+           "                     every write through before replying)\n"
+           "  -o writeback_expire_ms=N  write held data back once it is N ms old (default:\n"
+           "                     the kernel's dirty_expire_centisecs, 30 s)\n"
            "  -o max_idle_threads=N  idle worker threads kept (default 10)\n"
            "  -h, --help         this help\n"
            "  -V, --version      the version\n"
@@ -69,11 +77,15 @@ static const struct number_option {
     const char *name;
     size_t offset;
     unsigned long min, max;
+    size_t set_offset; /* a bool set when given, or 0 */
 } number_options[] = {
-    {"commit_ms", offsetof(struct fuse_config_opts, commit_ms), 1, 3600000},
-    {"hb_interval_ms", offsetof(struct fuse_config_opts, hb_interval_ms), 10, 60000},
-    {"hb_timeout_ms", offsetof(struct fuse_config_opts, hb_timeout_ms), 100, VDFS_HB_TIMEOUT_MAX_MS},
-    {"max_background", offsetof(struct fuse_config_opts, max_background), 1, 65535},
+    {"commit_ms", offsetof(struct fuse_config_opts, commit_ms), 1, 3600000, 0},
+    {"hb_interval_ms", offsetof(struct fuse_config_opts, hb_interval_ms), 10, 60000, 0},
+    {"hb_timeout_ms", offsetof(struct fuse_config_opts, hb_timeout_ms), 100, VDFS_HB_TIMEOUT_MAX_MS, 0},
+    {"max_background", offsetof(struct fuse_config_opts, max_background), 1, 65535, 0},
+    {"writeback_mb", offsetof(struct fuse_config_opts, writeback_mb), 0, 1048576,
+     offsetof(struct fuse_config_opts, writeback_set)},
+    {"writeback_expire_ms", offsetof(struct fuse_config_opts, writeback_expire_ms), 10, 3600000, 0},
 };
 
 static int parse_number_option(struct fuse_config_opts *opts, const char *arg)
@@ -92,6 +104,8 @@ static int parse_number_option(struct fuse_config_opts *opts, const char *arg)
             return -1;
         }
         *(unsigned *)((char *)opts + n->offset) = (unsigned)v;
+        if (n->set_offset)
+            *(bool *)((char *)opts + n->set_offset) = true;
         return 0;
     }
     fprintf(stderr, "vdfs-fuse: -o %s: unknown option\n", arg);

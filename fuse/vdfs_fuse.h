@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "vdfs.h"
+#include "wcache.h"
 
 /* The command line after parsing. */
 struct fuse_config_opts {
@@ -22,6 +23,9 @@ struct fuse_config_opts {
     unsigned hb_timeout_ms;  /* -o hb_timeout_ms= (0: the datastore's) */
     bool multiwriter;    /* -o multiwriter: write opens share the file lock */
     unsigned max_background; /* -o max_background= (0: the kernel's default, 12) */
+    unsigned writeback_mb; /* -o writeback_mb= (when writeback_set) */
+    bool writeback_set;
+    unsigned writeback_expire_ms; /* -o writeback_expire_ms= (0: the kernel's) */
     bool show_help;
     bool show_version;
     bool fake;           /* mount(8) helper -f: do everything but mount */
@@ -43,6 +47,7 @@ struct vdfs_fuse {
      * default (12).  Each holds a worker thread for the length of its
      * device I/O, so this is also the queue depth the datastore sees. */
     unsigned max_background;
+    struct wcache *wc; /* overwrites held for write-back (wcache.c) */
     bool readonly;
     bool unmounted;       /* set once vdfs_unmount ran (destroy or main) */
     int unmount_rc;

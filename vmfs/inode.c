@@ -539,7 +539,7 @@ static bool map_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, void *buf, siz
         struct map_segment seg;
         if (filemap_lookup(fs, fd, off + done, len - done, &seg))
             return false;
-        uint8_t *at = (uint8_t *)buf + done;
+        uint8_t *at = buf ? (uint8_t *)buf + done : NULL; /* NULL: only asking whether it qualifies */
         if (seg.resident || seg.dev_off == 0) {
             if (write)
                 return false;
@@ -640,16 +640,10 @@ ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_
     return rc;
 }
 
-/* How stale an overwrite may leave mtime and ctime.  Like the kernel's
- * coarse timestamps (one tick, 4 ms at HZ=250): a write within this long
- * after the last change of both times leaves the descriptor alone, so a
- * stream of small overwrites is not a stream of descriptor updates. */
-#define TIME_GRANULE_NS 4000000u
-
 static bool changed_within_granule(struct vdfs_timespec t, struct vdfs_timespec now)
 {
     int64_t ns = (now.sec - t.sec) * 1000000000 + ((int64_t)now.nsec - (int64_t)t.nsec);
-    return ns >= 0 && ns < (int64_t)TIME_GRANULE_NS;
+    return ns >= 0 && ns < (int64_t)VDFS_TIME_GRANULE_NS;
 }
 
 /* What a write does to the descriptor whatever it writes: new mtime and
@@ -763,6 +757,77 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
             rc = crc;
     }
     fd_end(fs, fd);
+    return rc;
+}
+
+/* A write-back cache may hold an overwrite only while no other host can
+ * see the file: this host has it open for writing and holds its lock
+ * alone (any write open of a volume without cluster locks). */
+static bool held_alone_for_write(struct vdfs *fs, const struct open_file *o)
+{
+    return o->writers > 0 && (!fs->cluster || o->lock_mode == VDFS_LOCK_EXCLUSIVE);
+}
+
+int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len)
+{
+    if (len == 0 || off + len < off)
+        return 0;
+    int rc;
+    struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
+    if (!fd)
+        return rc;
+    struct open_file *o = rc == 0 && S_ISREG(fd->mode) ? open_file_find(fs, ino) : NULL;
+    struct io_batch batch;
+    if (rc == 0 && o && held_alone_for_write(fs, o) && !volume_is_fenced(fs) && off + len <= fd->size &&
+        map_outside_lock(fs, fd, NULL, len, off, true, &batch)) {
+        rc = 1;
+        if (mark_modified(fd, now_ts(), false)) {
+            int src = fd_store(fs, fd);
+            if (src == 0)
+                src = journal_maybe_commit(fs);
+            if (src)
+                rc = src;
+        }
+    }
+    fd_end(fs, fd);
+    return rc;
+}
+
+int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back *runs, unsigned n)
+{
+    if (n == 0 || n > VDFS_WRITE_BACK_MAX)
+        return -EINVAL;
+    struct vdfs_io *ios = malloc((size_t)n * IO_BATCH * sizeof(*ios));
+    int rc;
+    struct vdfs_fd *fd = ios ? fd_begin(fs, ino, &rc) : NULL;
+    if (!fd) {
+        free(ios);
+        return ios ? rc : -ENOMEM;
+    }
+    struct open_file *o = rc == 0 && S_ISREG(fd->mode) ? open_file_find(fs, ino) : NULL;
+    if (rc == 0 && !o)
+        rc = -ESTALE;
+    unsigned count = 0;
+    uint32_t a = vdfs_dev_alignment(fs->dev);
+    for (unsigned i = 0; rc == 0 && i < n; i++) {
+        const struct vdfs_write_back *r = &runs[i];
+        struct io_batch batch;
+        if (r->len == 0 || r->off + r->len < r->off || r->off + r->len > fd->size ||
+            !map_outside_lock(fs, fd, (void *)r->buf, r->len, r->off, true, &batch))
+            rc = -ESTALE;
+        else if (a > 1 && (uintptr_t)r->buf % a)
+            rc = -EINVAL;
+        for (unsigned j = 0; rc == 0 && j < batch.n; j++)
+            ios[count++] = batch.ios[j];
+    }
+    if (rc == 0) {
+        o->io_inflight++;
+        UNLOCK(fs);
+        rc = vdfs_dev_submit(fs->dev, ios, count);
+        io_done(fs, o);
+    }
+    fd_end(fs, fd);
+    free(ios);
     return rc;
 }
 

@@ -126,6 +126,33 @@ ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_
 ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, uint64_t off);
 int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync);
 
+/* How stale an overwrite may leave mtime and ctime.  Like the kernel's
+ * coarse timestamps (one tick, 4 ms at HZ=250): a write within this long
+ * after the last change of both times leaves the descriptor alone, so a
+ * stream of small overwrites is not a stream of descriptor updates. */
+#define VDFS_TIME_GRANULE_NS 4000000u
+
+/* For a write-back cache above the library (vdfs-fuse's).  Returns 1 when
+ * [off, off + len) lies in written blocks inside the size of a regular file
+ * that this host has open for writing and holds alone (its lock EXCLUSIVE,
+ * so no other host can open it), after applying what a write does to the
+ * descriptor (mtime, ctime, setuid and setgid bits): the caller may then
+ * keep the data and write it later with vdfs_pwrite_back.  0 when the
+ * write must go through vdfs_pwrite; < 0 an error. */
+int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len);
+/* Writes kept data into the file's blocks, without touching its times, as
+ * one device batch: up to VDFS_WRITE_BACK_MAX runs, each with a buffer
+ * aligned for the device.  0, or -ESTALE when a run is no longer written
+ * blocks of an open file (the cache missed a truncate or punch: nothing
+ * is written), or the device's error. */
+#define VDFS_WRITE_BACK_MAX 256u
+struct vdfs_write_back {
+    const void *buf;
+    size_t len;
+    uint64_t off;
+};
+int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back *runs, unsigned n);
+
 /* mode: 0 or a combination of FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
  * (with KEEP_SIZE) and FALLOC_FL_ZERO_RANGE.  Mode 0 allocates lazily
  * zeroed blocks (thick, lazy-zeroed). */

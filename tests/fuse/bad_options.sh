@@ -46,7 +46,8 @@ syntax)
     ;;
 range)
     bad=0
-    for opt in commit_ms=-5 commit_ms=99999999999999 max_background=0 max_background=65536; do
+    for opt in commit_ms=-5 commit_ms=99999999999999 max_background=0 max_background=65536 \
+        writeback_mb=-1 writeback_mb=1048577 writeback_expire_ms=0 writeback_expire_ms=x; do
         if ! (expect_refused "$opt" "${opt%%=*}") 2>"$WORK/why"; then
             echo "BUG: $(cat "$WORK/why")" >&2
             bad=1

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "fixture.h"
 
@@ -205,11 +206,91 @@ static void test_unaligned_overwrite_of_open_file(void **state)
     free(data);
 }
 
+static void sleep_past_time_granule(void)
+{
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = 2 * (long)VDFS_TIME_GRANULE_NS};
+    nanosleep(&ts, NULL);
+}
+
+/* What a write-back cache may hold (vdfs_overwrite_cached): only
+ * overwrites of written blocks inside the size of a file open for
+ * writing; asking applies the write's times and drops setuid. */
+static void test_overwrite_cached_rules(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "f", S_IFREG | 0644);
+    uint8_t *data = malloc(4 * MIB);
+    fixture_pattern(data, 4 * MIB, 7);
+    fixture_write(f, ino, data, 4 * MIB, 0);
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, MIB, PAGE), 0); /* not open */
+    assert_int_equal(vdfs_open(f->fs, ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, MIB, PAGE), 0); /* open, not for writing */
+    assert_int_equal(vdfs_release(f->fs, ino, O_RDONLY), 0);
+
+    assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
+    struct vdfs_setattr sa = {.valid = VDFS_SET_MODE, .mode = S_IFREG | 04755};
+    struct vdfs_stat before, after;
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &before), 0);
+    sleep_past_time_granule();
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, MIB, PAGE), 1);
+    assert_int_equal(vdfs_getattr(f->fs, ino, &after), 0);
+    assert_true(after.mtime.tv_sec > before.mtime.tv_sec ||
+                (after.mtime.tv_sec == before.mtime.tv_sec && after.mtime.tv_nsec > before.mtime.tv_nsec));
+    assert_int_equal(after.mode & 07777, 0755);
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, 4 * MIB - PAGE, 2 * PAGE), 0); /* past the size */
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, 4 * MIB, PAGE), 0);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * MIB, MIB), 0);
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, 2 * MIB, PAGE), 0); /* a hole */
+    assert_int_equal(vdfs_overwrite_cached(f->fs, ino, 2 * MIB - PAGE, 2 * PAGE), 0);
+    assert_int_equal(vdfs_release(f->fs, ino, O_RDWR), 0);
+    free(data);
+}
+
+/* vdfs_pwrite_back writes runs as they are, leaves the times alone, and
+ * writes nothing when one run no longer lies in written blocks. */
+static void test_pwrite_back(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "f", S_IFREG | 0644);
+    uint8_t *data = malloc(4 * MIB);
+    fixture_pattern(data, 4 * MIB, 8);
+    fixture_write(f, ino, data, 4 * MIB, 0);
+    assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
+    uint8_t *a = aligned_alloc(PAGE, 2 * PAGE), *b = aligned_alloc(PAGE, PAGE);
+    fixture_pattern(a, 2 * PAGE, 9);
+    fixture_pattern(b, PAGE, 10);
+    struct vdfs_stat before, after;
+    assert_int_equal(vdfs_getattr(f->fs, ino, &before), 0);
+    sleep_past_time_granule();
+    struct vdfs_write_back runs[2] = {{.buf = a, .len = 2 * PAGE, .off = MIB - PAGE}, {.buf = b, .len = PAGE, .off = 3 * MIB}};
+    assert_int_equal(vdfs_pwrite_back(f->fs, ino, runs, 2), 0);
+    fixture_expect(f, ino, a, 2 * PAGE, MIB - PAGE);
+    fixture_expect(f, ino, b, PAGE, 3 * MIB);
+    assert_int_equal(vdfs_getattr(f->fs, ino, &after), 0);
+    assert_int_equal(after.mtime.tv_sec, before.mtime.tv_sec);
+    assert_int_equal(after.mtime.tv_nsec, before.mtime.tv_nsec);
+
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * MIB, MIB), 0);
+    fixture_pattern(b, PAGE, 11);
+    struct vdfs_write_back stale[2] = {{.buf = b, .len = PAGE, .off = 0}, {.buf = b, .len = PAGE, .off = 2 * MIB}};
+    assert_int_equal(vdfs_pwrite_back(f->fs, ino, stale, 2), -ESTALE);
+    fixture_expect(f, ino, data, PAGE, 0); /* the good run was not written either */
+    fixture_expect_zeros(f, ino, PAGE, 2 * MIB);
+    assert_int_equal(vdfs_pwrite_back(f->fs, ino, runs, 0), -EINVAL);
+    assert_int_equal(vdfs_release(f->fs, ino, O_RDWR), 0);
+    assert_int_equal(vdfs_pwrite_back(f->fs, ino, runs, 1), -ESTALE); /* not open */
+    free(a);
+    free(b);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_parallel_io_with_truncate_and_punch, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_unaligned_overwrite_of_open_file, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_overwrite_cached_rules, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_pwrite_back, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,54 @@
+#!/bin/bash
+# vdfs-fuse's write-back cache of overwrites (fuse/wcache.c): held pages
+# read back, stay off the device until fsync or close, never outlive a
+# truncate or punch, keep their write's mtime, survive kill -9 once
+# fsync'ed; -o writeback_mb=0 writes through, the limit and the expiry
+# push data out on their own.
+. "$(dirname "$0")/lib.sh" "$1"
+HERE=$(cd "$(dirname "$0")" && pwd)
+VDFSCTL=$BUILD/tools/vdfsctl
+make_image 1G
+checks() { python3 "$HERE/writeback_checks.py" "$MNT" "$IMG" "$VDFSCTL" "$@"; }
+fresh_disk() { # MiB
+    rm -f "$MNT/disk"
+    dd if=/dev/urandom of="$MNT/disk" bs=1M count="$1" oflag=direct status=none || fail "dd"
+}
+
+# Held for the whole test unless fsync, close or truncate write it back.
+mount_fg -o writeback_expire_ms=3600000
+fresh_disk 3
+checks held || fail "held pages"
+checks caps || fail "security.capability"
+checks truncate || fail "truncate and punch"
+unmount_fg
+fsck_clean
+mount_fg
+checks after-truncate || fail "after remount"
+
+# kill -9 with one page fsync'ed and one held.
+coproc HOLDER { checks fsync-then-hold; }
+read -r ready <&"${HOLDER[0]}"
+[ "$ready" = ready ] || fail "holder did not get ready"
+kill -9 "$FUSE_PID"
+wait "$FUSE_PID" 2>/dev/null || true
+FUSE_PID=
+umount -l "$MNT" 2>/dev/null || true
+exec {HOLDER[1]}>&-
+wait "$HOLDER_PID" 2>/dev/null || true
+mount_fg
+checks after-kill || fail "after kill -9"
+unmount_fg
+fsck_clean
+
+mount_fg -o writeback_mb=0
+checks through || fail "writeback_mb=0"
+unmount_fg
+
+mount_fg -o writeback_mb=1,writeback_expire_ms=3600000
+fresh_disk 16
+checks limit || fail "writeback_mb=1"
+unmount_fg
+
+mount_fg -o writeback_expire_ms=200
+checks expire || fail "writeback_expire_ms"
+finish
