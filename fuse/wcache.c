@@ -22,7 +22,8 @@
  * the overlay), and exclusively to retire written-back pages (so no read
  * can have fetched the old data from the device and then miss the page)
  * and by operations that change the file's blocks; `flush_lock` lets one
- * write-back run at a time, so pages reach the device in order.
+ * write-back run at a time, so pages reach the device in order.  The
+ * order is flush_lock, gate, lock.
  */
 #include "wcache.h"
 
@@ -468,10 +469,10 @@ static int write_pages(struct wcache *wc, uint32_t ino, const struct held_page *
     return first_error;
 }
 
-/* Writes back every page held for wi; a failure is kept in wi->error. */
-static void flush_inode(struct wcache *wc, struct wc_inode *wi, bool gate_held)
+/* Writes back every page held for wi (its flush_lock held, and its gate
+ * exclusively when gate_held); a failure is kept in wi->error. */
+static void flush_inode_locked(struct wcache *wc, struct wc_inode *wi, bool gate_held)
 {
-    pthread_mutex_lock(&wi->flush_lock);
     pthread_mutex_lock(&wi->lock);
     size_t dirty = atomic_load(&wi->dirty), n = 0;
     struct held_page *pages = dirty ? malloc(dirty * sizeof(*pages)) : NULL;
@@ -514,6 +515,12 @@ static void flush_inode(struct wcache *wc, struct wc_inode *wi, bool gate_held)
         pthread_mutex_unlock(&wi->lock);
     }
     free(pages);
+}
+
+static void flush_inode(struct wcache *wc, struct wc_inode *wi)
+{
+    pthread_mutex_lock(&wi->flush_lock);
+    flush_inode_locked(wc, wi, false);
     pthread_mutex_unlock(&wi->flush_lock);
 }
 
@@ -571,7 +578,7 @@ static void *flusher_main(void *arg)
             continue;
         }
         pthread_mutex_unlock(&wc->lock);
-        flush_inode(wc, wi, false);
+        flush_inode(wc, wi);
         inode_put(wc, wi);
         pthread_mutex_lock(&wc->lock);
     }
@@ -642,7 +649,7 @@ int wcache_destroy(struct wcache *wc)
     for (unsigned b = 0; b < WC_BUCKETS; b++) {
         while (wc->table[b]) {
             struct wc_inode *wi = inode_get(wc, wc->table[b]->ino, false);
-            flush_inode(wc, wi, false);
+            flush_inode(wc, wi);
             int rc = take_error(wi);
             if (wi->entries) /* collecting failed (no memory): drop */
                 rc = drop_all(wc, wi);
@@ -666,7 +673,7 @@ int wcache_flush(struct wcache *wc, uint32_t ino)
     struct wc_inode *wi = wc->enabled ? inode_get(wc, ino, false) : NULL;
     if (!wi)
         return 0;
-    flush_inode(wc, wi, false);
+    flush_inode(wc, wi);
     /* The file's lock may go with its last close: ask again next time. */
     forget_known(wi);
     int rc = take_error(wi);
@@ -679,8 +686,11 @@ int wcache_exclude(struct wcache *wc, uint32_t ino, struct wc_inode **held)
     *held = wc->enabled ? inode_get(wc, ino, true) : NULL;
     if (!*held)
         return wc->enabled ? -ENOMEM : 0;
+    /* flush_lock before gate, as every write-back takes them. */
+    pthread_mutex_lock(&(*held)->flush_lock);
     pthread_rwlock_wrlock(&(*held)->gate);
-    flush_inode(wc, *held, true);
+    flush_inode_locked(wc, *held, true);
+    pthread_mutex_unlock(&(*held)->flush_lock);
     forget_known(*held);
     return take_error(*held);
 }
@@ -738,7 +748,7 @@ int wcache_write(struct wcache *wc, uint32_t ino, const void *buf, size_t len, u
         page_free(&wc->pool, fresh[i]);
     uint64_t held = atomic_fetch_add(&wc->held, used) + used;
     if (held > wc->limits.hard_bytes / WC_PAGE)
-        flush_inode(wc, wi, false); /* the writer pays, as balance_dirty_pages makes it */
+        flush_inode(wc, wi); /* the writer pays, as balance_dirty_pages makes it */
     else if (held > wc->limits.limit_bytes / WC_PAGE && held - used <= wc->limits.limit_bytes / WC_PAGE)
         pthread_cond_signal(&wc->wake);
     inode_put(wc, wi);

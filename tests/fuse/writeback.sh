@@ -24,6 +24,7 @@ unmount_fg
 fsck_clean
 mount_fg
 checks after-truncate || fail "after remount"
+checks concurrent || fail "concurrent writes, fsync and truncate"
 
 # kill -9 with one page fsync'ed and one held.
 coproc HOLDER { checks fsync-then-hold; }
