@@ -214,8 +214,10 @@ static int super_check_geometry(const struct vdfs_super *s)
 
     for (unsigned t = 0; t < VDFS_RT_COUNT; t++) {
         const struct vdfs_region *r = &s->region[t];
-        if (r->unit_size != region_unit_expected(s, t) || r->per_cluster == 0 ||
-            r->per_cluster > VDFS_BITMAP_BITS || r->clusters != div_ceil(r->count, r->per_cluster))
+        /* per_cluster is what vdfs_layout always writes: a smaller one
+         * would make a cluster (and its bookkeeping) per few resources. */
+        if (r->unit_size != region_unit_expected(s, t) || r->per_cluster != VDFS_RESOURCES_PER_CLUSTER ||
+            r->clusters != div_ceil(r->count, r->per_cluster))
             return -EINVAL;
         if (r->start % r->unit_size || r->bitmap_offset % VDFS_META_SIZE)
             return -EINVAL;

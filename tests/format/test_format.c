@@ -467,6 +467,14 @@ static void m_per_cluster_big(struct vdfs_super *s)
     s->region[VDFS_RT_SB].clusters = 3;
 }
 static void m_per_cluster_zero(struct vdfs_super *s) { s->region[VDFS_RT_SB].per_cluster = 0; }
+/* Within what a bitmap block can describe and consistent with its count,
+ * but not what mkfs writes. */
+static void m_per_cluster_other(struct vdfs_super *s)
+{
+    struct vdfs_region *r = &s->region[VDFS_RT_FB];
+    r->per_cluster = VDFS_BITMAP_BITS;
+    r->clusters = (uint32_t)((r->count + VDFS_BITMAP_BITS - 1) / VDFS_BITMAP_BITS);
+}
 static void m_clusters_wrong(struct vdfs_super *s) { s->region[VDFS_RT_FD].clusters += 1; }
 static void m_lock_overlap(struct vdfs_super *s) { s->fd_lock_index -= 1; }
 static void m_lock_outside(struct vdfs_super *s) { s->lock_count -= 1; }
@@ -497,6 +505,7 @@ static void test_super_semantics(void **state)
     assert_int_equal(super_with(m_start_overflow), -EINVAL);
     assert_int_equal(super_with(m_per_cluster_big), -EINVAL);
     assert_int_equal(super_with(m_per_cluster_zero), -EINVAL);
+    assert_int_equal(super_with(m_per_cluster_other), -EINVAL);
     assert_int_equal(super_with(m_clusters_wrong), -EINVAL);
     assert_int_equal(super_with(m_lock_overlap), -EINVAL);
     assert_int_equal(super_with(m_lock_outside), -EINVAL);
