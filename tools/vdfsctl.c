@@ -610,16 +610,8 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
      * metadata lock taken as needed), so it works beside mounted hosts,
      * including a vdfs-fuse mount on this machine that uses the machine's
      * persistent host UUID.  --host-uuid or VDFS_HOST_UUID names it. */
-    char fresh_text[37];
-    const char *env = getenv("VDFS_HOST_UUID");
-    if (!host_uuid && (!env || !*env)) {
-        uint8_t fresh[16];
-        vdfs_uuid_generate(fresh);
-        vdfs_uuid_format(fresh, fresh_text);
-        host_uuid = fresh_text;
-    }
     struct vdfs_mount_opts o = {.readonly = false, .commit_ms = 60000, .host_uuid = host_uuid,
-                                .host_name = "vdfsctl"};
+                                .host_name = "vdfsctl", .own_host = true};
     int rc = vdfs_mount(image, &o, fs);
     if (rc == -EBUSY && !write) {
         /* Mounted by a live host: read without recovery, which is safe but

@@ -33,6 +33,10 @@ struct vdfs_mount_opts {
     uint32_t hb_interval_ms; /* heartbeat renewal interval */
     uint32_t hb_timeout_ms;  /* silence after which a host is dead, at most VDFS_HB_TIMEOUT_MAX_MS */
     bool multiwriter;        /* write opens share the file lock (MULTI_WRITER) */
+    /* Without host_uuid: join as a host of its own under a fresh UUID
+     * (unless VDFS_HOST_UUID names one), not as this machine's persistent
+     * host, so that a tool can work beside a mount of the same machine. */
+    bool own_host;
 };
 
 int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vdfs **out);

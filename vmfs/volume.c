@@ -175,7 +175,13 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
         goto fail;
     if ((rc = cluster_timing(fs, opts)))
         goto fail;
-    rc = opts->host_uuid ? vdfs_uuid_parse(opts->host_uuid, fs->host_uuid) : vdfs_host_uuid(fs->host_uuid);
+    const char *env_uuid = getenv("VDFS_HOST_UUID");
+    if (opts->host_uuid)
+        rc = vdfs_uuid_parse(opts->host_uuid, fs->host_uuid);
+    else if (opts->own_host && !(env_uuid && *env_uuid))
+        vdfs_uuid_generate(fs->host_uuid);
+    else
+        rc = vdfs_host_uuid(fs->host_uuid);
     if (rc) {
         vdfs_log(VDFS_LOG_ERR, "bad host UUID");
         goto fail;

@@ -73,15 +73,7 @@ static struct datastore *datastore_get(const char *image, bool readonly, char *e
             goto out;
         }
         snprintf(ds->image, sizeof(ds->image), "%s", image);
-        struct vdfs_mount_opts opts = { .readonly = readonly };
-        char uuid[37];
-        const char *env = getenv("VDFS_HOST_UUID");
-        if (!env || !*env) {
-            uint8_t fresh[16];
-            vdfs_uuid_generate(fresh);
-            vdfs_uuid_format(fresh, uuid);
-            opts.host_uuid = uuid;
-        }
+        struct vdfs_mount_opts opts = { .readonly = readonly, .own_host = true };
         int rc = vdfs_mount(image, &opts, &ds->fs);
         if (rc < 0) {
             snprintf(err, errlen, "cannot join datastore %s: %s", image, vdfs_strerror(rc));
