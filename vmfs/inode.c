@@ -504,12 +504,25 @@ static int batch_add(struct vdfs *fs, struct io_batch *b, enum vdfs_io_op op, vo
  * lock; the wait releases fs->lock, so the metadata lock is made sure of
  * again afterwards.  1 when it waited (descriptors loaded before are
  * stale), 0 when it did not, or a negative errno. */
-static int io_drain(struct vdfs *fs, uint32_t ino)
+/* Waits (fs->lock held) until no I/O of `ino` runs outside the lock;
+ * true when it had to wait. */
+static bool io_wait_idle(struct vdfs *fs, uint32_t ino)
 {
-    int waited = 0;
+    bool waited = false;
     struct open_file *o;
     while ((o = open_file_find(fs, ino)) && o->io_inflight) {
         pthread_cond_wait(&fs->io_idle, &fs->lock);
+        waited = true;
+    }
+    return waited;
+}
+
+/* io_wait_idle, with the metadata lock taken back after a wait (another
+ * host may have had it meanwhile): 1 when it waited, 0, or -errno. */
+static int io_drain(struct vdfs *fs, uint32_t ino)
+{
+    int waited = 0;
+    while (io_wait_idle(fs, ino)) {
         waited = 1;
         int rc = cluster_hold(fs);
         if (rc)
@@ -1257,9 +1270,7 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
     expect_clear();
     pthread_mutex_lock(&fs->lock);
     int rc = 0;
-    struct open_file *busy;
-    while ((busy = open_file_find(fs, ino)) && busy->io_inflight)
-        pthread_cond_wait(&fs->io_idle, &fs->lock);
+    io_wait_idle(fs, ino);
     struct open_file **pp = &fs->open_files;
     while (*pp && (*pp)->ino != ino)
         pp = &(*pp)->next;
