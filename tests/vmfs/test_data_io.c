@@ -212,16 +212,25 @@ static void sleep_past_time_granule(void)
     nanosleep(&ts, NULL);
 }
 
+/* A 4 MiB file "f" of pattern `seed`, written (so its blocks are written
+ * blocks); returns the pattern. */
+static uint8_t *written_file(struct fixture *f, uint64_t seed, uint32_t *ino)
+{
+    *ino = fixture_create(f, vdfs_root_ino(f->fs), "f", S_IFREG | 0644);
+    uint8_t *data = malloc(4 * MIB);
+    fixture_pattern(data, 4 * MIB, seed);
+    fixture_write(f, *ino, data, 4 * MIB, 0);
+    return data;
+}
+
 /* What a write-back cache may hold (vdfs_overwrite_cached): only
  * overwrites of written blocks inside the size of a file open for
  * writing; asking applies the write's times and drops setuid. */
 static void test_overwrite_cached_rules(void **state)
 {
     struct fixture *f = *state;
-    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "f", S_IFREG | 0644);
-    uint8_t *data = malloc(4 * MIB);
-    fixture_pattern(data, 4 * MIB, 7);
-    fixture_write(f, ino, data, 4 * MIB, 0);
+    uint32_t ino;
+    uint8_t *data = written_file(f, 7, &ino);
     assert_int_equal(vdfs_overwrite_cached(f->fs, ino, MIB, PAGE), 0); /* not open */
     assert_int_equal(vdfs_open(f->fs, ino, O_RDONLY), 0);
     assert_int_equal(vdfs_overwrite_cached(f->fs, ino, MIB, PAGE), 0); /* open, not for writing */
@@ -251,10 +260,8 @@ static void test_overwrite_cached_rules(void **state)
 static void test_pwrite_back(void **state)
 {
     struct fixture *f = *state;
-    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "f", S_IFREG | 0644);
-    uint8_t *data = malloc(4 * MIB);
-    fixture_pattern(data, 4 * MIB, 8);
-    fixture_write(f, ino, data, 4 * MIB, 0);
+    uint32_t ino;
+    uint8_t *data = written_file(f, 8, &ino);
     assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
     uint8_t *a = aligned_alloc(PAGE, 2 * PAGE), *b = aligned_alloc(PAGE, PAGE);
     fixture_pattern(a, 2 * PAGE, 9);
