@@ -134,6 +134,39 @@ int meta_get(struct vdfs *fs, uint64_t addr, uint32_t kind, const uint8_t **out)
     return 0;
 }
 
+bool meta_cached(struct vdfs *fs, uint64_t addr)
+{
+    return find(&fs->cache, addr) != NULL;
+}
+
+int meta_prefetch(struct vdfs *fs, uint64_t addr, uint32_t count, uint32_t kind)
+{
+    struct meta_cache *c = &fs->cache;
+    if (count == 0)
+        return 0;
+    if (count > c->limit / 4)
+        count = (uint32_t)(c->limit / 4 ? c->limit / 4 : 1);
+    uint8_t *buf = vdfs_aligned_alloc((size_t)count * VDFS_META_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    int rc = vdfs_dev_read(fs->dev, buf, (size_t)count * VDFS_META_SIZE, addr);
+    for (uint32_t i = 0; rc == 0 && i < count; i++) {
+        uint64_t at = addr + (uint64_t)i * VDFS_META_SIZE;
+        const uint8_t *image = buf + (size_t)i * VDFS_META_SIZE;
+        /* What is cached may be newer (dirty); what does not verify (never
+         * written, or damaged) is left for meta_get to read and report. */
+        if (find(c, at) || vdfs_obj_verify(image, VDFS_META_SIZE, kind, at) != 0)
+            continue;
+        struct meta_entry *e = insert(c, at);
+        if (!e)
+            break;
+        memcpy(e->data, image, VDFS_META_SIZE);
+        e->kind = kind;
+    }
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
 int meta_put(struct vdfs *fs, uint64_t addr, const uint8_t *image)
 {
     if (fs->readonly)

@@ -45,6 +45,11 @@ void meta_cache_destroy(struct meta_cache *c);
 /* Reads (or finds) the object at addr and verifies it as `kind`.  The
  * returned buffer stays valid until the next cache call. */
 int meta_get(struct vdfs *fs, uint64_t addr, uint32_t kind, const uint8_t **out);
+/* Reads `count` consecutive objects of `kind` from addr in one device read
+ * and caches those not cached yet that verify (clean: committed objects
+ * are always in place on the device, dirty ones stay cached). */
+int meta_prefetch(struct vdfs *fs, uint64_t addr, uint32_t count, uint32_t kind);
+bool meta_cached(struct vdfs *fs, uint64_t addr);
 /* Installs a new image for addr and marks it dirty (part of the running
  * transaction). */
 int meta_put(struct vdfs *fs, uint64_t addr, const uint8_t *image);

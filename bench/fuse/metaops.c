@@ -7,8 +7,12 @@
  *   unlink <ops/s>
  * Between phases it can drop the kernel's dentry/inode caches (--drop,
  * root only) so that stat reaches the file system instead of the cache.
+ * --drop-every N also drops them after every N files of a phase, outside
+ * the timed part: libfuse's passthrough_ll keeps a descriptor open per
+ * inode the kernel remembers, so without it a run of more files than the
+ * process's descriptor limit fails with EMFILE.
  *
- * usage: metaops DIR FILES [DIRS] [THREADS] [--drop]
+ * usage: metaops DIR FILES [DIRS] [THREADS] [--drop] [--drop-every N]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +29,7 @@ enum phase { PHASE_CREATE, PHASE_STAT, PHASE_UNLINK };
 
 struct worker {
     const char *root;
-    unsigned long files, dirs, threads, index;
+    unsigned long first, end, dirs, threads, index; /* files [first, end) */
     enum phase phase;
     int err;
 };
@@ -61,7 +65,7 @@ static void *run_worker(void *arg)
 {
     struct worker *w = arg;
     char path[4096];
-    for (unsigned long i = 0; i < w->files; i++) {
+    for (unsigned long i = w->first; i < w->end; i++) {
         unsigned long d = i % w->dirs;
         if (d % w->threads != w->index)
             continue;
@@ -85,15 +89,16 @@ static void drop_caches(void)
     }
 }
 
-static int run_phase(const char *root, unsigned long files, unsigned long dirs, unsigned long threads,
-                     enum phase phase, const char *name)
+/* Files [first, end) with `threads` threads; the seconds it took, or < 0. */
+static double run_range(const char *root, unsigned long first, unsigned long end, unsigned long dirs,
+                        unsigned long threads, enum phase phase)
 {
     pthread_t tid[64];
     struct worker w[64];
     double t0 = now_s();
     for (unsigned long t = 0; t < threads; t++) {
-        w[t] = (struct worker){.root = root, .files = files, .dirs = dirs, .threads = threads, .index = t,
-                               .phase = phase};
+        w[t] = (struct worker){.root = root, .first = first, .end = end, .dirs = dirs, .threads = threads,
+                               .index = t, .phase = phase};
         if (pthread_create(&tid[t], NULL, run_worker, &w[t]) != 0) {
             fprintf(stderr, "metaops: cannot start a thread\n");
             exit(1);
@@ -105,9 +110,23 @@ static int run_phase(const char *root, unsigned long files, unsigned long dirs, 
         if (w[t].err)
             err = w[t].err;
     }
-    double dt = now_s() - t0;
-    if (err)
-        return -1;
+    return err ? -1.0 : now_s() - t0;
+}
+
+static int run_phase(const char *root, unsigned long files, unsigned long dirs, unsigned long threads,
+                     unsigned long drop_every, enum phase phase, const char *name)
+{
+    double dt = 0;
+    unsigned long step = drop_every ? drop_every : files;
+    for (unsigned long first = 0; first < files; first += step) {
+        unsigned long end = files - first > step ? first + step : files;
+        double t = run_range(root, first, end, dirs, threads, phase);
+        if (t < 0)
+            return -1;
+        dt += t;
+        if (drop_every && end < files)
+            drop_caches();
+    }
     printf("%s %.0f\n", name, (double)files / dt);
     fflush(stdout);
     return 0;
@@ -128,13 +147,16 @@ static unsigned long parse_count(const char *s, const char *what, unsigned long 
 int main(int argc, char **argv)
 {
     bool drop = false;
+    unsigned long drop_every = 0;
     const char *pos[5];
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--drop") == 0)
             drop = true;
+        else if (strcmp(argv[i], "--drop-every") == 0 && i + 1 < argc)
+            drop_every = parse_count(argv[++i], "--drop-every count", 100000000);
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("usage: metaops DIR FILES [DIRS] [THREADS] [--drop]\n");
+            printf("usage: metaops DIR FILES [DIRS] [THREADS] [--drop] [--drop-every N]\n");
             return 0;
         } else if (npos < 4)
             pos[npos++] = argv[i];
@@ -144,7 +166,7 @@ int main(int argc, char **argv)
         }
     }
     if (npos < 2) {
-        fprintf(stderr, "usage: metaops DIR FILES [DIRS] [THREADS] [--drop]\n");
+        fprintf(stderr, "usage: metaops DIR FILES [DIRS] [THREADS] [--drop] [--drop-every N]\n");
         return 2;
     }
     const char *root = pos[0];
@@ -159,13 +181,13 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (run_phase(root, files, dirs, threads, PHASE_CREATE, "create"))
+    if (run_phase(root, files, dirs, threads, drop_every, PHASE_CREATE, "create"))
         return 1;
-    if (drop)
+    if (drop || drop_every)
         drop_caches();
-    if (run_phase(root, files, dirs, threads, PHASE_STAT, "stat"))
+    if (run_phase(root, files, dirs, threads, drop_every, PHASE_STAT, "stat"))
         return 1;
-    if (run_phase(root, files, dirs, threads, PHASE_UNLINK, "unlink"))
+    if (run_phase(root, files, dirs, threads, drop_every, PHASE_UNLINK, "unlink"))
         return 1;
     for (unsigned long d = 0; d < dirs; d++) {
         snprintf(path, sizeof(path), "%s/d%05lu", root, d);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -80,10 +81,40 @@ static void test_corrupt_descriptor_is_eio_alone(void **state)
     fixture_expect(f, fresh, "new", 3, 0);
 }
 
+/* A descriptor read ahead with its neighbours: the neighbours' images
+ * come from the device, but one this host changed and has not committed
+ * yet is only in the cache, and must stay the one every load sees. */
+static void test_readahead_keeps_uncommitted_descriptor(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t ino[8];
+    char name[8];
+    for (unsigned i = 0; i < 8; i++) {
+        snprintf(name, sizeof(name), "f%u", i);
+        ino[i] = fixture_create(f, root, name, S_IFREG | 0644);
+    }
+    for (unsigned i = 1; i < 8; i++)
+        assert_int_equal(ino[i], ino[0] + i); /* neighbours on the device */
+    fixture_unmount(f);
+    fixture_mount(f); /* nothing cached */
+    struct vdfs_setattr sa = {.valid = VDFS_SET_MODE, .mode = S_IFREG | 0600};
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_setattr(f->fs, ino[5], &sa, &st), 0); /* reads ahead from f5, then dirties it */
+    assert_int_equal(vdfs_getattr(f->fs, ino[2], &st), 0);     /* reads ahead from f2, over f5 */
+    assert_int_equal(vdfs_getattr(f->fs, ino[5], &st), 0);
+    assert_int_equal(st.mode & 07777, 0600);
+    fixture_unmount(f);
+    fixture_mount(f);
+    assert_int_equal(vdfs_getattr(f->fs, ino[5], &st), 0);
+    assert_int_equal(st.mode & 07777, 0600);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_corrupt_descriptor_is_eio_alone, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_readahead_keeps_uncommitted_descriptor, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
