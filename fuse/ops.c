@@ -786,9 +786,8 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
     }
     /* Both files' held writes go first; the copy itself goes through. */
     struct wc_inode *held = NULL;
-    int werr = wcache_flush(vol(req)->wc, ino_of(ino_in));
-    if (werr == 0)
-        werr = wcache_exclude(vol(req)->wc, ino_of(ino_out), &held);
+    wcache_write_back(vol(req)->wc, ino_of(ino_in));
+    int werr = wcache_exclude(vol(req)->wc, ino_of(ino_out), &held);
     if (werr) {
         wcache_unexclude(vol(req)->wc, held);
         free(buf);

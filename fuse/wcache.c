@@ -668,7 +668,9 @@ int wcache_destroy(struct wcache *wc)
     return first_error;
 }
 
-int wcache_flush(struct wcache *wc, uint32_t ino)
+/* Writes the file's held pages back; with `report`, returns and forgets
+ * the first write-back error, otherwise leaves it for fsync or close. */
+static int write_back_file(struct wcache *wc, uint32_t ino, bool report)
 {
     struct wc_inode *wi = wc->enabled ? inode_get(wc, ino, false) : NULL;
     if (!wi)
@@ -676,9 +678,19 @@ int wcache_flush(struct wcache *wc, uint32_t ino)
     flush_inode(wc, wi);
     /* The file's lock may go with its last close: ask again next time. */
     forget_known(wi);
-    int rc = take_error(wi);
+    int rc = report ? take_error(wi) : 0;
     inode_put(wc, wi);
     return rc;
+}
+
+int wcache_flush(struct wcache *wc, uint32_t ino)
+{
+    return write_back_file(wc, ino, true);
+}
+
+void wcache_write_back(struct wcache *wc, uint32_t ino)
+{
+    write_back_file(wc, ino, false);
 }
 
 int wcache_exclude(struct wcache *wc, uint32_t ino, struct wc_inode **held)
@@ -692,7 +704,7 @@ int wcache_exclude(struct wcache *wc, uint32_t ino, struct wc_inode **held)
     flush_inode_locked(wc, *held, true);
     pthread_mutex_unlock(&(*held)->flush_lock);
     forget_known(*held);
-    return take_error(*held);
+    return 0;
 }
 
 void wcache_unexclude(struct wcache *wc, struct wc_inode *held)
@@ -707,8 +719,10 @@ int wcache_write(struct wcache *wc, uint32_t ino, const void *buf, size_t len, u
 {
     if (!wc->enabled)
         return 0;
-    if (len == 0 || len % WC_PAGE || off % WC_PAGE || len > WC_RUN_MAX || off + len < off)
-        return wcache_flush(wc, ino);
+    if (len == 0 || len % WC_PAGE || off % WC_PAGE || len > WC_RUN_MAX || off + len < off) {
+        wcache_write_back(wc, ino);
+        return 0;
+    }
     struct wc_inode *wi = inode_get(wc, ino, true);
     if (!wi)
         return -ENOMEM;
@@ -717,7 +731,7 @@ int wcache_write(struct wcache *wc, uint32_t ino, const void *buf, size_t len, u
     if (rc <= 0) {
         pthread_rwlock_unlock(&wi->gate);
         if (rc == 0)
-            rc = wcache_flush(wc, ino);
+            wcache_write_back(wc, ino);
         inode_put(wc, wi);
         return rc;
     }

@@ -43,11 +43,14 @@ ssize_t wcache_read(struct wcache *wc, uint32_t ino, void *buf, size_t len, uint
  * write-back error since the last call (as fsync(2) reports writeback
  * errors). */
 int wcache_flush(struct wcache *wc, uint32_t ino);
+/* The same, leaving any error for the next fsync or close. */
+void wcache_write_back(struct wcache *wc, uint32_t ino);
 
 /* For operations that change which blocks a file has (truncate,
  * fallocate, a copy into it): writes its held pages back and keeps new
- * ones out until wcache_unexclude.  *held is for wcache_unexclude; the
- * result is as wcache_flush's. */
+ * ones out until wcache_unexclude.  *held is for wcache_unexclude.  A
+ * write-back error is left for the next fsync or close; the result is
+ * 0 or -ENOMEM. */
 int wcache_exclude(struct wcache *wc, uint32_t ino, struct wc_inode **held);
 void wcache_unexclude(struct wcache *wc, struct wc_inode *held);
 

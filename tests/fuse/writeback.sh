@@ -52,4 +52,23 @@ unmount_fg
 
 mount_fg -o writeback_expire_ms=200
 checks expire || fail "writeback_expire_ms"
+unmount_fg
+fsck_clean
+
+# A write-back that fails (the host fenced itself while stopped past its
+# lease) is the close's error.
+mount_fg -o hb_interval_ms=100,hb_timeout_ms=1000,writeback_expire_ms=3600000
+coproc FENCED { checks fenced; }
+read -r ready <&"${FENCED[0]}"
+[ "$ready" = ready ] || fail "fenced: holder did not get ready"
+kill -STOP "$FUSE_PID"
+sleep 2
+kill -CONT "$FUSE_PID"
+sleep 0.5
+echo go >&"${FENCED[1]}"
+wait "$FENCED_PID" || fail "fenced: close did not report the failed write-back"
+umount "$MNT"
+wait "$FUSE_PID" 2>/dev/null && fail "a fenced host's unmount reported success"
+FUSE_PID=
+mount_fg # recovers the fenced host's slot
 finish

@@ -254,5 +254,20 @@ def phase_expire():
     os.close(fd)
 
 
+def phase_fenced():
+    """Holds a page, lets the shell stop the daemon past its lease (it
+    fences itself, so the write-back fails), then closes: close(2) must
+    report the lost write."""
+    fd = open_direct()
+    write_page(fd, "Z", 7)
+    print("ready", flush=True)
+    sys.stdin.readline()  # the shell stopped and resumed the daemon
+    try:
+        os.close(fd)
+        check("close reports a write-back that failed (EIO)", False)
+    except OSError as e:
+        check("close reports a write-back that failed (EIO)", e.errno == 5, f"errno {e.errno}")
+
+
 globals()["phase_" + PHASE.replace("-", "_")]()
 sys.exit(1 if failures else 0)
