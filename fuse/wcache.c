@@ -370,6 +370,16 @@ static void forget_known(struct wc_inode *wi)
     pthread_mutex_unlock(&wi->lock);
 }
 
+static bool blocks_known(struct wc_inode *wi, uint64_t first, uint64_t last)
+{
+    pthread_mutex_lock(&wi->lock);
+    bool known = true;
+    for (uint64_t b = first; known && b <= last; b++)
+        known = block_known(wi, b);
+    pthread_mutex_unlock(&wi->lock);
+    return known;
+}
+
 /* 1 when [off, off + len) may be held, its times applied; 0 when it must
  * go through; < 0 an error.  Whole file blocks are asked about once, so a
  * stream of writes calls the library once per block and time granule. */
@@ -377,40 +387,27 @@ static int may_hold(struct wcache *wc, struct wc_inode *wi, uint64_t off, size_t
 {
     uint64_t bs = wc->block_size, first = off / bs, last = (off + len - 1) / bs;
     uint64_t now = now_ns();
+    bool known = blocks_known(wi, first, last);
     pthread_mutex_lock(&wi->lock);
-    bool known = true;
-    for (uint64_t b = first; known && b <= last; b++)
-        known = block_known(wi, b);
     bool due = now - wi->times_ns >= VDFS_TIME_GRANULE_NS;
     pthread_mutex_unlock(&wi->lock);
     if (known && !due)
         return 1;
-    bool asked = false;
-    for (uint64_t b = first; !known && b <= last; b++) {
-        pthread_mutex_lock(&wi->lock);
-        bool k = block_known(wi, b);
-        pthread_mutex_unlock(&wi->lock);
-        if (k)
+    bool asked = !known;
+    for (uint64_t b = first; asked && b <= last; b++) {
+        if (blocks_known(wi, b, b))
             continue;
         int rc = vdfs_overwrite_cached(wc->fs, wi->ino, b * bs, bs);
         if (rc < 0)
             return rc;
-        asked = true;
         pthread_mutex_lock(&wi->lock);
         if (rc == 1)
             block_mark_known(wi, b);
         pthread_mutex_unlock(&wi->lock);
     }
-    if (asked) {
-        pthread_mutex_lock(&wi->lock);
-        known = true;
-        for (uint64_t b = first; known && b <= last; b++)
-            known = block_known(wi, b);
-        pthread_mutex_unlock(&wi->lock);
-    }
     /* The whole-block questions applied the times; a block that is not
      * whole (the file's last) is asked about exactly. */
-    int rc = asked && known ? 1 : vdfs_overwrite_cached(wc->fs, wi->ino, off, len);
+    int rc = asked && blocks_known(wi, first, last) ? 1 : vdfs_overwrite_cached(wc->fs, wi->ino, off, len);
     if (rc == 1) {
         pthread_mutex_lock(&wi->lock);
         wi->times_ns = now;

@@ -144,8 +144,6 @@ int meta_prefetch(struct vdfs *fs, uint64_t addr, uint32_t count, uint32_t kind)
     struct meta_cache *c = &fs->cache;
     if (count == 0)
         return 0;
-    if (count > c->limit / 4)
-        count = (uint32_t)(c->limit / 4 ? c->limit / 4 : 1);
     uint8_t *buf = vdfs_aligned_alloc((size_t)count * VDFS_META_SIZE);
     if (!buf)
         return -ENOMEM;

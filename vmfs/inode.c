@@ -49,7 +49,7 @@ int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd)
     if (ino == 0 || ino >= fs->sb.region[VDFS_RT_FD].count || !resource_is_allocated(fs, VDFS_RT_FD, ino))
         return -ENOENT;
     uint64_t addr = vdfs_fd_addr(&fs->sb, ino);
-    if (fs->sb.region[VDFS_RT_FD].unit_size == VDFS_META_SIZE && !meta_cached(fs, addr)) {
+    if (!meta_cached(fs, addr)) {
         /* Files made together have neighbouring descriptors and are
          * often used together again (ls -l, a backup, rm -r): one read of
          * FD_READAHEAD descriptors instead of one read each.  Failing is
@@ -583,12 +583,13 @@ static bool map_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, void *buf, siz
 }
 
 /* Runs a mapped batch without fs->lock (held on entry and on return),
- * through an aligned bounce buffer when the caller's is not aligned. */
-static int submit_outside_lock(struct vdfs *fs, struct open_file *o, struct io_batch *b, void *buf, size_t len,
-                               bool write)
+ * through an aligned bounce buffer when the caller's (`buf`, `len`) is not
+ * aligned; buf NULL: every request's buffer is aligned already. */
+static int submit_outside_lock(struct vdfs *fs, struct open_file *o, struct vdfs_io *ios, unsigned n, void *buf,
+                               size_t len, bool write)
 {
     uint32_t a = vdfs_dev_alignment(fs->dev);
-    bool bounce = b->n && a > 1 && (uintptr_t)buf % a;
+    bool bounce = buf && n && a > 1 && (uintptr_t)buf % a;
     o->io_inflight++;
     UNLOCK(fs);
     uint8_t *copy = bounce ? vdfs_aligned_alloc(len) : NULL;
@@ -596,14 +597,14 @@ static int submit_outside_lock(struct vdfs *fs, struct open_file *o, struct io_b
     if (rc == 0 && bounce) {
         if (write)
             memcpy(copy, buf, len);
-        for (unsigned i = 0; i < b->n; i++)
-            b->ios[i].buf = copy + ((uint8_t *)b->ios[i].buf - (uint8_t *)buf);
+        for (unsigned i = 0; i < n; i++)
+            ios[i].buf = copy + ((uint8_t *)ios[i].buf - (uint8_t *)buf);
     }
-    if (rc == 0 && b->n)
-        rc = vdfs_dev_submit(fs->dev, b->ios, b->n);
+    if (rc == 0 && n)
+        rc = vdfs_dev_submit(fs->dev, ios, n);
     if (rc == 0 && bounce && !write)
-        for (unsigned i = 0; i < b->n; i++)
-            memcpy((uint8_t *)buf + ((uint8_t *)b->ios[i].buf - copy), b->ios[i].buf, b->ios[i].len);
+        for (unsigned i = 0; i < n; i++)
+            memcpy((uint8_t *)buf + ((uint8_t *)ios[i].buf - copy), ios[i].buf, ios[i].len);
     vdfs_aligned_free(copy);
     io_done(fs, o);
     return rc;
@@ -653,7 +654,7 @@ ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_
         size_t n = len < fd->size - off ? len : (size_t)(fd->size - off);
         struct io_batch batch;
         if (map_outside_lock(fs, fd, buf, n, off, false, &batch)) {
-            int src = submit_outside_lock(fs, o, &batch, buf, n, false);
+            int src = submit_outside_lock(fs, o, batch.ios, batch.n, buf, n, false);
             fd_end(fs, fd);
             return src ? src : (ssize_t)n;
         }
@@ -731,21 +732,34 @@ static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf
  * updated (when due) and the journal given its chance to commit under the
  * lock, then the device write runs outside it.  False (nothing done) when
  * the range does not qualify. */
+/* [off, off + len) is inside the file and all written blocks: mapped into
+ * `batch` for a write outside the lock (buf NULL: only asking). */
+static bool maps_overwrite(struct vdfs *fs, struct vdfs_fd *fd, const void *buf, size_t len, uint64_t off,
+                           struct io_batch *batch)
+{
+    return len != 0 && off + len >= off && off + len <= fd->size &&
+           map_outside_lock(fs, fd, (void *)buf, len, off, true, batch);
+}
+
+/* What an overwrite does to the descriptor, stored (when due, see
+ * mark_modified) with the journal given its chance to commit. */
+static int apply_overwrite(struct vdfs *fs, struct vdfs_fd *fd)
+{
+    if (!mark_modified(fd, now_ts(), false))
+        return 0;
+    int rc = fd_store(fs, fd);
+    return rc ? rc : journal_maybe_commit(fs);
+}
+
 static bool overwrite_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, struct open_file *o, const void *buf,
                                    size_t len, uint64_t off, ssize_t *result)
 {
     struct io_batch batch;
-    if (len == 0 || off + len < off || off + len > fd->size ||
-        !map_outside_lock(fs, fd, (void *)buf, len, off, true, &batch))
+    if (!maps_overwrite(fs, fd, buf, len, off, &batch))
         return false;
-    int rc = 0;
-    if (mark_modified(fd, now_ts(), false)) {
-        rc = fd_store(fs, fd);
-        if (rc == 0)
-            rc = journal_maybe_commit(fs);
-    }
+    int rc = apply_overwrite(fs, fd);
     if (rc == 0)
-        rc = submit_outside_lock(fs, o, &batch, (void *)buf, len, true);
+        rc = submit_outside_lock(fs, o, batch.ios, batch.n, (void *)buf, len, true);
     *result = rc ? rc : (ssize_t)len;
     return true;
 }
@@ -794,24 +808,16 @@ static bool held_alone_for_write(struct vdfs *fs, const struct open_file *o)
 
 int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len)
 {
-    if (len == 0 || off + len < off)
-        return 0;
     int rc;
     struct vdfs_fd *fd = fd_begin(fs, ino, &rc);
     if (!fd)
         return rc;
     struct open_file *o = rc == 0 && S_ISREG(fd->mode) ? open_file_find(fs, ino) : NULL;
     struct io_batch batch;
-    if (rc == 0 && o && held_alone_for_write(fs, o) && !volume_is_fenced(fs) && off + len <= fd->size &&
-        map_outside_lock(fs, fd, NULL, len, off, true, &batch)) {
-        rc = 1;
-        if (mark_modified(fd, now_ts(), false)) {
-            int src = fd_store(fs, fd);
-            if (src == 0)
-                src = journal_maybe_commit(fs);
-            if (src)
-                rc = src;
-        }
+    if (rc == 0 && o && held_alone_for_write(fs, o) && !volume_is_fenced(fs) &&
+        maps_overwrite(fs, fd, NULL, len, off, &batch)) {
+        int arc = apply_overwrite(fs, fd);
+        rc = arc ? arc : 1;
     }
     fd_end(fs, fd);
     return rc;
@@ -836,20 +842,15 @@ int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back
     for (unsigned i = 0; rc == 0 && i < n; i++) {
         const struct vdfs_write_back *r = &runs[i];
         struct io_batch batch;
-        if (r->len == 0 || r->off + r->len < r->off || r->off + r->len > fd->size ||
-            !map_outside_lock(fs, fd, (void *)r->buf, r->len, r->off, true, &batch))
+        if (!maps_overwrite(fs, fd, r->buf, r->len, r->off, &batch))
             rc = -ESTALE;
         else if (a > 1 && (uintptr_t)r->buf % a)
             rc = -EINVAL;
         for (unsigned j = 0; rc == 0 && j < batch.n; j++)
             ios[count++] = batch.ios[j];
     }
-    if (rc == 0) {
-        o->io_inflight++;
-        UNLOCK(fs);
-        rc = vdfs_dev_submit(fs->dev, ios, count);
-        io_done(fs, o);
-    }
+    if (rc == 0)
+        rc = submit_outside_lock(fs, o, ios, count, NULL, 0, true);
     fd_end(fs, fd);
     free(ios);
     return rc;
