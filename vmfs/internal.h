@@ -16,9 +16,10 @@ void vdfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 
 uint64_t vdfs_now_ns(void);
 uint64_t vdfs_monotonic_ms(void);
 void vdfs_random_bytes(void *buf, size_t len);
-/* The persistent host UUID in /etc/vdfs/host-uuid (created on first use),
- * or VDFS_HOST_UUID from the environment. */
-int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE]);
+/* VDFS_HOST_UUID from the environment; otherwise a new random UUID if
+ * `fresh`, else the persistent one in /etc/vdfs/host-uuid (created on
+ * first use). */
+int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE], bool fresh);
 
 /* ---- cache.c: metadata objects by device address ---- */
 struct meta_entry {

@@ -113,11 +113,15 @@ void vdfs_uuid_generate(uint8_t uuid[VDFS_UUID_SIZE])
     uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
 }
 
-int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE])
+int vdfs_host_uuid(uint8_t uuid[VDFS_UUID_SIZE], bool fresh)
 {
     const char *env = getenv("VDFS_HOST_UUID");
     if (env && *env)
         return vdfs_uuid_parse(env, uuid);
+    if (fresh) {
+        vdfs_uuid_generate(uuid);
+        return 0;
+    }
     const char *path = "/etc/vdfs/host-uuid";
     char text[64] = {0};
     FILE *f = fopen(path, "r");

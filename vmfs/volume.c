@@ -175,13 +175,10 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
         goto fail;
     if ((rc = cluster_timing(fs, opts)))
         goto fail;
-    const char *env_uuid = getenv("VDFS_HOST_UUID");
     if (opts->host_uuid)
         rc = vdfs_uuid_parse(opts->host_uuid, fs->host_uuid);
-    else if (opts->own_host && !(env_uuid && *env_uuid))
-        vdfs_uuid_generate(fs->host_uuid);
     else
-        rc = vdfs_host_uuid(fs->host_uuid);
+        rc = vdfs_host_uuid(fs->host_uuid, opts->own_host);
     if (rc) {
         vdfs_log(VDFS_LOG_ERR, "bad host UUID");
         goto fail;
