@@ -321,11 +321,12 @@ static struct wc_inode *inode_get(struct wcache *wc, uint32_t ino, bool create)
     return wi;
 }
 
-/* The last user of a file that holds nothing frees its entry. */
+/* The last user of a file that holds nothing, and has no write-back
+ * error left to report at its next fsync or close, frees its entry. */
 static void inode_put(struct wcache *wc, struct wc_inode *wi)
 {
     pthread_mutex_lock(&wc->lock);
-    if (--wi->refs == 0 && wi->entries == 0) {
+    if (--wi->refs == 0 && wi->entries == 0 && wi->error == 0) {
         struct wc_inode **pp = &wc->table[wi->ino % WC_BUCKETS];
         while (*pp != wi)
             pp = &(*pp)->next;
@@ -466,30 +467,47 @@ static int write_pages(struct wcache *wc, uint32_t ino, const struct held_page *
     return first_error;
 }
 
-/* Writes back every page held for wi (its flush_lock held, and its gate
- * exclusively when gate_held); a failure is kept in wi->error. */
+/* Pages collected at a time when there is no memory for a list of all. */
+#define FLUSH_FALLBACK_PAGES 64u
+
+/* Writes back every page held for wi when the call starts (its
+ * flush_lock held, and its gate exclusively when gate_held); a write
+ * failure is kept in wi->error.  Pages written while it runs may stay
+ * held.  Without memory for a list of all of them, it goes in rounds of
+ * a few, so that a write-back never fails for want of memory. */
 static void flush_inode_locked(struct wcache *wc, struct wc_inode *wi, bool gate_held)
 {
-    pthread_mutex_lock(&wi->lock);
-    size_t dirty = atomic_load(&wi->dirty), n = 0;
-    struct held_page *pages = dirty ? malloc(dirty * sizeof(*pages)) : NULL;
-    for (size_t i = 0; pages && i < wi->nslots && n < dirty; i++) {
-        struct wc_page *p = &wi->slots[i];
-        if (p->key && p->data) {
-            p->writing = p->data;
-            p->data = NULL;
-            pages[n++] = (struct held_page){.index = p->key - 1, .buf = p->writing};
+    size_t dirty = atomic_load(&wi->dirty);
+    if (dirty == 0)
+        return;
+    struct held_page fallback[FLUSH_FALLBACK_PAGES];
+    struct held_page *pages = malloc(dirty * sizeof(*pages));
+    size_t cap = pages ? dirty : FLUSH_FALLBACK_PAGES;
+    if (!pages)
+        pages = fallback;
+    int rc = 0;
+    for (size_t total = 0, n = cap; n == cap && total < dirty; total += n) {
+        size_t want = dirty - total < cap ? dirty - total : cap;
+        n = 0;
+        pthread_mutex_lock(&wi->lock);
+        for (size_t i = 0; i < wi->nslots && n < want; i++) {
+            struct wc_page *p = &wi->slots[i];
+            if (p->key && p->data) {
+                p->writing = p->data;
+                p->data = NULL;
+                pages[n++] = (struct held_page){.index = p->key - 1, .buf = p->writing};
+            }
         }
-    }
-    atomic_fetch_sub(&wi->dirty, n);
-    int rc = dirty && !pages ? -ENOMEM : 0;
-    pthread_mutex_unlock(&wi->lock);
-
-    if (n) {
+        atomic_fetch_sub(&wi->dirty, n);
+        pthread_mutex_unlock(&wi->lock);
+        if (n == 0)
+            break;
         qsort(pages, n, sizeof(*pages), held_cmp);
-        rc = write_pages(wc, wi->ino, pages, n);
-        if (rc == -ESTALE) /* cannot happen while every block change excludes */
-            rc = -EIO;
+        int wrc = write_pages(wc, wi->ino, pages, n);
+        if (wrc == -ESTALE) /* cannot happen while every block change excludes */
+            wrc = -EIO;
+        if (wrc && !rc)
+            rc = wrc;
         if (!gate_held)
             pthread_rwlock_wrlock(&wi->gate);
         pthread_mutex_lock(&wi->lock);
@@ -511,7 +529,8 @@ static void flush_inode_locked(struct wcache *wc, struct wc_inode *wi, bool gate
             wi->error = rc;
         pthread_mutex_unlock(&wi->lock);
     }
-    free(pages);
+    if (pages != fallback)
+        free(pages);
 }
 
 static void flush_inode(struct wcache *wc, struct wc_inode *wi)
@@ -648,7 +667,7 @@ int wcache_destroy(struct wcache *wc)
             struct wc_inode *wi = inode_get(wc, wc->table[b]->ino, false);
             flush_inode(wc, wi);
             int rc = take_error(wi);
-            if (wi->entries) /* collecting failed (no memory): drop */
+            if (wi->entries) /* a write-back takes every page; never expected */
                 rc = drop_all(wc, wi);
             if (rc && !first_error)
                 first_error = rc;
@@ -722,7 +741,7 @@ int wcache_write(struct wcache *wc, uint32_t ino, const void *buf, size_t len, u
     }
     struct wc_inode *wi = inode_get(wc, ino, true);
     if (!wi)
-        return -ENOMEM;
+        return 0; /* no entry, so nothing held: the write goes through */
     pthread_rwlock_rdlock(&wi->gate);
     int rc = may_hold(wc, wi, off, len);
     if (rc <= 0) {
@@ -753,15 +772,22 @@ int wcache_write(struct wcache *wc, uint32_t ino, const void *buf, size_t len, u
         }
         memcpy(p->data, (const uint8_t *)buf + i * WC_PAGE, WC_PAGE);
     }
+    /* Counted before a write-back can see the pages and take them off. */
+    uint64_t held = atomic_fetch_add(&wc->held, used) + used;
     pthread_mutex_unlock(&wi->lock);
     pthread_rwlock_unlock(&wi->gate);
     for (size_t i = used; i < nfresh; i++)
         page_free(&wc->pool, fresh[i]);
-    uint64_t held = atomic_fetch_add(&wc->held, used) + used;
-    if (held > wc->limits.hard_bytes / WC_PAGE)
+    if (rc < 0) {
+        /* No memory to hold it: the write goes through, after what is
+         * held of the file, which it may overlap. */
+        flush_inode(wc, wi);
+        rc = 0;
+    } else if (held > wc->limits.hard_bytes / WC_PAGE) {
         flush_inode(wc, wi); /* the writer pays, as balance_dirty_pages makes it */
-    else if (held > wc->limits.limit_bytes / WC_PAGE && held - used <= wc->limits.limit_bytes / WC_PAGE)
+    } else if (held > wc->limits.limit_bytes / WC_PAGE && held - used <= wc->limits.limit_bytes / WC_PAGE) {
         pthread_cond_signal(&wc->wake);
+    }
     inode_put(wc, wi);
     return rc;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
 #include <stdlib.h>
 #include <string.h>
@@ -728,10 +729,6 @@ static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf
     return done ? (ssize_t)done : rc;
 }
 
-/* An overwrite inside the file's allocated, written blocks: the times are
- * updated (when due) and the journal given its chance to commit under the
- * lock, then the device write runs outside it.  False (nothing done) when
- * the range does not qualify. */
 /* [off, off + len) is inside the file and all written blocks: mapped into
  * `batch` for a write outside the lock (buf NULL: only asking). */
 static bool maps_overwrite(struct vdfs *fs, struct vdfs_fd *fd, const void *buf, size_t len, uint64_t off,
@@ -739,6 +736,37 @@ static bool maps_overwrite(struct vdfs *fs, struct vdfs_fd *fd, const void *buf,
 {
     return len != 0 && off + len >= off && off + len <= fd->size &&
            map_outside_lock(fs, fd, (void *)buf, len, off, true, batch);
+}
+
+/* maps_overwrite for a range of any length: one batch maps at most
+ * IO_BATCH of the file's units, so the range goes a unit-aligned piece of
+ * IO_BATCH units at a time.  Each piece's requests are appended to
+ * out[*count] when `out` is given (room for units_spanned() of them). */
+static bool maps_overwrite_all(struct vdfs *fs, struct vdfs_fd *fd, const void *buf, size_t len, uint64_t off,
+                               struct vdfs_io *out, unsigned *count)
+{
+    if (len == 0 || off + len < off)
+        return false;
+    uint64_t unit = filemap_unit_size(fs, fd);
+    for (size_t done = 0; done < len;) {
+        uint64_t at = off + done, piece_end = at / unit * unit + IO_BATCH * unit;
+        size_t piece = piece_end - at < len - done ? (size_t)(piece_end - at) : len - done;
+        struct io_batch batch;
+        if (!maps_overwrite(fs, fd, buf ? (const uint8_t *)buf + done : NULL, piece, at, &batch))
+            return false;
+        if (out) {
+            memcpy(out + *count, batch.ios, batch.n * sizeof(*out));
+            *count += batch.n;
+        }
+        done += piece;
+    }
+    return true;
+}
+
+/* The most requests maps_overwrite_all makes of `len` bytes. */
+static uint64_t units_spanned(const struct vdfs *fs, size_t len)
+{
+    return len / fs->sb.subblock_size + 2;
 }
 
 /* What an overwrite does to the descriptor, stored (when due, see
@@ -751,6 +779,10 @@ static int apply_overwrite(struct vdfs *fs, struct vdfs_fd *fd)
     return rc ? rc : journal_maybe_commit(fs);
 }
 
+/* An overwrite inside the file's allocated, written blocks: the times are
+ * updated (when due) and the journal given its chance to commit under the
+ * lock, then the device write runs outside it.  False (nothing done) when
+ * the range does not qualify. */
 static bool overwrite_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, struct open_file *o, const void *buf,
                                    size_t len, uint64_t off, ssize_t *result)
 {
@@ -813,9 +845,8 @@ int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t le
     if (!fd)
         return rc;
     struct open_file *o = rc == 0 && S_ISREG(fd->mode) ? open_file_find(fs, ino) : NULL;
-    struct io_batch batch;
     if (rc == 0 && o && held_alone_for_write(fs, o) && !volume_is_fenced(fs) &&
-        maps_overwrite(fs, fd, NULL, len, off, &batch)) {
+        maps_overwrite_all(fs, fd, NULL, len, off, NULL, NULL)) {
         int arc = apply_overwrite(fs, fd);
         rc = arc ? arc : 1;
     }
@@ -827,7 +858,12 @@ int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back
 {
     if (n == 0 || n > VDFS_WRITE_BACK_MAX)
         return -EINVAL;
-    struct vdfs_io *ios = malloc((size_t)n * IO_BATCH * sizeof(*ios));
+    uint64_t room = 0;
+    for (unsigned i = 0; i < n; i++)
+        room += units_spanned(fs, runs[i].len);
+    if (room > UINT_MAX / sizeof(struct vdfs_io))
+        return -EINVAL;
+    struct vdfs_io *ios = malloc((size_t)room * sizeof(*ios));
     int rc;
     struct vdfs_fd *fd = ios ? fd_begin(fs, ino, &rc) : NULL;
     if (!fd) {
@@ -841,13 +877,10 @@ int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back
     uint32_t a = vdfs_dev_alignment(fs->dev);
     for (unsigned i = 0; rc == 0 && i < n; i++) {
         const struct vdfs_write_back *r = &runs[i];
-        struct io_batch batch;
-        if (!maps_overwrite(fs, fd, r->buf, r->len, r->off, &batch))
-            rc = -ESTALE;
-        else if (a > 1 && (uintptr_t)r->buf % a)
+        if (a > 1 && (uintptr_t)r->buf % a)
             rc = -EINVAL;
-        for (unsigned j = 0; rc == 0 && j < batch.n; j++)
-            ios[count++] = batch.ios[j];
+        else if (!maps_overwrite_all(fs, fd, r->buf, r->len, r->off, ios, &count))
+            rc = -ESTALE;
     }
     if (rc == 0)
         rc = submit_outside_lock(fs, o, ios, count, NULL, 0, true);

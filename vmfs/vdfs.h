@@ -145,8 +145,9 @@ int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync);
  * write must go through vdfs_pwrite; < 0 an error. */
 int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len);
 /* Writes kept data into the file's blocks, without touching its times, as
- * one device batch: up to VDFS_WRITE_BACK_MAX runs, each with a buffer
- * aligned for the device.  0, or -ESTALE when a run is no longer written
+ * one device batch: up to VDFS_WRITE_BACK_MAX runs of any length (however
+ * many file blocks each spans), each with a buffer aligned for the
+ * device.  0, or -ESTALE when a run is no longer written
  * blocks of an open file (the cache missed a truncate or punch: nothing
  * is written), or the device's error. */
 #define VDFS_WRITE_BACK_MAX 256u

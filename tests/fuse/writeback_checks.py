@@ -254,6 +254,25 @@ def phase_expire():
     os.close(fd)
 
 
+def phase_small_units():
+    """On a volume of 4 KiB blocks, adjacent held pages make one write-back
+    run over many more file blocks than one device batch maps: fsync must
+    still write every page."""
+    fd = open_direct()
+    pages = range(0, 600)
+    for p in pages:
+        write_page(fd, "S", p)
+    check("pages are held before fsync", on_device(599) != pattern("S", 599))
+    try:
+        os.fsync(fd)
+        check("fsync of a long run of held pages over 4 KiB blocks succeeds", True)
+    except OSError as e:
+        check("fsync of a long run of held pages over 4 KiB blocks succeeds", False, f"errno {e.errno}")
+    wrong = [p for p in pages if on_device(p) != pattern("S", p)]
+    check("every page is on the device after fsync", not wrong, f"{len(wrong)} not, first {wrong[:3]}")
+    os.close(fd)
+
+
 def phase_fenced():
     """Holds a page, lets the shell stop the daemon past its lease (it
     fences itself, so the write-back fails), then closes: close(2) must
