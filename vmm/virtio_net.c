@@ -239,14 +239,15 @@ static void net_rx(struct virtio_net *net)
         }
         ssize_t n = recv(net->sock, net->frame, sizeof(net->frame), MSG_DONTWAIT | MSG_TRUNC);
         if (n <= 0) {
-            virtqueue_unpop(vq);
+            virtqueue_unpop(vq, c.head);
             if (n == 0 || (errno != EAGAIN && errno != EINTR))
                 disconnect(net, n == 0 ? "switch closed the port" : strerror(errno));
             break;
         }
+        frames++; /* dropped ones too: a flood of them must not hold the device */
         if ((size_t)n > FRAME_MAX || (uint64_t)n + VIRTIO_NET_HDR_LEN > c.in_len) {
             net->stats.rx_dropped_oversize++;
-            virtqueue_unpop(vq);
+            virtqueue_unpop(vq, c.head);
             continue;
         }
         uint8_t hdr[VIRTIO_NET_HDR_LEN] = {0};
@@ -256,7 +257,6 @@ static void net_rx(struct virtio_net *net)
         virtqueue_push(vq, c.head, (uint32_t)n + VIRTIO_NET_HDR_LEN);
         net->stats.rx_frames++;
         pushed = true;
-        frames++;
     }
     if (pushed && virtqueue_publish(vq))
         virtio_pci_interrupt_queue(net->vp, RX_QUEUE);
@@ -280,7 +280,7 @@ static bool tx_one(struct virtio_net *net, struct virtqueue *vq, const struct vi
     struct msghdr mh = {.msg_iov = net->frame_iov, .msg_iovlen = (size_t)n};
     ssize_t sent = sendmsg(net->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (sent < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-        virtqueue_unpop(vq);
+        virtqueue_unpop(vq, c->head);
         net->tx_blocked = true;
         return false;
     }

@@ -410,7 +410,7 @@ static void vp_config_hook(struct pci_device *pci, uint32_t off, uint32_t len, b
         uint8_t *cap = &pci->config[vp->pcicfg_cap];
         uint32_t bar = cap[4], boff = pci_get32(cap + 8), blen = pci_get32(cap + 12);
         if (bar != 0 || (blen != 1 && blen != 2 && blen != 4) || boff % blen ||
-            boff + blen > VIRTIO_PCI_BAR_SIZE)
+            boff > VIRTIO_PCI_BAR_SIZE - blen)
             return;
         pthread_mutex_lock(&vp->lock);
         vp_bar_access_locked(vp, boff, &pci->config[cfgdata], blen, is_write);

@@ -108,6 +108,10 @@ int virtqueue_pop(struct virtqueue *vq, struct virtq_chain *chain, char *err, si
         snprintf(err, errlen, "head index %u >= queue size %u", head, vq->size);
         return -EINVAL;
     }
+    if (vq->in_use[head / 64] >> (head % 64) & 1) {
+        snprintf(err, errlen, "head index %u made available again while the device still uses it", head);
+        return -EINVAL;
+    }
     chain->head = head;
     chain->nout = chain->nin = 0;
     chain->out_len = chain->in_len = 0;
@@ -168,17 +172,20 @@ int virtqueue_pop(struct virtqueue *vq, struct virtq_chain *chain, char *err, si
         }
         i = next;
     }
+    vq->in_use[head / 64] |= UINT64_C(1) << (head % 64);
     vq->last_avail++;
     return 1;
 }
 
-void virtqueue_unpop(struct virtqueue *vq)
+void virtqueue_unpop(struct virtqueue *vq, uint16_t head)
 {
+    vq->in_use[head / 64] &= ~(UINT64_C(1) << (head % 64));
     vq->last_avail--;
 }
 
 void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len)
 {
+    vq->in_use[head / 64] &= ~(UINT64_C(1) << (head % 64));
     uint8_t *e = vq->used + USED_RING + 8u * (vq->used_idx & (vq->size - 1));
     store32(e, head);
     store32(e + 4, len);

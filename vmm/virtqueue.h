@@ -28,6 +28,10 @@ struct virtqueue {
     uint16_t published;  /* used idx the driver can see */
     uint16_t signalled_used; /* used idx at the last interrupt */
     bool signalled_valid;
+    /* Heads popped and not yet pushed: a driver that makes one available
+     * again before it is used would otherwise get unbounded requests in
+     * flight. */
+    uint64_t in_use[VIRTQ_MAX_SIZE / 64];
 };
 
 /* A validated chain: `nout` device-readable segments followed by `nin`
@@ -51,8 +55,9 @@ void virtqueue_disable(struct virtqueue *vq);
  * ring is empty, or -EINVAL when the guest broke the ring (reason in err);
  * the device must then stop using the queue until reset. */
 int virtqueue_pop(struct virtqueue *vq, struct virtq_chain *chain, char *err, size_t errlen);
-/* Gives back the chain just popped (the device could not use it yet). */
-void virtqueue_unpop(struct virtqueue *vq);
+/* Gives back the chain just popped, at `head` (the device could not use it
+ * yet). */
+void virtqueue_unpop(struct virtqueue *vq, uint16_t head);
 /* Records a finished chain in the used ring; visible after virtqueue_publish. */
 void virtqueue_push(struct virtqueue *vq, uint16_t head, uint32_t len);
 /* Makes pushed entries visible to the driver.  Returns true if the driver

@@ -620,6 +620,20 @@ static void test_bad_head_index(void **state)
     (void)state;
 }
 
+/* A head made available again while its request is still in flight: the
+ * device would otherwise take on requests without bound. */
+static void test_head_reused_in_flight(void **state)
+{
+    struct env *e = env_create(false, false);
+    uint64_t buf = tdrv_alloc(&e->t, 512);
+    uint16_t head = blk_request(e, 0, 0 /* IN */, 0, buf, 512, true);
+    tdrv_publish(&e->t, 0, head);
+    tdrv_kick(&e->t, 0);
+    expect_broken(e, "made available again");
+    env_destroy(e);
+    (void)state;
+}
+
 static void test_bad_next_index(void **state)
 {
     struct env *e = env_create(false, false);
@@ -787,6 +801,7 @@ int main(void)
         cmocka_unit_test(test_address_outside_ram),
         cmocka_unit_test(test_length_overflow),
         cmocka_unit_test(test_bad_head_index),
+        cmocka_unit_test(test_head_reused_in_flight),
         cmocka_unit_test(test_bad_next_index),
         cmocka_unit_test(test_avail_index_jump),
         cmocka_unit_test(test_wrong_direction),
