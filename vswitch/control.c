@@ -39,8 +39,10 @@ void control_accept(struct vswitch *sw)
 {
     while (sw->control_count < VSW_MAX_CONTROL_CLIENTS) {
         int fd = accept4(sw->control_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            loop_accept_failed(sw, errno);
             return;
+        }
         struct control_conn *conn = calloc(1, sizeof(*conn));
         if (!conn) {
             static const char busy[] = "ERR out of memory\n";

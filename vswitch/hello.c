@@ -23,6 +23,7 @@ static void unlink_conn(struct vswitch *sw, struct hello_conn *conn)
     for (struct hello_conn **link = &sw->hellos; *link; link = &(*link)->next) {
         if (*link == conn) {
             *link = conn->next;
+            sw->hello_count--;
             return;
         }
     }
@@ -41,8 +42,18 @@ void hello_accept(struct vswitch *sw)
 {
     for (;;) {
         int fd = accept4(sw->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            loop_accept_failed(sw, errno);
             return;
+        }
+        if (sw->hello_count >= VSW_MAX_PENDING_HELLOS) {
+            /* The list is newest first: the oldest, at its end, goes. */
+            struct hello_conn *oldest = sw->hellos;
+            while (oldest->next)
+                oldest = oldest->next;
+            sw->hello_failures++;
+            drop_conn(sw, oldest, true);
+        }
         struct hello_conn *conn = calloc(1, sizeof(*conn));
         if (!conn) {
             close(fd);
@@ -58,6 +69,7 @@ void hello_accept(struct vswitch *sw)
         }
         conn->next = sw->hellos;
         sw->hellos = conn;
+        sw->hello_count++;
     }
 }
 

@@ -40,6 +40,24 @@ int loop_watch(struct vswitch *sw, int fd, uint32_t events, struct event_source 
 
 void loop_unwatch(struct vswitch *sw, int fd) { epoll_ctl(sw->epoll_fd, EPOLL_CTL_DEL, fd, NULL); }
 
+void loop_rewatch(struct vswitch *sw, int fd, uint32_t events, struct event_source *source)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = source};
+    epoll_ctl(sw->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void loop_accept_failed(struct vswitch *sw, int error)
+{
+    if (error != EMFILE && error != ENFILE && error != ENOBUFS && error != ENOMEM)
+        return;
+    if (!sw->accept_paused)
+        fprintf(stderr, "vdfs-switch: cannot accept connections (%s); trying again in a second\n",
+                strerror(error));
+    sw->accept_paused = true;
+    loop_rewatch(sw, sw->listen_fd, 0, &sw->listen_ev);
+    loop_rewatch(sw, sw->control_fd, 0, &sw->control_ev);
+}
+
 /* Binds a listening unix socket at path, replacing a stale socket file but
  * refusing to steal the path from a live switch. */
 static int listen_unix(const char *path, int type, const char *what)
@@ -55,7 +73,8 @@ static int listen_unix(const char *path, int type, const char *what)
         fprintf(stderr, "vdfs-switch: socket: %s\n", strerror(errno));
         return -1;
     }
-    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 && errno == EADDRINUSE) {
+    int bound = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+    if (bound < 0 && errno == EADDRINUSE) {
         int probe = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
         bool live = probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof(addr)) == 0;
         if (probe >= 0)
@@ -66,10 +85,9 @@ static int listen_unix(const char *path, int type, const char *what)
             return -1;
         }
         unlink(path);
-        errno = 0;
-        bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+        bound = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
     }
-    if (errno || listen(fd, 64) < 0) {
+    if (bound < 0 || listen(fd, 64) < 0) {
         fprintf(stderr, "vdfs-switch: cannot listen on %s %s: %s\n", what, path, strerror(errno));
         close(fd);
         return -1;
@@ -184,6 +202,12 @@ static void on_timer(struct vswitch *sw)
     mac_table_expire(&sw->macs, now);
     hello_expire(sw, now);
     control_expire(sw, now);
+    if (sw->accept_paused) {
+        sw->accept_paused = false;
+        loop_rewatch(sw, sw->listen_fd, EPOLLIN, &sw->listen_ev);
+        if (sw->control_count < VSW_MAX_CONTROL_CLIENTS)
+            loop_rewatch(sw, sw->control_fd, EPOLLIN, &sw->control_ev);
+    }
 }
 
 static void dispatch(struct vswitch *sw, struct epoll_event *ev, bool *tick)

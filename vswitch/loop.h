@@ -19,6 +19,11 @@ struct daemon_options {
 
 int loop_watch(struct vswitch *sw, int fd, uint32_t events, struct event_source *source);
 void loop_unwatch(struct vswitch *sw, int fd);
+/* Changes the events a watched descriptor is polled for. */
+void loop_rewatch(struct vswitch *sw, int fd, uint32_t events, struct event_source *source);
+/* After an accept4 that failed with `error`: out of descriptors or memory,
+ * accepting pauses until the next tick. */
+void loop_accept_failed(struct vswitch *sw, int error);
 uint64_t vsw_now_s(void);
 /* Runs the daemon until SIGTERM/SIGINT; returns the process exit code. */
 int daemon_run(const struct daemon_options *opts);

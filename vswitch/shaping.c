@@ -60,7 +60,7 @@ static bool parse_quantity(const char *text, uint64_t *out)
     char *end;
     errno = 0;
     double v = strtod(text, &end);
-    if (end == text || v < 0 || errno)
+    if (end == text || !(v >= 0) || errno) /* !(v >= 0): NaN too */
         return false;
     double scale = 1;
     if (*end == 'k' || *end == 'K')
@@ -69,7 +69,7 @@ static bool parse_quantity(const char *text, uint64_t *out)
         scale = 1e6, end++;
     else if (*end == 'g' || *end == 'G')
         scale = 1e9, end++;
-    if (*end != '\0' || v * scale > 1e15)
+    if (*end != '\0' || !(v * scale <= 1e15))
         return false;
     *out = (uint64_t)(v * scale);
     return true;

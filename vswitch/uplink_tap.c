@@ -101,11 +101,14 @@ void uplink_receive(struct vswitch *sw)
     struct port *up = &sw->ports[VSW_UPLINK_PORT];
     struct ingress_batch *in = sw->in;
     unsigned count = 0;
-    while (count < VSW_BATCH) {
+    int gone = 0;
+    while (count < VSW_BATCH && !gone) {
         ssize_t n = read(up->fd, in->buf[count], VSW_BUF_SIZE);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno != EAGAIN)
+                gone = errno;
             break;
         }
         in->msgs[count].msg_len = (unsigned)n;
@@ -115,6 +118,13 @@ void uplink_receive(struct vswitch *sw)
     }
     if (count)
         forward_batch(sw, up, count);
+    if (gone) {
+        /* The TAP was deleted (or its namespace destroyed): its descriptor
+         * stays in error for good, and polling it would spin. */
+        fprintf(stderr, "vdfs-switch: uplink TAP %s went away (%s); the switch now has no uplink\n",
+                up->tap_name, strerror(gone));
+        uplink_close(sw);
+    }
 }
 
 void uplink_flush(struct vswitch *sw, struct port *uplink)

@@ -9,7 +9,8 @@ int uplink_open(struct vswitch *sw, const char *name, char *err, size_t err_len)
 void uplink_close(struct vswitch *sw);
 /* Sets the TAP's MTU to follow the switch's; best effort. */
 void uplink_apply_mtu(struct vswitch *sw);
-/* Reads one batch of frames from the TAP and forwards it. */
+/* Reads one batch of frames from the TAP and forwards it; closes the
+ * uplink if the TAP is gone. */
 void uplink_receive(struct vswitch *sw);
 /* Writes the uplink's egress queue to the TAP. */
 void uplink_flush(struct vswitch *sw, struct port *uplink);

@@ -21,6 +21,9 @@
 #define VSW_HELLO_TIMEOUT_S 5
 #define VSW_CONTROL_TIMEOUT_S 10
 #define VSW_MAX_CONTROL_CLIENTS 16
+/* Connections waiting for their hello; past this the oldest is dropped, so
+ * idle connections cannot use up the switch's descriptors. */
+#define VSW_MAX_PENDING_HELLOS 64
 #define VSW_CONTROL_LINE_MAX 4096
 
 enum drop_reason {
@@ -162,8 +165,12 @@ struct vswitch {
     int epoll_fd, listen_fd, control_fd, timer_fd, signal_fd;
     struct event_source listen_ev, control_ev, timer_ev, signal_ev;
     struct hello_conn *hellos;
+    unsigned hello_count;
     struct control_conn *controls;
     unsigned control_count;
+    /* Out of descriptors: the listening sockets are not watched until the
+     * next tick (their backlog would keep them readable). */
+    bool accept_paused;
     unsigned hello_failures; /* hellos rejected since start */
     unsigned dirty_count;
     int dirty[VSW_MAX_PORTS];

@@ -64,6 +64,8 @@ expect_rc 1 "no port group 'nope'" portgroup set --name nope --promiscuous accep
 expect_rc 1 "bad promiscuous 'maybe'" portgroup set --name web --promiscuous maybe
 expect_rc 1 "peak" portgroup set --name web --shaping avg=10M,peak=1M,burst=1k
 expect_rc 1 "shaping needs" portgroup set --name web --shaping avg=10M
+expect_rc 1 "bad burst value .nan." portgroup set --name web --shaping avg=8M,peak=16M,burst=nan
+expect_rc 1 "bad avg value .nan." portgroup set --name web --shaping avg=nan,peak=nan,burst=1k
 expect_rc 1 "bad mtu '9001'" mtu set --mtu 9001
 expect_rc 1 "no port 7 attached" port stats --port 7
 expect_rc 1 "cannot inherit" policy set --shaping inherit
@@ -72,6 +74,18 @@ rc=0; "$SWITCH" daemon --mtu 99999 2>"$dir/err" || rc=$?
 [[ $rc == 2 ]] && grep -q "bad --mtu" "$dir/err" || fail "daemon --mtu 99999 exited $rc: $(cat "$dir/err")"
 rc=0; "$SWITCH" daemon -f --name cli --socket "$dir/sw.sock" 2>"$dir/err" || rc=$?
 [[ $rc == 1 ]] && grep -q "already listening" "$dir/err" || fail "second daemon on the same socket: $rc $(cat "$dir/err")"
+# The default socket directory may exist already (any start after the
+# first since boot).
+name=clitest$$
+mkdir -p /run/vdfs-switch
+"$SWITCH" daemon -f --name "$name" 2>"$dir/err-default" &
+def_pid=$!
+for _ in $(seq 100); do [[ -S /run/vdfs-switch/$name.sock.ctl ]] && break; sleep 0.05; done
+"$SWITCH" --socket "/run/vdfs-switch/$name.sock" status >/dev/null ||
+    { kill "$def_pid" 2>/dev/null; fail "daemon on the default socket path: $(cat "$dir/err-default")"; }
+kill "$def_pid"
+wait "$def_pid" || true
+rm -f "/run/vdfs-switch/$name.sock" "/run/vdfs-switch/$name.sock.ctl"
 sw portgroup remove --name db | grep -q removed || fail "portgroup remove"
 sw status >/dev/null || fail "switch still answers"
 echo "ok cli"

@@ -2,6 +2,7 @@
  *   switch_test BINARY TESTNAME
  * Every test starts its own switch in a temporary directory. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
@@ -276,6 +277,88 @@ static void test_mac_flood(void)
     close(up);
 }
 
+/* utime + stime of the switch, in clock ticks. */
+static long long switch_cpu_ticks(void)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)sw.pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL, "open %s", path);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = 0;
+    const char *after_comm = strrchr(text, ')');
+    CHECK(after_comm != NULL, "parse %s", path);
+    long long utime = 0, stime = 0;
+    CHECK(sscanf(after_comm + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &utime, &stime) == 2,
+          "parse %s", path);
+    return utime + stime;
+}
+
+static int switch_fd_count(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)sw.pid);
+    DIR *d = opendir(path);
+    CHECK(d != NULL, "open %s", path);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 2;
+}
+
+/* The uplink's TAP is deleted under the switch: the switch drops the uplink
+ * (its descriptor would poll as ready for ever) and its ports go on. */
+static void test_uplink_gone(void)
+{
+    private_netns();
+    start((const char *const[]){"--uplink", "vswgone0", NULL});
+    int a = port_attach_ok(&sw, mac_a, "default", NULL);
+    int b = port_attach_ok(&sw, mac_b, "default", NULL);
+    CHECK(system("ip link del vswgone0") == 0, "ip link del vswgone0");
+    usleep(300000);
+    long long before = switch_cpu_ticks();
+    sleep(1);
+    long long used = switch_cpu_ticks() - before;
+    CHECK(used < 20, "the switch used %lld ticks of CPU in 1 s after its TAP went away", used);
+    char out[512];
+    CHECK(switch_control(&sw, "uplink.show", out, sizeof(out)), "uplink.show");
+    CHECK(strstr(out, "no uplink") != NULL, "uplink.show after the TAP went away: %s", out);
+    uint8_t f[128];
+    frame_send(a, f, frame_build(f, mac_b, mac_a, 7, 60));
+    expect_frame(b, 7, "B after the uplink went away");
+}
+
+/* Connections that never send their hello: at most VSW_MAX_PENDING_HELLOS
+ * are kept (the oldest go first), so they cannot use up the switch's
+ * descriptors, and a VM can still attach. */
+static void test_idle_hellos(void)
+{
+    start(NULL);
+    enum { IDLE = 300 };
+    int idle[IDLE];
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", sw.socket_path);
+    for (int i = 0; i < IDLE; i++) {
+        idle[i] = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        CHECK(idle[i] >= 0 && connect(idle[i], (struct sockaddr *)&addr, sizeof(addr)) == 0,
+              "idle connection %d: %s", i, strerror(errno));
+    }
+    usleep(200000);
+    int fds = switch_fd_count();
+    /* 64 pending hellos (VSW_MAX_PENDING_HELLOS) and the switch's own few. */
+    CHECK(fds < 100, "the switch holds %d descriptors with %d idle connections", fds,
+          IDLE);
+    int a = port_attach_ok(&sw, mac_a, "default", NULL);
+    int b = port_attach_ok(&sw, mac_b, "default", NULL);
+    uint8_t f[128];
+    frame_send(a, f, frame_build(f, mac_b, mac_a, 9, 60));
+    expect_frame(b, 9, "B beside idle connections");
+    for (int i = 0; i < IDLE; i++)
+        close(idle[i]);
+}
+
 static void test_malformed(void)
 {
     start((const char *const[]){"--portgroup", "trunk:4095", NULL});
@@ -447,6 +530,7 @@ static const struct {
     {"unicast", test_unicast},   {"flood_vlan", test_flood_vlan}, {"trunk", test_trunk},
     {"forged", test_forged},     {"promiscuous", test_promiscuous}, {"mac_flood", test_mac_flood},
     {"malformed", test_malformed}, {"reattach", test_reattach},  {"shaping", test_shaping},
+    {"uplink_gone", test_uplink_gone}, {"idle_hellos", test_idle_hellos},
 };
 
 int main(int argc, char **argv)
