@@ -345,6 +345,11 @@ static void run_with_syscalls(struct vdfs_dev *dev, struct vdfs_io **ios, unsign
             continue;
         }
         for (;;) {
+            int fence_error = io->op == VDFS_IO_WRITE ? write_allowed(dev) : 0;
+            if (fence_error) {
+                io->result = fence_error;
+                break;
+            }
             char *p = (char *)io->buf + done;
             size_t n = piece_length(io->len - done);
             off_t at = (off_t)(io->off + done);
@@ -383,10 +388,26 @@ static bool run_window_on_ring(struct vdfs_dev *dev, struct io_uring *ring, stru
         }
     }
     while (remaining > 0) {
+        /* The lease again, for every round: a batch can wait for a ring,
+         * or run many rounds, long after the caller's check. */
+        int fence_error = 0;
+        bool fence_checked = false;
         unsigned queued = 0;
         for (unsigned i = 0; i < count; i++) {
             if (finished[i])
                 continue;
+            if (ios[i]->op == VDFS_IO_WRITE) {
+                if (!fence_checked) {
+                    fence_error = write_allowed(dev);
+                    fence_checked = true;
+                }
+                if (fence_error) {
+                    ios[i]->result = fence_error;
+                    finished[i] = true;
+                    remaining--;
+                    continue;
+                }
+            }
             struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
             prep_piece(sqe, dev->fd, ios[i], done[i]);
             io_uring_sqe_set_data64(sqe, i);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -219,6 +220,65 @@ static void batch_mixed(unsigned flags)
     vdfs_dev_close(dev);
     unlink(path);
 }
+
+static uint64_t test_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* A lease that runs out while a batch is running stops the batch's later
+ * writes: a host stopped between two rounds of a long batch must not
+ * write the rest when it resumes. */
+static void lease_ends_mid_batch(unsigned flags)
+{
+    enum { LEASE_MS = 5, PAGE = 4096 };
+    static unsigned char page[PAGE];
+    fill_pattern(page, sizeof page, 77);
+    for (unsigned n = 8192;; n *= 2) {
+        char path[256];
+        temp_image_create(EXT4_DIR, (uint64_t)n * PAGE, path);
+        struct vdfs_dev *dev = open_ok(path, flags);
+        struct vdfs_io *ios = calloc(n, sizeof(*ios));
+        assert_non_null(ios);
+        for (unsigned i = 0; i < n; i++)
+            ios[i] = (struct vdfs_io){ .op = VDFS_IO_WRITE, .buf = page, .len = PAGE,
+                                       .off = (uint64_t)i * PAGE, .result = 99 };
+        uint64_t start = test_monotonic_ms();
+        vdfs_dev_set_write_deadline(dev, start + LEASE_MS);
+        vdfs_dev_submit(dev, ios, n);
+        uint64_t took = test_monotonic_ms() - start;
+        unsigned first_failed = n;
+        for (unsigned i = 0; i < n && first_failed == n; i++)
+            if (ios[i].result != 0)
+                first_failed = i;
+        /* Once one write was refused, every later one was. */
+        for (unsigned i = first_failed; i < n; i++)
+            assert_int_equal(ios[i].result, -EIO);
+        unsigned char got[PAGE];
+        for (unsigned i = 0; i < n; i += 97) {
+            assert_int_equal(vdfs_dev_read(dev, got, sizeof got, (uint64_t)i * PAGE), 0);
+            if (i < first_failed)
+                assert_memory_equal(got, page, PAGE);
+            else
+                for (unsigned k = 0; k < PAGE; k++)
+                    assert_int_equal(got[k], 0);
+        }
+        free(ios);
+        vdfs_dev_close(dev);
+        unlink(path);
+        if (first_failed < n)
+            return;
+        /* Every write went through: only right if the batch beat the lease
+         * (+1: millisecond clock), and then a longer one is needed. */
+        assert_true(took <= LEASE_MS + 1);
+        assert_true(n < (1u << 17));
+    }
+}
+
+static void test_lease_ends_mid_batch_uring(void **state) { lease_ends_mid_batch(0); }
+static void test_lease_ends_mid_batch_syscalls(void **state) { lease_ends_mid_batch(VDFS_DEV_NO_URING); }
 
 static void test_batch_uring(void **state) { batch_mixed(0); }
 static void test_batch_syscalls(void **state) { batch_mixed(VDFS_DEV_NO_URING); }
@@ -739,6 +799,8 @@ int main(void)
         cmocka_unit_test(test_concurrent_pool_exhausted),
         cmocka_unit_test(test_concurrent_direct),
         cmocka_unit_test(test_aligned_alloc),
+        cmocka_unit_test(test_lease_ends_mid_batch_uring),
+        cmocka_unit_test(test_lease_ends_mid_batch_syscalls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
