@@ -139,6 +139,7 @@ static void check_heartbeats(struct fsck *f, struct slot_state *slots)
             fr.state = VDFS_HB_FREE;
             fr.hb_gen = h.hb_gen + 1;
             fr.replayer_slot = VDFS_NO_SLOT;
+            fr.replayer_hb_gen = 0;
             fr.pid = 0;
             fr.hdr.gen = h.hdr.gen + 1;
             write_heartbeat(f, slot, &fr);

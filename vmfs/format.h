@@ -210,7 +210,10 @@ struct vdfs_disk_heartbeat {
     vdfs_le32 replayer_slot;
     vdfs_le32 timeout_ms; /* the writer's heartbeat timeout; observers wait at least this long */
     uint8_t hostname[VDFS_HOSTNAME_SIZE];
-    uint8_t reserved[352];
+    /* REPLAYING: the replayer's slot generation, so others judge the
+     * replayer, not the silence of the slot it replays. */
+    vdfs_le64 replayer_hb_gen;
+    uint8_t reserved[344];
 };
 static_assert(sizeof(struct vdfs_disk_heartbeat) == VDFS_SECTOR_SIZE, "heartbeat");
 
@@ -227,6 +230,7 @@ struct vdfs_heartbeat {
     uint32_t replayer_slot;
     uint32_t timeout_ms;
     char hostname[VDFS_HOSTNAME_SIZE + 1];
+    uint64_t replayer_hb_gen;
 };
 
 void vdfs_heartbeat_encode(const struct vdfs_heartbeat *h, uint8_t buf[VDFS_SECTOR_SIZE]);

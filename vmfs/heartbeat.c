@@ -126,8 +126,34 @@ bool heartbeat_others_present(struct vdfs *fs)
  * process's last reference to the device (in-flight I/O included) is
  * gone, so that process can write nothing more (kill -9 fails over at
  * once).  Its presence proves nothing: a stopped process keeps it. */
+static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent);
+
+/* A REPLAYING slot is abandoned when its replayer is dead: a live one may
+ * take longer than the timeout over a long journal, and a second replay
+ * beside it could write old images over what a later holder wrote.  A
+ * dead replayer's lease is over (its device refuses writes), so the slot
+ * can be taken over at once.  A slot that names no valid replayer is
+ * judged by its own silence. */
+static bool replay_abandoned(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent)
+{
+    uint32_t rslot = hb->replayer_slot;
+    if (rslot >= fs->sb.max_hosts || rslot == slot)
+        return silent >= timeout_for(fs, hb);
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat replayer;
+    if (heartbeat_read_slot(fs, rslot, raw, &replayer) != 0)
+        return false; /* unreadable: judged again on the next look */
+    if (replayer.state != VDFS_HB_LIVE || replayer.hb_gen != hb->replayer_hb_gen)
+        return true; /* freed, recovered or being recovered: it was judged dead */
+    if (rslot == fs->slot)
+        return false;
+    return slot_is_dead(fs, rslot, &replayer, watch_update(fs, rslot, &replayer, vdfs_monotonic_ms()));
+}
+
 static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent)
 {
+    if (hb->state == VDFS_HB_REPLAYING)
+        return replay_abandoned(fs, slot, hb, silent);
     if (silent >= timeout_for(fs, hb))
         return true;
     return hb->state == VDFS_HB_LIVE && vdfs_dev_probe_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1) == 0;
@@ -225,6 +251,7 @@ static int recover_slot(struct vdfs *fs, uint32_t slot, const uint8_t *raw, cons
     struct vdfs_heartbeat mark = *hb;
     mark.state = VDFS_HB_REPLAYING;
     mark.replayer_slot = fs->slot;
+    mark.replayer_hb_gen = fs->hb_gen;
     mark.stamp_ns = vdfs_now_ns();
     mark.hdr.gen++;
     vdfs_heartbeat_encode(&mark, next);

@@ -283,6 +283,11 @@ int vdfs_unmount(struct vdfs *fs)
             fs->journal.head = 1;
             if (rc == 0)
                 rc = cluster_release(fs);
+            /* Not finished (no memory, a write or flush error): the lock may
+             * still be held and the journal full, so freeing the slot as if
+             * all were done would let the next holder skip the replay. */
+            if (rc)
+                volume_fence(fs, "could not write everything back at unmount", false);
         }
         if (volume_is_fenced(fs)) {
             /* A write failed: within the lease this host can still finish

@@ -24,6 +24,7 @@ static inline void sample_heartbeat(struct vdfs_heartbeat *h, uint64_t addr)
     h->interval_ms = 0x80001000u;
     h->pid = 0x7fff1234u;
     h->replayer_slot = 17;
+    h->replayer_hb_gen = 0x1122334455667788ull;
     strcpy(h->hostname, "esx-host-07.example.org");
 }
 

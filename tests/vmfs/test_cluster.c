@@ -476,6 +476,103 @@ static void test_host_stopped_anywhere_does_not_stall_others(void **state)
 }
 
 /* Bad timing options are refused with a message, not a crash. */
+static int setup_four_slots(void **state)
+{
+    const char *opts[] = {"-H", "4", NULL};
+    return fixture_setup(state, "1G", opts, false);
+}
+
+static void sector_io(struct fixture *f, uint64_t addr, uint8_t *sector, bool write)
+{
+    struct vdfs_dev *dev;
+    assert_int_equal(vdfs_dev_open(f->image, 0, &dev), 0);
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_SECTOR_SIZE);
+    if (write) {
+        memcpy(buf, sector, VDFS_SECTOR_SIZE);
+        assert_int_equal(vdfs_dev_write(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
+        assert_int_equal(vdfs_dev_flush(dev), 0);
+    } else {
+        assert_int_equal(vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
+        memcpy(sector, buf, VDFS_SECTOR_SIZE);
+    }
+    vdfs_aligned_free(buf);
+    vdfs_dev_close(dev);
+}
+
+/* A slot another host is replaying, silent for longer than the timeout
+ * (a long journal), while that replayer is alive: nobody takes it over,
+ * since a second replay beside the first could write old images over what
+ * a later holder wrote.  Once the replayer is gone, it is taken over. */
+static void test_live_replayer_not_taken_over(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs *a = mount_as(f, UUID_A, "replayer", NULL);
+    struct vdfs_stat st;
+    assert_int_equal(vdfs_create(a, vdfs_root_ino(a), "held", S_IFREG | 0644, 0, NULL, &st), 0);
+    assert_int_equal(vdfs_sync(a), 0);
+    struct vdfs_super sb;
+    uint8_t sector[VDFS_SECTOR_SIZE];
+    {
+        struct vdfs_dev *dev;
+        assert_int_equal(vdfs_dev_open(f->image, VDFS_DEV_RDONLY, &dev), 0);
+        uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+        assert_int_equal(vdfs_dev_read(dev, buf, VDFS_META_SIZE, 0), 0);
+        assert_int_equal(vdfs_super_decode(buf, 0, &sb), 0);
+        vdfs_aligned_free(buf);
+        vdfs_dev_close(dev);
+    }
+    /* A is the one LIVE slot. */
+    uint32_t a_slot = VDFS_NO_SLOT;
+    struct vdfs_heartbeat hb;
+    for (uint32_t slot = 0; slot < sb.max_hosts; slot++) {
+        uint64_t addr = vdfs_heartbeat_addr(&sb, slot);
+        sector_io(f, addr, sector, false);
+        assert_int_equal(vdfs_heartbeat_decode(sector, addr, &hb), 0);
+        if (hb.state == VDFS_HB_LIVE) {
+            a_slot = slot;
+            break;
+        }
+    }
+    assert_int_not_equal(a_slot, VDFS_NO_SLOT);
+    uint64_t a_gen = hb.hb_gen;
+    /* Slot 3: a host that died, being replayed by A, owning the file's lock. */
+    const uint32_t x = 3;
+    uint64_t x_addr = vdfs_heartbeat_addr(&sb, x);
+    sector_io(f, x_addr, sector, false);
+    assert_int_equal(vdfs_heartbeat_decode(sector, x_addr, &hb), 0);
+    hb.state = VDFS_HB_REPLAYING;
+    hb.slot = x;
+    memset(hb.host_uuid, 0x5a, sizeof(hb.host_uuid));
+    hb.hb_gen = 5;
+    hb.counter = 7;
+    hb.interval_ms = HB_INTERVAL;
+    hb.timeout_ms = HB_TIMEOUT;
+    hb.replayer_slot = a_slot;
+    hb.replayer_hb_gen = a_gen;
+    vdfs_heartbeat_encode(&hb, sector);
+    sector_io(f, x_addr, sector, true);
+    uint64_t lock_addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, st.ino));
+    struct vdfs_lock_rec l;
+    sector_io(f, lock_addr, sector, false);
+    assert_int_equal(vdfs_lock_decode(sector, lock_addr, &l), 0);
+    l.mode = VDFS_LOCK_EXCLUSIVE;
+    l.owner_slot = x;
+    l.owner_hb_gen = 5;
+    vdfs_lock_encode(&l, sector);
+    sector_io(f, lock_addr, sector, true);
+
+    struct vdfs *b = mount_as(f, UUID_B, "waiter", NULL);
+    uint64_t until = now_ms() + 2 * HB_TIMEOUT + 500;
+    while (now_ms() < until) {
+        assert_int_equal(vdfs_open(b, st.ino, O_RDWR), -EBUSY);
+        usleep(100 * 1000);
+    }
+    assert_int_equal(vdfs_unmount(a), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_unmount(b), 0);
+}
+
 static void test_bad_timing_refused(void **state)
 {
     struct fixture *f = *state;
@@ -498,6 +595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_host_recovered_at_mount, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_host_stopped_anywhere_does_not_stall_others, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_bad_timing_refused, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_live_replayer_not_taken_over, setup_four_slots, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
