@@ -591,8 +591,14 @@ static int submit_outside_lock(struct vdfs *fs, struct open_file *o, struct vdfs
 {
     uint32_t a = vdfs_dev_alignment(fs->dev);
     bool bounce = buf && n && a > 1 && (uintptr_t)buf % a;
-    o->io_inflight++;
-    UNLOCK(fs);
+    /* Once the metadata lock is on its way to another host, that host may
+     * truncate a MULTI_WRITER file and reuse its blocks: such I/O keeps
+     * fs->lock, which the hand-over waits for. */
+    bool outside = !(fs->mlock_handover && o->lock_mode == VDFS_LOCK_MULTI_WRITER);
+    if (outside) {
+        o->io_inflight++;
+        UNLOCK(fs);
+    }
     uint8_t *copy = bounce ? vdfs_aligned_alloc(len) : NULL;
     int rc = bounce && !copy ? -ENOMEM : 0;
     if (rc == 0 && bounce) {
@@ -607,8 +613,21 @@ static int submit_outside_lock(struct vdfs *fs, struct open_file *o, struct vdfs
         for (unsigned i = 0; i < n; i++)
             memcpy((uint8_t *)buf + ((uint8_t *)ios[i].buf - copy), ios[i].buf, ios[i].len);
     vdfs_aligned_free(copy);
-    io_done(fs, o);
+    if (outside)
+        io_done(fs, o);
     return rc;
+}
+
+void multiwriter_io_wait(struct vdfs *fs)
+{
+    for (;;) {
+        bool busy = false;
+        for (struct open_file *o = fs->open_files; o && !busy; o = o->next)
+            busy = o->lock_mode == VDFS_LOCK_MULTI_WRITER && o->io_inflight;
+        if (!busy)
+            return;
+        pthread_cond_wait(&fs->io_idle, &fs->lock);
+    }
 }
 
 static ssize_t read_locked(struct vdfs *fs, struct vdfs_fd *fd, void *buf, size_t len, uint64_t off)
@@ -1369,6 +1388,9 @@ int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64
         rc = -EISDIR;
     else if (rc == 0 && !S_ISREG(fd->mode))
         rc = -ENODEV;
+    /* Like a truncate: not the blocks of a file another host has open. */
+    if (rc == 0)
+        rc = truncate_allowed(fs, ino);
     if (rc)
         goto out;
     uint64_t end = off + len;

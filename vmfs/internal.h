@@ -147,6 +147,9 @@ bool volume_is_fenced(struct vdfs *fs);
 int cluster_hold(struct vdfs *fs);
 /* Commits, checkpoints and releases the metadata lock.  Caller holds fs->lock. */
 int cluster_release(struct vdfs *fs);
+/* Waits (fs->lock held, released while waiting) until no data I/O of a
+ * MULTI_WRITER file runs outside fs->lock. */
+void multiwriter_io_wait(struct vdfs *fs);
 /* Unmount of a host fenced by a write error while its lease holds: replays
  * its own journal, releases the metadata lock with a version bump.  Any
  * failure leaves everything to the host that recovers the slot later. */
@@ -299,6 +302,9 @@ struct vdfs {
     atomic_bool mlock_held;
     bool mlock_version_known;
     bool mlock_dirty; /* metadata changed while held: bump the version on release */
+    /* Being released: MULTI_WRITER data I/O runs under fs->lock (see
+     * multiwriter_io_wait). */
+    bool mlock_handover;
     uint64_t mlock_version;
     uint64_t mlock_acquired_ms;
     struct lock_cache file_locks; /* valid while the metadata lock is held */

@@ -265,12 +265,26 @@ bool cluster_release_wanted(struct vdfs *fs)
     return vdfs_monotonic_ms() - fs->mlock_acquired_ms >= hold;
 }
 
+static int release_held(struct vdfs *fs);
+
 int cluster_release(struct vdfs *fs)
 {
     if (!fs->cluster || !atomic_load(&fs->mlock_held))
         return 0;
     if (volume_is_fenced(fs))
         return -EIO;
+    /* MULTI_WRITER sharers elsewhere may truncate or punch the file once
+     * they hold the lock: no I/O of this host may still be on its way to
+     * blocks that could be reused by then. */
+    fs->mlock_handover = true;
+    multiwriter_io_wait(fs);
+    int rc = release_held(fs);
+    fs->mlock_handover = false;
+    return rc;
+}
+
+static int release_held(struct vdfs *fs)
+{
     /* Everything this host changed goes in place and becomes durable, and
      * the journal is emptied: nothing of it may be replayed over what the
      * next holder writes. */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,6 +174,11 @@ static void test_file_lock_modes(void **state)
     assert_int_equal(vdfs_pwrite(a, st.ino, "data", 4, 0), 4);
     struct vdfs_setattr trunc = {.valid = VDFS_SET_SIZE, .size = 0};
     assert_int_equal(vdfs_setattr(b, st.ino, &trunc, NULL), -EBUSY);
+    /* Nor may b punch, zero or allocate its blocks. */
+    assert_int_equal(vdfs_fallocate(b, st.ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096), -EBUSY);
+    assert_int_equal(vdfs_fallocate(b, st.ino, FALLOC_FL_ZERO_RANGE, 0, 4096), -EBUSY);
+    assert_int_equal(vdfs_fallocate(b, st.ino, 0, 0, 1 << 20), -EBUSY);
+    assert_int_equal(vdfs_fallocate(a, st.ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 4096), 0);
     assert_int_equal(vdfs_setattr(a, st.ino, &trunc, NULL), 0);
     assert_int_equal(vdfs_release(a, st.ino, O_RDONLY), 0);
     assert_int_equal(vdfs_open(b, st.ino, O_RDWR), -EBUSY); /* a still has one open */
