@@ -585,8 +585,8 @@ static void *flusher_main(void *arg)
         bool over = atomic_load(&wc->held) > limit_pages;
         struct wc_inode *wi = pick_victim(wc, over, now_ns());
         if (!wi) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
+            struct timespec until; /* wc->wake runs on CLOCK_MONOTONIC */
+            clock_gettime(CLOCK_MONOTONIC, &until);
             uint64_t ns = (uint64_t)until.tv_nsec + (wc->limits.interval_ms % 1000) * 1000000u;
             until.tv_sec += (time_t)(wc->limits.interval_ms / 1000 + ns / 1000000000u);
             until.tv_nsec = (long)(ns % 1000000000u);
@@ -621,7 +621,11 @@ int wcache_create(struct vdfs *fs, const struct wcache_limits *limits, struct wc
     wc->enabled = limits->limit_bytes >= WC_PAGE && wc->block_size >= WC_PAGE;
     pthread_mutex_init(&wc->lock, NULL);
     pthread_mutex_init(&wc->pool.lock, NULL);
-    pthread_cond_init(&wc->wake, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&wc->wake, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     int rc = wc->enabled ? pthread_create(&wc->flusher, NULL, flusher_main, wc) : 0;
     if (rc) {
         pthread_cond_destroy(&wc->wake);

@@ -30,8 +30,8 @@ static void *committer_main(void *arg)
         if (fs->lock_publish_due_ms && fs->lock_publish_due_ms < wake)
             wake = fs->lock_publish_due_ms;
         long nap_ms = wake > now ? (long)(wake - now) : 1;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        struct timespec until; /* stop_cond runs on CLOCK_MONOTONIC: a wall-clock step must not stall hand-overs */
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += nap_ms * 1000000L;
         while (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
@@ -156,7 +156,11 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
         return -ENOMEM;
     pthread_mutex_init(&fs->lock, NULL);
     pthread_mutex_init(&fs->hb_lock, NULL);
-    pthread_cond_init(&fs->stop_cond, NULL);
+    pthread_condattr_t monotonic;
+    pthread_condattr_init(&monotonic);
+    pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+    pthread_cond_init(&fs->stop_cond, &monotonic);
+    pthread_condattr_destroy(&monotonic);
     pthread_cond_init(&fs->io_idle, NULL);
     fs->readonly = opts->readonly;
     fs->cluster = !opts->readonly;
