@@ -69,6 +69,11 @@ int boot_place_initrd(struct guest_memory *mem, const char *path, uint64_t kerne
         return -1;
     }
     uint64_t len = (uint64_t)st.st_size;
+    if (len == 0) {
+        snprintf(err, errlen, "initrd %s is empty", path);
+        close(fd);
+        return -1;
+    }
     uint64_t top = limit & ~UINT64_C(0xfff);
     uint64_t start = len <= top ? (top - len) & ~UINT64_C(0xfff) : 0;
     if (len > top || start < kernel_end) {

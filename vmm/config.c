@@ -258,12 +258,15 @@ static char *trim(char *s)
     return s;
 }
 
-/* Rewrites a relative path value to be relative to `dir`. */
+/* Rewrites a relative path value to be relative to `dir`; for a
+ * `vdfs:IMAGE:/path` disk, its IMAGE. */
 static int resolve_path(const char *dir, const char *value, char *out, size_t outlen)
 {
-    if (value[0] == '/' || strncmp(value, "vdfs:", 5) == 0 || !dir[0])
+    const char *prefix = strncmp(value, "vdfs:", 5) == 0 ? "vdfs:" : "";
+    const char *path = value + strlen(prefix);
+    if (path[0] == '/' || !dir[0])
         return snprintf(out, outlen, "%s", value) < (int)outlen ? 0 : -1;
-    return snprintf(out, outlen, "%s/%s", dir, value) < (int)outlen ? 0 : -1;
+    return snprintf(out, outlen, "%s%s/%s", prefix, dir, path) < (int)outlen ? 0 : -1;
 }
 
 static bool key_is_path(const char *key)
