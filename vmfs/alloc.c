@@ -186,7 +186,7 @@ int alloc_prepare_commit(struct vdfs *fs)
             b->hdr.gen++;
             vdfs_bitmap_encode(b, buf);
             rc = meta_put(fs, b->hdr.addr, buf);
-            p->dirty[c] = false;
+            p->dirty[c] = rc != 0; /* kept for the next try */
         }
     }
     vdfs_aligned_free(buf);

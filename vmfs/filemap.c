@@ -632,7 +632,10 @@ int filemap_fallocate(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_
             return rc;
         }
         fd->alloc_bytes += unit;
-        if ((rc = journal_maybe_commit(fs)))
+        /* A long allocation commits on the way; the descriptor goes in
+         * with its bitmaps and pointer blocks (a SUB -> BLOCK conversion
+         * freed its sub-blocks, which that commit makes allocatable). */
+        if (journal_commit_due(fs) && ((rc = fd_store(fs, fd)) || (rc = journal_commit(fs))))
             return rc;
     }
     return 0;

@@ -93,6 +93,8 @@ void journal_close(struct vdfs *fs);
 int journal_commit(struct vdfs *fs);
 /* Commits only if the running transaction has grown past its share. */
 int journal_maybe_commit(struct vdfs *fs);
+/* Whether journal_maybe_commit would commit now. */
+bool journal_commit_due(const struct vdfs *fs);
 /* Makes the in-place copies durable and empties the journal. */
 int journal_checkpoint(struct vdfs *fs);
 

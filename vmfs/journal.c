@@ -232,9 +232,14 @@ int journal_commit(struct vdfs *fs)
         return 0;
     if (fs->fenced)
         return -EIO;
+    /* From here on the frees of this transaction are allocatable in
+     * memory: any failure must stop all writing (fence), or a freed block
+     * could be reused before its free is durable. */
     int rc = alloc_prepare_commit(fs);
-    if (rc)
-        return rc;
+    if (rc) {
+        fence(fs, rc, "journal commit (bitmaps)");
+        return -EIO;
+    }
     struct meta_cache *c = &fs->cache;
     uint32_t n = (uint32_t)c->ndirty;
     if (n == 0)
@@ -253,14 +258,13 @@ int journal_commit(struct vdfs *fs)
         }
     }
     rc = ensure_scratch(j, (size_t)need * VDFS_META_SIZE);
-    if (rc)
-        return rc;
-    struct meta_entry **entries = malloc(n * sizeof(*entries));
-    struct vdfs_jdesc *jd = malloc(sizeof(*jd));
+    struct meta_entry **entries = rc ? NULL : malloc(n * sizeof(*entries));
+    struct vdfs_jdesc *jd = rc ? NULL : malloc(sizeof(*jd));
     if (!entries || !jd) {
         free(entries);
         free(jd);
-        return -ENOMEM;
+        fence(fs, -ENOMEM, "journal commit");
+        return -EIO;
     }
     uint32_t k = 0;
     for (struct meta_entry *e = c->dirty_list; e; e = e->dirty_next)
@@ -305,8 +309,10 @@ int journal_commit(struct vdfs *fs)
     j->seq++;
     struct vdfs_io *ios = calloc(n, sizeof(*ios));
     if (!ios) {
+        /* The transaction is durable in the journal; replay will finish it. */
         free(entries);
-        return -ENOMEM;
+        fence(fs, -ENOMEM, "in-place metadata write");
+        return -EIO;
     }
     for (uint32_t i = 0; i < n; i++) {
         ios[i].op = VDFS_IO_WRITE;
@@ -341,9 +347,12 @@ int journal_commit(struct vdfs *fs)
     return 0;
 }
 
+bool journal_commit_due(const struct vdfs *fs)
+{
+    return fs->cache.ndirty * 4 >= fs->sb.journal_blocks || fs->cache.ndirty >= 4096;
+}
+
 int journal_maybe_commit(struct vdfs *fs)
 {
-    if (fs->cache.ndirty * 4 >= fs->sb.journal_blocks || fs->cache.ndirty >= 4096)
-        return journal_commit(fs);
-    return 0;
+    return journal_commit_due(fs) ? journal_commit(fs) : 0;
 }

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -321,6 +322,65 @@ static void test_single_and_double_indirect(void **state)
     unmount_and_check(f);
 }
 
+/* Copies an image as a crash would leave it (what is on the device now),
+ * data segments only. */
+static void copy_as_crashed(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    assert_true(in >= 0 && out >= 0);
+    off_t size = lseek(in, 0, SEEK_END);
+    assert_int_equal(ftruncate(out, size), 0);
+    static char buf[1 << 20];
+    for (off_t at = lseek(in, 0, SEEK_DATA); at >= 0 && at < size;) {
+        off_t hole = lseek(in, at, SEEK_HOLE);
+        while (at < hole) {
+            size_t n = hole - at < (off_t)sizeof(buf) ? (size_t)(hole - at) : sizeof(buf);
+            assert_int_equal(pread(in, buf, n, at), (ssize_t)n);
+            assert_int_equal(pwrite(out, buf, n, at), (ssize_t)n);
+            at += (off_t)n;
+        }
+        at = lseek(in, hole, SEEK_DATA);
+    }
+    close(in);
+    close(out);
+}
+
+static int setup_small_journal(void **state)
+{
+    /* 16 KiB blocks hold a 10 000-byte file in sub-blocks; a 1 MiB journal
+     * commits every 64 changed objects, i.e. inside a long fallocate. */
+    const char *opts[] = {"-H", "2", "-b", "16K", "-s", "4K", "-J", "1M", NULL};
+    return fixture_setup(state, "2G", opts, true);
+}
+
+/* A fallocate long enough to commit on the way, of a file kept in
+ * sub-blocks (converted to file blocks, its sub-blocks freed): a crash
+ * just after leaves a consistent datastore with the file's data. */
+static void test_fallocate_commit_midway_is_consistent(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t ino = fixture_create(f, root, "small", S_IFREG | 0644);
+    static uint8_t data[10000];
+    fixture_pattern(data, sizeof(data), 7);
+    fixture_write(f, ino, data, sizeof(data), 0);
+    assert_int_equal(vdfs_sync(f->fs), 0);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, 0, 0, 1200 * MiB), 0);
+
+    struct fixture crashed = *f;
+    snprintf(crashed.image, sizeof(crashed.image), "%s/crashed.img", f->dir);
+    copy_as_crashed(f->image, crashed.image);
+    struct vdfs_mount_opts o = {.host_uuid = TEST_HOST_UUID, .host_name = "after-crash"};
+    fixture_quiet_log();
+    assert_int_equal(vdfs_mount(crashed.image, &o, &crashed.fs), 0);
+    static uint8_t got[sizeof(data)];
+    assert_int_equal(vdfs_pread(crashed.fs, ino, got, sizeof(got), 0), (ssize_t)sizeof(got));
+    assert_memory_equal(got, data, sizeof(data));
+    assert_int_equal(vdfs_unmount(crashed.fs), 0);
+    assert_int_equal(fixture_fsck(&crashed), 0);
+    unlink(crashed.image);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +392,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_one_tib_sparse_file, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mode_transitions_keep_content, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_single_and_double_indirect, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_fallocate_commit_midway_is_consistent, setup_small_journal,
+                                        fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
