@@ -51,12 +51,29 @@ int dir_snapshot_take(struct vdfs *fs, uint32_t dir, struct dir_snapshot **out)
     return 0;
 }
 
+static void entries_free(struct dir_snapshot *snap)
+{
+    for (size_t i = 0; i < snap->count; i++)
+        free(snap->entries[i].name);
+    free(snap->entries);
+}
+
+int dir_snapshot_refresh(struct vdfs *fs, uint32_t dir, struct dir_snapshot *snap)
+{
+    struct dir_snapshot *now;
+    int rc = dir_snapshot_take(fs, dir, &now);
+    if (rc)
+        return rc;
+    entries_free(snap);
+    *snap = *now;
+    free(now);
+    return 0;
+}
+
 void dir_snapshot_free(struct dir_snapshot *snap)
 {
     if (!snap)
         return;
-    for (size_t i = 0; i < snap->count; i++)
-        free(snap->entries[i].name);
-    free(snap->entries);
+    entries_free(snap);
     free(snap);
 }

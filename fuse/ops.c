@@ -20,6 +20,7 @@
 #define TIMEOUT_S 1.0
 #define TIMEOUT_NS 1000000000ull
 #define COPY_CHUNK (1u << 20)
+#define COPY_MAX (1u << 30) /* per copy_file_range request */
 #define PAGE_ALIGN 4096u
 #define CAPS_XATTR "security.capability"
 #define NOCAP_SLOTS 4096u
@@ -562,6 +563,13 @@ static void reply_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, st
 {
     struct dir_snapshot *snap = (struct dir_snapshot *)(uintptr_t)fi->fh;
     struct vdfs_fuse *v = vol(req);
+    /* Offsets index the copy, so it stays as it was; but a listing read
+     * again from the start (rewinddir) shows the directory as it is now. */
+    int rc = off == 0 && snap->served ? dir_snapshot_refresh(v->fs, ino_of(ino), snap) : 0;
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
     char *buf = malloc(size ? size : 1);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
@@ -602,6 +610,7 @@ static void reply_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, st
             break;
         used += len;
     }
+    snap->served |= used > 0;
     fuse_reply_buf(req, buf, used);
     free(buf);
 }
@@ -778,6 +787,10 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
         fuse_reply_err(req, EINVAL);
         return;
     }
+    /* The reply carries the count in 32 bits: copy less (the caller loops,
+     * as for any short copy), never more than it can be told. */
+    if (len > COPY_MAX)
+        len = COPY_MAX;
     size_t chunk = len < COPY_CHUNK ? len : COPY_CHUNK;
     char *buf = malloc(chunk ? chunk : 1);
     if (!buf) {

@@ -66,9 +66,12 @@ struct dir_entry {
 struct dir_snapshot {
     struct dir_entry *entries;
     size_t count, cap;
+    bool served; /* entries were listed: a read from offset 0 is a rewinddir */
 };
 
 int dir_snapshot_take(struct vdfs *fs, uint32_t dir, struct dir_snapshot **out);
+/* Replaces the listing with the directory as it is now (rewinddir). */
+int dir_snapshot_refresh(struct vdfs *fs, uint32_t dir, struct dir_snapshot *snap);
 void dir_snapshot_free(struct dir_snapshot *snap);
 
 #endif

@@ -166,6 +166,21 @@ with os.scandir(d) as it:
 check("readdir while unlinking: no duplicates", len(seen) == len(set(seen)))
 check("readdir while unlinking: every survivor seen", all(f"f{j:03d}" in seen for j in range(1, 300, 2)))
 
+# --- rewinddir shows the directory as it is now ---
+# os.listdir(fd) reads through a duplicate of fd and rewinds it at the
+# end, so a second call reads the same open directory from offset 0.
+r = p("e", "rewind")
+os.mkdir(r)
+write(os.path.join(r, "old"), b"")
+dfd = os.open(r, os.O_RDONLY | os.O_DIRECTORY)
+first = set(os.listdir(dfd))
+write(os.path.join(r, "new"), b"")
+os.unlink(os.path.join(r, "old"))
+again = set(os.listdir(dfd))
+os.close(dfd)
+check(f"rewinddir lists what was created and not what was removed ({first} then {again})",
+      first == {"old"} and again == {"new"})
+
 if failures:
     print(f"{len(failures)} checks failed", file=sys.stderr)
     sys.exit(1)
