@@ -29,6 +29,11 @@ int fsck_run(struct fsck *f)
         done(f, FSCK_PASS_HOSTS);
     if (stop(f))
         goto out;
+    /* Only now, with no host mounted, is a damaged superblock copy
+     * reported and rewritten. */
+    fsck_super_repair(f);
+    if (stop(f))
+        goto out;
     fsck_pass_journal(f);
     done(f, FSCK_PASS_JOURNAL);
     if (stop(f))

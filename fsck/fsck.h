@@ -120,6 +120,11 @@ struct fsck {
     struct vdfs_super sb;
     uint64_t dev_size;
     bool have_sb;
+    /* Damaged superblock copies pass 0 found (primary_bad: the backup at
+     * backup_found_at is in use): reported and rewritten only once pass 1
+     * has found no live host (fsck_super_repair). */
+    bool primary_bad, backup_bad;
+    uint64_t backup_found_at;
     volatile sig_atomic_t *cancel;
 
     struct fsck_region rs[VDFS_RT_COUNT];
@@ -203,6 +208,9 @@ int fsck_make_dir(struct fsck *f, uint32_t ino, uint32_t parent, uint32_t perm);
 
 /* ---- passes ------------------------------------------------------------- */
 int fsck_pass_super(struct fsck *f);
+/* Reports, and with -y rewrites, the damaged superblock copies pass 0
+ * found. */
+void fsck_super_repair(struct fsck *f);
 int fsck_pass_hosts(struct fsck *f);
 int fsck_pass_journal(struct fsck *f);
 int fsck_load_bitmaps(struct fsck *f);

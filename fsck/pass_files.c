@@ -295,6 +295,16 @@ static void check_fd(struct pass3 *p3, uint32_t ino, bool bitmap_unknown)
         dirty = true;
     }
     uint64_t counted = w.fb * f->sb.block_size + w.sb * f->sb.subblock_size;
+    /* A directory has every block of its size allocated; one that claims
+     * more would send pass 4 through up to 2^44 / 4 KiB missing blocks. */
+    if (dtype == DT_DIR && fd->addr_mode != VDFS_AM_RESIDENT && fd->size > counted) {
+        uint64_t cut = counted - counted % VDFS_META_SIZE;
+        fsck_problem(f, "dir_size_beyond_blocks", obj, addr, true,
+                     "directory %u: size %" PRIu64 " is beyond its %" PRIu64 " allocated bytes; cutting it to %" PRIu64,
+                     ino, fd->size, counted, cut);
+        fd->size = cut;
+        dirty = true;
+    }
     if (w.has_dup) {
         if (p3->ndef == p3->cap) {
             size_t cap = p3->cap ? p3->cap * 2 : 16;

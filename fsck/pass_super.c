@@ -179,9 +179,8 @@ int fsck_pass_super(struct fsck *f)
             return -EINVAL;
         }
         f->sb = backup;
-        if (fsck_problem(f, "super_primary_bad", "superblock", 0, true,
-                         "primary superblock damaged; using the backup at 0x%" PRIx64, where))
-            write_super_at(f, &backup, 0);
+        f->primary_bad = true;
+        f->backup_found_at = where;
     }
     const char *why = geometry_error(&f->sb);
     if (why) {
@@ -195,15 +194,31 @@ int fsck_pass_super(struct fsck *f)
         f->operational_error = true;
         return -EINVAL;
     }
-    if (prc == 0) {
-        int brc = read_super_at(f, f->sb.backup_offset, &backup);
-        if (brc != 0 &&
-            fsck_problem(f, "super_backup_bad", "backup superblock", f->sb.backup_offset, true,
-                         "backup superblock at 0x%" PRIx64 " damaged", f->sb.backup_offset))
-            write_super_at(f, &f->sb, f->sb.backup_offset);
-    }
+    if (prc == 0)
+        f->backup_bad = read_super_at(f, f->sb.backup_offset, &backup) != 0;
     f->have_sb = true;
     fsck_info(f, "%" PRIu64 " bytes, block %u, sub-block %u, %u hosts, %" PRIu64 " descriptors", f->sb.total_bytes,
               f->sb.block_size, f->sb.subblock_size, f->sb.max_hosts, f->sb.region[VDFS_RT_FD].count);
     return 0;
+}
+
+void fsck_super_repair(struct fsck *f)
+{
+    int saved_pass = f->pass;
+    f->pass = FSCK_PASS_SUPER;
+    int rc = 0;
+    if (f->primary_bad &&
+        fsck_problem(f, "super_primary_bad", "superblock", 0, true,
+                     "primary superblock damaged; using the backup at 0x%" PRIx64, f->backup_found_at))
+        rc = write_super_at(f, &f->sb, 0);
+    if (rc == 0 && f->backup_bad &&
+        fsck_problem(f, "super_backup_bad", "backup superblock", f->sb.backup_offset, true,
+                     "backup superblock at 0x%" PRIx64 " damaged", f->sb.backup_offset))
+        rc = write_super_at(f, &f->sb, f->sb.backup_offset);
+    if (rc) {
+        fsck_error(f, "cannot write the superblock: %s", strerror(-rc));
+        fsck_problem_unfixed(f);
+        f->operational_error = true;
+    }
+    f->pass = saved_pass;
 }

@@ -10,10 +10,12 @@
  *   corrupt IMAGE free-fd INO              clear INO's bit in the descriptor bitmap
  *   corrupt IMAGE unlink DIR NAME          remove an entry, leaving its descriptor
  *   corrupt IMAGE nlink INO N              set INO's link count
+ *   corrupt IMAGE size INO BYTES           set INO's size
  *   corrupt IMAGE free-count DELTA         add DELTA to file-block cluster 0's free count
  *   corrupt IMAGE journal INO SEC          commit (unreplayed) a transaction setting INO's mtime
  *   corrupt IMAGE stale-host SLOT          a LIVE heartbeat of a dead host, holding root's lock
  *   corrupt IMAGE super-primary            flip a byte of the primary superblock
+ *   corrupt IMAGE super-backup             flip a byte of the backup superblock
  *   corrupt IMAGE mtime INO                print INO's mtime seconds
  *   corrupt IMAGE nlink-of INO             print INO's link count
  */
@@ -251,6 +253,11 @@ int main(int argc, char **argv)
         fd.nlink = num(argv[4]);
         if ((rc = fsck_fd_store(&f, &fd)))
             die("write descriptor", rc);
+    } else if (!strcmp(cmd, "size") && argc == 5) {
+        load_fd(num(argv[3]), &fd);
+        fd.size = strtoull(argv[4], NULL, 0);
+        if ((rc = fsck_fd_store(&f, &fd)))
+            die("write descriptor", rc);
     } else if (!strcmp(cmd, "free-count") && argc == 4) {
         edit_bitmap(VDFS_RT_FB, 0, -1, atoi(argv[3]));
     } else if (!strcmp(cmd, "journal") && argc == 5) {
@@ -259,6 +266,8 @@ int main(int argc, char **argv)
         cmd_stale_host(num(argv[3]));
     } else if (!strcmp(cmd, "super-primary") && argc == 3) {
         flip(0, 500);
+    } else if (!strcmp(cmd, "super-backup") && argc == 3) {
+        flip(f.sb.backup_offset, 500);
     } else if (!strcmp(cmd, "mtime") && argc == 4) {
         load_fd(num(argv[3]), &fd);
         printf("%lld\n", (long long)fd.mtime.sec);

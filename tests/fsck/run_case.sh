@@ -132,6 +132,16 @@ wrong-link-count)
     [ "$("$CORRUPT" "$IMG" nlink-of "$a")" = 2 ] || fail "link count not repaired"
     intact
     ;;
+dir-size-beyond-blocks)
+    # A directory claiming more blocks than it has (a block-mapped one could
+    # claim 2^44 bytes: 2^32 blocks for pass 4 to walk, or 0 once wrapped):
+    # its size is cut to what is allocated.
+    fresh; populate
+    d=$(ino /dir1/sub)
+    "$CORRUPT" "$IMG" size "$d" $((1 << 20)) || fail corrupt
+    three_runs "directory $d: size 1048576 is beyond its 65536 allocated bytes"
+    intact
+    ;;
 wrong-free-count)
     fresh; populate
     "$CORRUPT" "$IMG" free-count 3 || fail corrupt
@@ -171,6 +181,21 @@ mounted)
     eval "exec ${HOLD[1]}>&-"
     wait "$HOLD_PID"
     run_fsck 0 -n
+    intact
+    ;;
+mounted-bad-backup)
+    # A repair found in pass 0 (the backup superblock) must wait for the
+    # live-host check: fsck -y on a mounted datastore writes nothing.
+    fresh; populate
+    "$CORRUPT" "$IMG" super-backup || fail corrupt
+    coproc HOLD { "$POPULATE" hold "$IMG"; }
+    read -r line <&"${HOLD[0]}"
+    [ "$line" = mounted ] || fail "could not mount"
+    run_fsck 8 -y
+    grep -q "in use" "$WORK/out" || fail "no clear message: $(cat "$WORK/out")"
+    eval "exec ${HOLD[1]}>&-"
+    wait "$HOLD_PID"
+    three_runs "backup superblock at 0x[0-9a-f]+ damaged"
     intact
     ;;
 random-bytes)
