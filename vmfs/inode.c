@@ -840,6 +840,14 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
     }
     if (rc == 0)
         rc = write_locked(fs, fd, buf, len, off);
+    /* Blocks freed since the last commit (already in df) become
+     * allocatable once their free is durable: commit, and try once more.
+     * write_locked stored what it did, so this commit is consistent. */
+    if (rc == -ENOSPC && (resources_pending_free(fs, VDFS_RT_FB) || resources_pending_free(fs, VDFS_RT_SB))) {
+        rc = journal_commit(fs);
+        if (rc == 0)
+            rc = write_locked(fs, fd, buf, len, off);
+    }
     if (rc >= 0) {
         int crc = journal_maybe_commit(fs);
         if (crc)

@@ -381,6 +381,27 @@ static void test_fallocate_commit_midway_is_consistent(void **state)
     unlink(crashed.image);
 }
 
+/* A full datastore: blocks freed by an unlink show as free at once, and a
+ * write that needs them gets them (the free is committed on demand) rather
+ * than ENOSPC until the next periodic commit. */
+static void test_freed_blocks_usable_at_once(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t big = fixture_create(f, root, "big", S_IFREG | 0644);
+    uint64_t bs = vdfs_block_size(f->fs);
+    assert_int_equal(vdfs_fallocate(f->fs, big, 0, 0, free_blocks(f) * bs), 0);
+    assert_int_equal(free_blocks(f), 0);
+    uint32_t next = fixture_create(f, root, "next", S_IFREG | 0644);
+    static uint8_t data[2 << 20]; /* past one block: file blocks, not sub-blocks */
+    fixture_pattern(data, sizeof(data), 3);
+    assert_int_equal(vdfs_pwrite(f->fs, next, data, sizeof(data), 0), -ENOSPC);
+    assert_int_equal(vdfs_unlink(f->fs, root, "big"), 0);
+    assert_true(free_blocks(f) > 0);
+    assert_int_equal(vdfs_pwrite(f->fs, next, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    fixture_expect(f, next, data, sizeof(data), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -394,6 +415,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_single_and_double_indirect, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_fallocate_commit_midway_is_consistent, setup_small_journal,
                                         fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_freed_blocks_usable_at_once, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
