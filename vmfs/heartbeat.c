@@ -128,6 +128,8 @@ bool heartbeat_others_present(struct vdfs *fs)
  * once).  Its presence proves nothing: a stopped process keeps it. */
 static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent);
 
+#define REPLAY_PATIENCE_TIMEOUTS 10
+
 /* A REPLAYING slot is abandoned when its replayer is dead: a live one may
  * take longer than the timeout over a long journal, and a second replay
  * beside it could write old images over what a later holder wrote.  A
@@ -139,14 +141,22 @@ static bool replay_abandoned(struct vdfs *fs, uint32_t slot, const struct vdfs_h
     uint32_t rslot = hb->replayer_slot;
     if (rslot >= fs->sb.max_hosts || rslot == slot)
         return silent >= timeout_for(fs, hb);
+    /* A live replayer that failed half-way and never needs a lock again
+     * would hold the slot for good: past this long (40 s by default, far
+     * more than a whole journal takes) the replay is taken over anyway. */
+    if (silent >= REPLAY_PATIENCE_TIMEOUTS * timeout_for(fs, hb))
+        return true;
     uint8_t raw[VDFS_SECTOR_SIZE];
     struct vdfs_heartbeat replayer;
     if (heartbeat_read_slot(fs, rslot, raw, &replayer) != 0)
         return false; /* unreadable: judged again on the next look */
     if (replayer.state != VDFS_HB_LIVE || replayer.hb_gen != hb->replayer_hb_gen)
         return true; /* freed, recovered or being recovered: it was judged dead */
+    /* Our own replay that did not finish (a compare-and-write lost, an I/O
+     * error): recovery runs under fs->lock, so none of ours is running
+     * now, and we take it up again. */
     if (rslot == fs->slot)
-        return false;
+        return true;
     return slot_is_dead(fs, rslot, &replayer, watch_update(fs, rslot, &replayer, vdfs_monotonic_ms()));
 }
 

@@ -513,8 +513,9 @@ static void test_live_replayer_not_taken_over(void **state)
 {
     struct fixture *f = *state;
     struct vdfs *a = mount_as(f, UUID_A, "replayer", NULL);
-    struct vdfs_stat st;
+    struct vdfs_stat st, st2;
     assert_int_equal(vdfs_create(a, vdfs_root_ino(a), "held", S_IFREG | 0644, 0, NULL, &st), 0);
+    assert_int_equal(vdfs_create(a, vdfs_root_ino(a), "held2", S_IFREG | 0644, 0, NULL, &st2), 0);
     assert_int_equal(vdfs_sync(a), 0);
     struct vdfs_super sb;
     uint8_t sector[VDFS_SECTOR_SIZE];
@@ -576,6 +577,39 @@ static void test_live_replayer_not_taken_over(void **state)
     assert_int_equal(vdfs_unmount(a), 0);
     assert_int_equal(vdfs_open(b, st.ino, O_RDWR), 0);
     assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
+
+    /* The same, but B's own replay, left unfinished: B takes it up again
+     * at once instead of waiting for itself. */
+    uint32_t b_slot = VDFS_NO_SLOT;
+    for (uint32_t slot = 0; slot < sb.max_hosts && b_slot == VDFS_NO_SLOT; slot++) {
+        uint64_t addr = vdfs_heartbeat_addr(&sb, slot);
+        sector_io(f, addr, sector, false);
+        assert_int_equal(vdfs_heartbeat_decode(sector, addr, &hb), 0);
+        if (hb.state == VDFS_HB_LIVE)
+            b_slot = slot;
+    }
+    assert_int_not_equal(b_slot, VDFS_NO_SLOT);
+    uint64_t b_gen = hb.hb_gen;
+    sector_io(f, x_addr, sector, false);
+    assert_int_equal(vdfs_heartbeat_decode(sector, x_addr, &hb), 0);
+    hb.state = VDFS_HB_REPLAYING;
+    hb.hb_gen = 9;
+    hb.replayer_slot = b_slot;
+    hb.replayer_hb_gen = b_gen;
+    vdfs_heartbeat_encode(&hb, sector);
+    sector_io(f, x_addr, sector, true);
+    lock_addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, st2.ino));
+    sector_io(f, lock_addr, sector, false);
+    assert_int_equal(vdfs_lock_decode(sector, lock_addr, &l), 0);
+    l.mode = VDFS_LOCK_EXCLUSIVE;
+    l.owner_slot = x;
+    l.owner_hb_gen = 9;
+    vdfs_lock_encode(&l, sector);
+    sector_io(f, lock_addr, sector, true);
+    uint64_t t0 = now_ms();
+    assert_int_equal(vdfs_open(b, st2.ino, O_RDWR), 0);
+    assert_true(now_ms() - t0 < HB_TIMEOUT);
+    assert_int_equal(vdfs_release(b, st2.ino, O_RDWR), 0);
     assert_int_equal(vdfs_unmount(b), 0);
 }
 
