@@ -24,8 +24,21 @@ static const char *hb_state_name(uint32_t s)
 }
 
 /* Replays a slot's journal and marks it empty: apply, make durable, reset. */
+/* 0, -EBADMSG when the journal's header is damaged (nothing in it can be
+ * replayed: pass 2 resets it to an empty journal), or another -errno. */
 static int replay_slot(struct fsck *f, uint32_t slot)
 {
+    uint8_t *head = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!head)
+        return -ENOMEM;
+    struct vdfs_jheader header;
+    uint64_t haddr = vdfs_journal_addr(&f->sb, slot, 0);
+    int hrc = fsck_read(f, head, VDFS_META_SIZE, haddr);
+    if (hrc == 0 && vdfs_jheader_decode(head, haddr, &header) != 0)
+        hrc = -EBADMSG;
+    vdfs_aligned_free(head);
+    if (hrc)
+        return hrc;
     uint64_t next = 0;
     int n = vdfs_journal_replay(f->dev, &f->sb, slot, true, &next);
     if (n < 0)
@@ -130,7 +143,9 @@ static void check_heartbeats(struct fsck *f, struct slot_state *slots)
                          "stale heartbeat: slot %u (host '%s', pid %u) is %s but its host is gone", slot, h.hostname,
                          h.pid, hb_state_name(h.state))) {
             int rc = replay_slot(f, slot);
-            if (rc < 0) {
+            if (rc == -EBADMSG) {
+                fsck_info(f, "slot %u's journal header is damaged: nothing to replay (pass 2 resets it)", slot);
+            } else if (rc < 0) {
                 fsck_error(f, "replay of slot %u's journal failed: %s; slot left as it is", slot, strerror(-rc));
                 fsck_problem_unfixed(f);
                 continue;

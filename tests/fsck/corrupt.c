@@ -14,6 +14,7 @@
  *   corrupt IMAGE free-count DELTA         add DELTA to file-block cluster 0's free count
  *   corrupt IMAGE journal INO SEC          commit (unreplayed) a transaction setting INO's mtime
  *   corrupt IMAGE stale-host SLOT          a LIVE heartbeat of a dead host, holding root's lock
+ *   corrupt IMAGE jheader SLOT             flip a byte of SLOT's journal header
  *   corrupt IMAGE super-primary            flip a byte of the primary superblock
  *   corrupt IMAGE super-backup             flip a byte of the backup superblock
  *   corrupt IMAGE mtime INO                print INO's mtime seconds
@@ -266,6 +267,8 @@ int main(int argc, char **argv)
         cmd_stale_host(num(argv[3]));
     } else if (!strcmp(cmd, "super-primary") && argc == 3) {
         flip(0, 500);
+    } else if (!strcmp(cmd, "jheader") && argc == 4) {
+        flip(vdfs_journal_addr(&f.sb, num(argv[3]), 0), 100);
     } else if (!strcmp(cmd, "super-backup") && argc == 3) {
         flip(f.sb.backup_offset, 500);
     } else if (!strcmp(cmd, "mtime") && argc == 4) {

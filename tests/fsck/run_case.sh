@@ -163,6 +163,15 @@ stale-host)
     grep -q "stale lock on ino 1" "$WORK/log" || fail "stale lock not reported"
     intact
     ;;
+stale-host-bad-journal)
+    # A dead host whose journal header is damaged: nothing can be replayed,
+    # and one run still frees its slot and its locks.
+    fresh; populate
+    "$CORRUPT" "$IMG" stale-host 5 || fail corrupt
+    "$CORRUPT" "$IMG" jheader 5 || fail corrupt
+    three_runs "stale heartbeat: slot 5"
+    intact
+    ;;
 bad-primary-super)
     fresh; populate
     "$CORRUPT" "$IMG" super-primary || fail corrupt
