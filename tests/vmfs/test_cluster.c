@@ -54,9 +54,24 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Descriptor ino's lock record (0: the volume metadata lock), read
- * straight from the image. */
-static void read_lock(struct fixture *f, uint32_t ino, struct vdfs_lock_rec *l)
+static void sector_io(struct fixture *f, uint64_t addr, uint8_t *sector, bool write)
+{
+    struct vdfs_dev *dev;
+    assert_int_equal(vdfs_dev_open(f->image, 0, &dev), 0);
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_SECTOR_SIZE);
+    if (write) {
+        memcpy(buf, sector, VDFS_SECTOR_SIZE);
+        assert_int_equal(vdfs_dev_write(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
+        assert_int_equal(vdfs_dev_flush(dev), 0);
+    } else {
+        assert_int_equal(vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
+        memcpy(sector, buf, VDFS_SECTOR_SIZE);
+    }
+    vdfs_aligned_free(buf);
+    vdfs_dev_close(dev);
+}
+
+static struct vdfs_super read_super_of(struct fixture *f)
 {
     struct vdfs_dev *dev;
     assert_int_equal(vdfs_dev_open(f->image, VDFS_DEV_RDONLY, &dev), 0);
@@ -64,11 +79,20 @@ static void read_lock(struct fixture *f, uint32_t ino, struct vdfs_lock_rec *l)
     struct vdfs_super sb;
     assert_int_equal(vdfs_dev_read(dev, buf, VDFS_META_SIZE, 0), 0);
     assert_int_equal(vdfs_super_decode(buf, 0, &sb), 0);
-    uint64_t addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, ino));
-    assert_int_equal(vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
-    assert_int_equal(vdfs_lock_decode(buf, addr, l), 0);
     vdfs_aligned_free(buf);
     vdfs_dev_close(dev);
+    return sb;
+}
+
+/* Descriptor ino's lock record (0: the volume metadata lock), read
+ * straight from the image. */
+static void read_lock(struct fixture *f, uint32_t ino, struct vdfs_lock_rec *l)
+{
+    struct vdfs_super sb = read_super_of(f);
+    uint64_t addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, ino));
+    uint8_t sector[VDFS_SECTOR_SIZE];
+    sector_io(f, addr, sector, false);
+    assert_int_equal(vdfs_lock_decode(sector, addr, l), 0);
 }
 
 /* Metadata changed by one host is seen by the other on its next call,
@@ -488,27 +512,61 @@ static int setup_four_slots(void **state)
     return fixture_setup(state, "1G", opts, false);
 }
 
-static void sector_io(struct fixture *f, uint64_t addr, uint8_t *sector, bool write)
+/* The first LIVE heartbeat slot, and its generation. */
+static uint32_t live_slot(struct fixture *f, const struct vdfs_super *sb, uint64_t *gen)
 {
-    struct vdfs_dev *dev;
-    assert_int_equal(vdfs_dev_open(f->image, 0, &dev), 0);
-    uint8_t *buf = vdfs_aligned_alloc(VDFS_SECTOR_SIZE);
-    if (write) {
-        memcpy(buf, sector, VDFS_SECTOR_SIZE);
-        assert_int_equal(vdfs_dev_write(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
-        assert_int_equal(vdfs_dev_flush(dev), 0);
-    } else {
-        assert_int_equal(vdfs_dev_read_atomic(dev, buf, VDFS_SECTOR_SIZE, addr), 0);
-        memcpy(sector, buf, VDFS_SECTOR_SIZE);
+    uint8_t sector[VDFS_SECTOR_SIZE];
+    struct vdfs_heartbeat hb;
+    for (uint32_t slot = 0; slot < sb->max_hosts; slot++) {
+        uint64_t addr = vdfs_heartbeat_addr(sb, slot);
+        sector_io(f, addr, sector, false);
+        assert_int_equal(vdfs_heartbeat_decode(sector, addr, &hb), 0);
+        if (hb.state == VDFS_HB_LIVE) {
+            *gen = hb.hb_gen;
+            return slot;
+        }
     }
-    vdfs_aligned_free(buf);
-    vdfs_dev_close(dev);
+    fail_msg("no LIVE slot");
+    return VDFS_NO_SLOT;
+}
+
+/* Slot `x` (generation `x_gen`): a host that died, being replayed by the
+ * replayer slot at its generation, owning ino's lock EXCLUSIVE. */
+static void plant_replaying(struct fixture *f, const struct vdfs_super *sb, uint32_t x, uint64_t x_gen,
+                            uint32_t replayer, uint64_t replayer_gen, uint32_t ino)
+{
+    uint8_t sector[VDFS_SECTOR_SIZE];
+    uint64_t x_addr = vdfs_heartbeat_addr(sb, x);
+    struct vdfs_heartbeat hb;
+    sector_io(f, x_addr, sector, false);
+    assert_int_equal(vdfs_heartbeat_decode(sector, x_addr, &hb), 0);
+    hb.state = VDFS_HB_REPLAYING;
+    hb.slot = x;
+    memset(hb.host_uuid, 0x5a, sizeof(hb.host_uuid));
+    hb.hb_gen = x_gen;
+    hb.counter = 7;
+    hb.interval_ms = HB_INTERVAL;
+    hb.timeout_ms = HB_TIMEOUT;
+    hb.replayer_slot = replayer;
+    hb.replayer_hb_gen = replayer_gen;
+    vdfs_heartbeat_encode(&hb, sector);
+    sector_io(f, x_addr, sector, true);
+    uint64_t lock_addr = vdfs_lock_addr(sb, vdfs_fd_lock_index(sb, ino));
+    struct vdfs_lock_rec l;
+    sector_io(f, lock_addr, sector, false);
+    assert_int_equal(vdfs_lock_decode(sector, lock_addr, &l), 0);
+    l.mode = VDFS_LOCK_EXCLUSIVE;
+    l.owner_slot = x;
+    l.owner_hb_gen = x_gen;
+    vdfs_lock_encode(&l, sector);
+    sector_io(f, lock_addr, sector, true);
 }
 
 /* A slot another host is replaying, silent for longer than the timeout
  * (a long journal), while that replayer is alive: nobody takes it over,
  * since a second replay beside the first could write old images over what
- * a later holder wrote.  Once the replayer is gone, it is taken over. */
+ * a later holder wrote.  Once the replayer is gone, it is taken over.  A
+ * replay the host itself left unfinished is taken up again at once. */
 static void test_live_replayer_not_taken_over(void **state)
 {
     struct fixture *f = *state;
@@ -517,56 +575,10 @@ static void test_live_replayer_not_taken_over(void **state)
     assert_int_equal(vdfs_create(a, vdfs_root_ino(a), "held", S_IFREG | 0644, 0, NULL, &st), 0);
     assert_int_equal(vdfs_create(a, vdfs_root_ino(a), "held2", S_IFREG | 0644, 0, NULL, &st2), 0);
     assert_int_equal(vdfs_sync(a), 0);
-    struct vdfs_super sb;
-    uint8_t sector[VDFS_SECTOR_SIZE];
-    {
-        struct vdfs_dev *dev;
-        assert_int_equal(vdfs_dev_open(f->image, VDFS_DEV_RDONLY, &dev), 0);
-        uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
-        assert_int_equal(vdfs_dev_read(dev, buf, VDFS_META_SIZE, 0), 0);
-        assert_int_equal(vdfs_super_decode(buf, 0, &sb), 0);
-        vdfs_aligned_free(buf);
-        vdfs_dev_close(dev);
-    }
-    /* A is the one LIVE slot. */
-    uint32_t a_slot = VDFS_NO_SLOT;
-    struct vdfs_heartbeat hb;
-    for (uint32_t slot = 0; slot < sb.max_hosts; slot++) {
-        uint64_t addr = vdfs_heartbeat_addr(&sb, slot);
-        sector_io(f, addr, sector, false);
-        assert_int_equal(vdfs_heartbeat_decode(sector, addr, &hb), 0);
-        if (hb.state == VDFS_HB_LIVE) {
-            a_slot = slot;
-            break;
-        }
-    }
-    assert_int_not_equal(a_slot, VDFS_NO_SLOT);
-    uint64_t a_gen = hb.hb_gen;
-    /* Slot 3: a host that died, being replayed by A, owning the file's lock. */
-    const uint32_t x = 3;
-    uint64_t x_addr = vdfs_heartbeat_addr(&sb, x);
-    sector_io(f, x_addr, sector, false);
-    assert_int_equal(vdfs_heartbeat_decode(sector, x_addr, &hb), 0);
-    hb.state = VDFS_HB_REPLAYING;
-    hb.slot = x;
-    memset(hb.host_uuid, 0x5a, sizeof(hb.host_uuid));
-    hb.hb_gen = 5;
-    hb.counter = 7;
-    hb.interval_ms = HB_INTERVAL;
-    hb.timeout_ms = HB_TIMEOUT;
-    hb.replayer_slot = a_slot;
-    hb.replayer_hb_gen = a_gen;
-    vdfs_heartbeat_encode(&hb, sector);
-    sector_io(f, x_addr, sector, true);
-    uint64_t lock_addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, st.ino));
-    struct vdfs_lock_rec l;
-    sector_io(f, lock_addr, sector, false);
-    assert_int_equal(vdfs_lock_decode(sector, lock_addr, &l), 0);
-    l.mode = VDFS_LOCK_EXCLUSIVE;
-    l.owner_slot = x;
-    l.owner_hb_gen = 5;
-    vdfs_lock_encode(&l, sector);
-    sector_io(f, lock_addr, sector, true);
+    struct vdfs_super sb = read_super_of(f);
+    uint64_t a_gen;
+    uint32_t a_slot = live_slot(f, &sb, &a_gen);
+    plant_replaying(f, &sb, 3, 5, a_slot, a_gen, st.ino);
 
     struct vdfs *b = mount_as(f, UUID_B, "waiter", NULL);
     uint64_t until = now_ms() + 2 * HB_TIMEOUT + 500;
@@ -578,34 +590,9 @@ static void test_live_replayer_not_taken_over(void **state)
     assert_int_equal(vdfs_open(b, st.ino, O_RDWR), 0);
     assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
 
-    /* The same, but B's own replay, left unfinished: B takes it up again
-     * at once instead of waiting for itself. */
-    uint32_t b_slot = VDFS_NO_SLOT;
-    for (uint32_t slot = 0; slot < sb.max_hosts && b_slot == VDFS_NO_SLOT; slot++) {
-        uint64_t addr = vdfs_heartbeat_addr(&sb, slot);
-        sector_io(f, addr, sector, false);
-        assert_int_equal(vdfs_heartbeat_decode(sector, addr, &hb), 0);
-        if (hb.state == VDFS_HB_LIVE)
-            b_slot = slot;
-    }
-    assert_int_not_equal(b_slot, VDFS_NO_SLOT);
-    uint64_t b_gen = hb.hb_gen;
-    sector_io(f, x_addr, sector, false);
-    assert_int_equal(vdfs_heartbeat_decode(sector, x_addr, &hb), 0);
-    hb.state = VDFS_HB_REPLAYING;
-    hb.hb_gen = 9;
-    hb.replayer_slot = b_slot;
-    hb.replayer_hb_gen = b_gen;
-    vdfs_heartbeat_encode(&hb, sector);
-    sector_io(f, x_addr, sector, true);
-    lock_addr = vdfs_lock_addr(&sb, vdfs_fd_lock_index(&sb, st2.ino));
-    sector_io(f, lock_addr, sector, false);
-    assert_int_equal(vdfs_lock_decode(sector, lock_addr, &l), 0);
-    l.mode = VDFS_LOCK_EXCLUSIVE;
-    l.owner_slot = x;
-    l.owner_hb_gen = 9;
-    vdfs_lock_encode(&l, sector);
-    sector_io(f, lock_addr, sector, true);
+    uint64_t b_gen;
+    uint32_t b_slot = live_slot(f, &sb, &b_gen);
+    plant_replaying(f, &sb, 3, 9, b_slot, b_gen, st2.ino);
     uint64_t t0 = now_ms();
     assert_int_equal(vdfs_open(b, st2.ino, O_RDWR), 0);
     assert_true(now_ms() - t0 < HB_TIMEOUT);
