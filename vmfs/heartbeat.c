@@ -119,13 +119,6 @@ bool heartbeat_others_present(struct vdfs *fs)
     return others;
 }
 
-/* Dead: silent for the timeout on our clock, or LIVE while no process
- * holds its OFD liveness lock any more.  The lock's absence is as sure as
- * at mount time: a mounted process holds it from before its slot turns
- * LIVE until after it is freed, and the kernel drops it only when the
- * process's last reference to the device (in-flight I/O included) is
- * gone, so that process can write nothing more (kill -9 fails over at
- * once).  Its presence proves nothing: a stopped process keeps it. */
 static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent);
 
 #define REPLAY_PATIENCE_TIMEOUTS 10
@@ -160,6 +153,14 @@ static bool replay_abandoned(struct vdfs *fs, uint32_t slot, const struct vdfs_h
     return slot_is_dead(fs, rslot, &replayer, watch_update(fs, rslot, &replayer, vdfs_monotonic_ms()));
 }
 
+/* Dead: silent for the timeout on our clock, or LIVE while no process
+ * holds its OFD liveness lock any more.  The lock's absence is as sure as
+ * at mount time: a mounted process holds it from before its slot turns
+ * LIVE until after it is freed, and the kernel drops it only when the
+ * process's last reference to the device (in-flight I/O included) is
+ * gone, so that process can write nothing more (kill -9 fails over at
+ * once).  Its presence proves nothing: a stopped process keeps it.  A
+ * REPLAYING slot is judged by its replayer (replay_abandoned). */
 static bool slot_is_dead(struct vdfs *fs, uint32_t slot, const struct vdfs_heartbeat *hb, uint64_t silent)
 {
     if (hb->state == VDFS_HB_REPLAYING)
