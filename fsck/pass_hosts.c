@@ -23,9 +23,10 @@ static const char *hb_state_name(uint32_t s)
     }
 }
 
-/* Replays a slot's journal and marks it empty: apply, make durable, reset. */
-/* 0, -EBADMSG when the journal's header is damaged (nothing in it can be
- * replayed: pass 2 resets it to an empty journal), or another -errno. */
+/* Replays a slot's journal and marks it empty: apply, make durable, reset
+ * (keeping the header's host UUID).  0, -EBADMSG when the header is
+ * damaged (nothing in the journal can be replayed: pass 2 resets it to an
+ * empty journal), or another -errno. */
 static int replay_slot(struct fsck *f, uint32_t slot)
 {
     uint8_t *head = vdfs_aligned_alloc(VDFS_META_SIZE);
@@ -33,29 +34,20 @@ static int replay_slot(struct fsck *f, uint32_t slot)
         return -ENOMEM;
     struct vdfs_jheader header;
     uint64_t haddr = vdfs_journal_addr(&f->sb, slot, 0);
-    int hrc = fsck_read(f, head, VDFS_META_SIZE, haddr);
-    if (hrc == 0 && vdfs_jheader_decode(head, haddr, &header) != 0)
-        hrc = -EBADMSG;
+    int rc = fsck_read(f, head, VDFS_META_SIZE, haddr);
+    if (rc == 0 && vdfs_jheader_decode(head, haddr, &header) != 0)
+        rc = -EBADMSG;
     vdfs_aligned_free(head);
-    if (hrc)
-        return hrc;
+    if (rc)
+        return rc;
     uint64_t next = 0;
     int n = vdfs_journal_replay(f->dev, &f->sb, slot, true, &next);
     if (n < 0)
         return n;
-    int rc = vdfs_dev_flush(f->dev);
+    rc = vdfs_dev_flush(f->dev);
     if (rc < 0)
         return rc;
-    struct vdfs_jheader jh;
-    uint8_t uuid[VDFS_UUID_SIZE] = {0};
-    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
-    if (!buf)
-        return -ENOMEM;
-    uint64_t addr = vdfs_journal_addr(&f->sb, slot, 0);
-    if (fsck_read(f, buf, VDFS_META_SIZE, addr) == 0 && vdfs_jheader_decode(buf, addr, &jh) == 0)
-        memcpy(uuid, jh.host_uuid, sizeof(uuid));
-    vdfs_aligned_free(buf);
-    return vdfs_journal_reset(f->dev, &f->sb, slot, next, uuid);
+    return vdfs_journal_reset(f->dev, &f->sb, slot, next, header.host_uuid);
 }
 
 static int write_heartbeat(struct fsck *f, uint32_t slot, const struct vdfs_heartbeat *h)

@@ -244,13 +244,7 @@ out_signals:
 out_session:
     fuse_session_destroy(se); /* runs op_destroy, which unmounts the volume, if init happened */
 out_volume:
-    if (!vol.unmounted) {
-        if (wcache_destroy(vol.wc))
-            log_message(VDFS_LOG_ERR, "writing back held writes failed", NULL);
-        vol.wc = NULL;
-        vol.unmount_rc = vdfs_unmount(vol.fs);
-        vol.unmounted = true;
-    }
+    vdfs_fuse_unmount(&vol);
     if (vol.unmount_rc) {
         log_message(VDFS_LOG_ERR, "unmounting the datastore failed; run fsck.vdfs", NULL);
         status = 1;

@@ -219,18 +219,22 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
     conn->want &= ~(unsigned)FUSE_CAP_ATOMIC_O_TRUNC;
 }
 
+void vdfs_fuse_unmount(struct vdfs_fuse *v)
+{
+    if (v->unmounted)
+        return;
+    int wrc = wcache_destroy(v->wc); /* held writes first: the volume is still mounted */
+    v->wc = NULL;
+    v->unmount_rc = vdfs_unmount(v->fs);
+    if (wrc && !v->unmount_rc)
+        v->unmount_rc = wrc;
+    v->unmounted = true;
+    v->fs = NULL;
+}
+
 static void op_destroy(void *userdata)
 {
-    struct vdfs_fuse *v = userdata;
-    if (!v->unmounted) {
-        int wrc = wcache_destroy(v->wc);
-        v->wc = NULL;
-        v->unmount_rc = vdfs_unmount(v->fs);
-        if (wrc && !v->unmount_rc)
-            v->unmount_rc = wrc;
-        v->unmounted = true;
-        v->fs = NULL;
-    }
+    vdfs_fuse_unmount(userdata);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -802,7 +806,6 @@ static void op_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, 
     wcache_write_back(vol(req)->wc, ino_of(ino_in));
     int werr = wcache_exclude(vol(req)->wc, ino_of(ino_out), &held);
     if (werr) {
-        wcache_unexclude(vol(req)->wc, held);
         free(buf);
         fuse_reply_err(req, -werr);
         return;

@@ -55,6 +55,9 @@ struct vdfs_fuse {
 };
 
 extern const struct fuse_lowlevel_ops vdfs_fuse_ops;
+/* Writes held data back and unmounts the volume, once (op_destroy, or
+ * main when the session never started); the result is in unmount_rc. */
+void vdfs_fuse_unmount(struct vdfs_fuse *v);
 
 /* A directory's entries, copied at opendir so that readdir offsets stay
  * valid while entries are added or removed. */

@@ -512,12 +512,8 @@ static int batch_add(struct vdfs *fs, struct io_batch *b, enum vdfs_io_op op, vo
  * Writes that allocate stay under the lock, which keeps new data on disk
  * before the journal commit that points at it. */
 
-/* Caller holds fs->lock.  Waits until no I/O of `ino` runs outside the
- * lock; the wait releases fs->lock, so the metadata lock is made sure of
- * again afterwards.  1 when it waited (descriptors loaded before are
- * stale), 0 when it did not, or a negative errno. */
-/* Waits (fs->lock held) until no I/O of `ino` runs outside the lock;
- * true when it had to wait. */
+/* Waits (fs->lock held, released while waiting) until no I/O of `ino`
+ * runs outside the lock; true when it had to wait. */
 static bool io_wait_idle(struct vdfs *fs, uint32_t ino)
 {
     bool waited = false;
@@ -529,8 +525,21 @@ static bool io_wait_idle(struct vdfs *fs, uint32_t ino)
     return waited;
 }
 
+void multiwriter_io_wait(struct vdfs *fs)
+{
+    for (;;) {
+        bool busy = false;
+        for (struct open_file *o = fs->open_files; o && !busy; o = o->next)
+            busy = o->lock_mode == VDFS_LOCK_MULTI_WRITER && o->io_inflight;
+        if (!busy)
+            return;
+        pthread_cond_wait(&fs->io_idle, &fs->lock);
+    }
+}
+
 /* io_wait_idle, with the metadata lock taken back after a wait (another
- * host may have had it meanwhile): 1 when it waited, 0, or -errno. */
+ * host may have had it meanwhile): 1 when it waited (descriptors
+ * loaded before are stale), 0, or -errno. */
 static int io_drain(struct vdfs *fs, uint32_t ino)
 {
     int waited = 0;
@@ -616,18 +625,6 @@ static int submit_outside_lock(struct vdfs *fs, struct open_file *o, struct vdfs
     if (outside)
         io_done(fs, o);
     return rc;
-}
-
-void multiwriter_io_wait(struct vdfs *fs)
-{
-    for (;;) {
-        bool busy = false;
-        for (struct open_file *o = fs->open_files; o && !busy; o = o->next)
-            busy = o->lock_mode == VDFS_LOCK_MULTI_WRITER && o->io_inflight;
-        if (!busy)
-            return;
-        pthread_cond_wait(&fs->io_idle, &fs->lock);
-    }
 }
 
 static ssize_t read_locked(struct vdfs *fs, struct vdfs_fd *fd, void *buf, size_t len, uint64_t off)

@@ -257,10 +257,9 @@ int journal_commit(struct vdfs *fs)
             return -EIO;
         }
     }
-    rc = ensure_scratch(j, (size_t)need * VDFS_META_SIZE);
-    struct meta_entry **entries = rc ? NULL : malloc(n * sizeof(*entries));
-    struct vdfs_jdesc *jd = rc ? NULL : malloc(sizeof(*jd));
-    if (!entries || !jd) {
+    struct meta_entry **entries = malloc(n * sizeof(*entries));
+    struct vdfs_jdesc *jd = malloc(sizeof(*jd));
+    if (ensure_scratch(j, (size_t)need * VDFS_META_SIZE) || !entries || !jd) {
         free(entries);
         free(jd);
         fence(fs, -ENOMEM, "journal commit");

@@ -147,9 +147,9 @@ int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t le
 /* Writes kept data into the file's blocks, without touching its times, as
  * one device batch: up to VDFS_WRITE_BACK_MAX runs of any length (however
  * many file blocks each spans), each with a buffer aligned for the
- * device.  0, or -ESTALE when a run is no longer written
- * blocks of an open file (the cache missed a truncate or punch: nothing
- * is written), or the device's error. */
+ * device.  0, or -ESTALE when a run is no longer written blocks of an
+ * open file (the cache missed a truncate or punch: nothing is written),
+ * or the device's error. */
 #define VDFS_WRITE_BACK_MAX 256u
 struct vdfs_write_back {
     const void *buf;

@@ -15,8 +15,7 @@
 /* At the client limit new connections wait in the listen backlog rather than being refused. */
 static void listen_for_clients(struct vswitch *sw, bool on)
 {
-    struct epoll_event ev = {.events = on ? EPOLLIN : 0, .data.ptr = &sw->control_ev};
-    epoll_ctl(sw->epoll_fd, EPOLL_CTL_MOD, sw->control_fd, &ev);
+    loop_rewatch(sw, sw->control_fd, on ? EPOLLIN : 0, &sw->control_ev);
 }
 
 static void drop(struct vswitch *sw, struct control_conn *conn)
