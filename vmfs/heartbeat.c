@@ -5,6 +5,7 @@
  * host that cannot renew within its lease (timeout minus a margin) fences
  * itself before anyone may judge it dead.  See docs/clustering.md. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +53,10 @@ bool volume_is_fenced(struct vdfs *fs)
     if (atomic_load(&fs->fenced))
         return true;
     if (fs->dev && !fs->readonly && vdfs_dev_is_fenced(fs->dev)) {
-        volume_fence(fs, "heartbeat lease expired", true);
+        char why[96];
+        snprintf(why, sizeof(why), "heartbeat lease expired (last renewal began %llu ms ago, lease %u ms)",
+                 (unsigned long long)(vdfs_monotonic_ms() - atomic_load(&fs->hb_renewed_ms)), fs->lease_ms);
+        volume_fence(fs, why, true);
         return true;
     }
     return false;
@@ -375,6 +379,7 @@ static int claim_slot(struct vdfs *fs)
             fs->hb_gen = hb.hb_gen;
             fs->liveness_locked = true;
             memcpy(fs->hb_raw, next, VDFS_SECTOR_SIZE);
+            atomic_store(&fs->hb_renewed_ms, started);
             vdfs_dev_set_write_deadline(fs->dev, started + fs->lease_ms);
             vdfs_dev_set_holder_tag(fs->dev, slot);
             return 0;
@@ -390,7 +395,12 @@ static int claim_slot(struct vdfs *fs)
 }
 
 /* One renewal: compare-and-write against the image we wrote last, so a
- * slot someone recovered while we stalled is never overwritten. */
+ * slot someone recovered while we stalled is never overwritten.  Without a
+ * device flush: other hosts only need to read the new counter, and a
+ * flush waits for whatever else the storage holds dirty (seconds on a
+ * busy image file), which would eat the lease for nothing.  A renewal
+ * lost with the storage's cache reads as a changed counter all the same;
+ * ours then no longer matches, and the next renewal fences this host. */
 static int renew(struct vdfs *fs)
 {
     struct vdfs_heartbeat hb;
@@ -402,7 +412,8 @@ static int renew(struct vdfs *fs)
     if (rc == 0) {
         fill_live(fs, &hb, fs->slot);
         vdfs_heartbeat_encode(&hb, buf);
-        rc = vdfs_dev_compare_and_write(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, fs->hb_raw, buf, NULL);
+        rc = vdfs_dev_compare_and_write_flags(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, fs->hb_raw, buf, NULL,
+                                              VDFS_CAW_NO_FLUSH);
         if (rc == 0)
             memcpy(fs->hb_raw, buf, VDFS_SECTOR_SIZE);
     }
@@ -477,16 +488,25 @@ static void *heartbeat_main(void *arg)
             break;
         }
         int rc = renew(fs);
+        uint64_t took = vdfs_monotonic_ms() - started;
         if (rc) {
-            volume_fence(fs,
-                         rc == -EAGAIN ? "another host took over this host's heartbeat slot"
-                                       : "the heartbeat could not be written",
-                         true);
+            char why[128];
+            snprintf(why, sizeof(why), "%s (%s after %llu ms)",
+                     rc == -EAGAIN ? "another host took over this host's heartbeat slot"
+                                   : "the heartbeat could not be written",
+                     strerror(-rc), (unsigned long long)took);
+            volume_fence(fs, why, true);
             break;
         }
+        /* A slow storage path eats the lease long before it fences:
+         * say so while there is still time to look. */
+        if (took > fs->lease_ms / 4)
+            vdfs_log(VDFS_LOG_WARN, "heartbeat renewal took %llu ms (lease %u ms)", (unsigned long long)took,
+                     fs->lease_ms);
         /* The lease runs from before the write: an observer saw the new
          * counter no earlier than that. */
         lease_until = started + fs->lease_ms;
+        atomic_store(&fs->hb_renewed_ms, started);
         vdfs_dev_set_write_deadline(fs->dev, lease_until);
     }
     return NULL;
@@ -498,7 +518,8 @@ int heartbeat_mount(struct vdfs *fs)
     vdfs_dev_set_wait_hook(fs->dev, window_holders_dead, fs);
     /* Until the slot is ours, recovery writes are bounded by a provisional
      * lease too: a mount that stalls must not replay over a newer state. */
-    vdfs_dev_set_write_deadline(fs->dev, vdfs_monotonic_ms() + fs->lease_ms);
+    atomic_store(&fs->hb_renewed_ms, vdfs_monotonic_ms());
+    vdfs_dev_set_write_deadline(fs->dev, atomic_load(&fs->hb_renewed_ms) + fs->lease_ms);
     int rc = scan_slots(fs, true);
     if (rc == 0)
         rc = claim_slot(fs);

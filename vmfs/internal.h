@@ -297,6 +297,7 @@ struct vdfs {
     bool heartbeat_running;
     atomic_bool hb_stopping;
     uint8_t hb_raw[VDFS_SECTOR_SIZE]; /* the image of our slot we last wrote */
+    atomic_uint_fast64_t hb_renewed_ms; /* CLOCK_MONOTONIC start of the last renewal that succeeded */
     struct slot_watch watch[VDFS_MAX_HOSTS_LIMIT];
     bool liveness_locked;
 

@@ -1,6 +1,6 @@
 #!/bin/bash
 # SIGSTOP a host past its lease, then SIGCONT: it must have fenced itself.
-# Hosts 1 and 2 mount with hb_interval_ms=100,hb_timeout_ms=1500.  Host 1
+# Hosts 1 and 2 mount with hb_interval_ms=100,hb_timeout_ms=3000.  Host 1
 # writes a file and keeps the metadata lock; then it is stopped.  Host 2
 # takes over (bound: timeout + 2 s), makes changes and unmounts.  The image
 # is hashed; host 1 is continued and every writing op on it must fail with
@@ -9,8 +9,8 @@
 # and host 1 mounting again sees host 2's work and none of its own failed ops.
 # Usage: fence.sh BUILD_ROOT
 . "$(dirname "$0")/lib.sh" "$1"
-hb=hb_interval_ms=100,hb_timeout_ms=1500
-bound_ms=3500
+hb=hb_interval_ms=100,hb_timeout_ms=3000
+bound_ms=5000
 
 make_image 512M -H 4
 mount_host 1 "$hb"

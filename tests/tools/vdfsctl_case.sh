@@ -212,7 +212,7 @@ cluster)
     fusemnt=$work/mnt
     mkdir -p "$fusemnt"
     fuse_uuid=7e57e57e-0000-4000-8000-0000000000f1
-    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=$fuse_uuid,host_name=fuse-host,hb_interval_ms=100,hb_timeout_ms=1500 \
+    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=$fuse_uuid,host_name=fuse-host,hb_interval_ms=100,hb_timeout_ms=3000 \
         2>"$work/fuse.err" &
     fusepid=$!
     for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
@@ -231,7 +231,7 @@ slots = json.load(open(sys.argv[1]))
 live = [s for s in slots if s["state"] == "live"]
 assert [s["host_uuid"] for s in live] == [sys.argv[2]], slots
 assert live[0]["live"] is True and live[0]["stale"] is False and live[0]["hostname"] == "fuse-host", live
-assert live[0]["timeout_ms"] == 1500, live
+assert live[0]["timeout_ms"] == 3000, live
 PY
     exec 3>>"$fusemnt/a"
     expect_exit 1 ctl put "$img" "$work/b" /a

@@ -449,7 +449,7 @@ static void test_killed_host_recovered_at_mount(void **state)
  * beyond a few timeouts. */
 static void busy_host(const char *image, int reply)
 {
-    struct vdfs_mount_opts o = {.host_uuid = UUID_C, .hb_interval_ms = 10, .hb_timeout_ms = 600};
+    struct vdfs_mount_opts o = {.host_uuid = UUID_C, .hb_interval_ms = 20, .hb_timeout_ms = 1500};
     struct vdfs *c;
     if (vdfs_mount(image, &o, &c) != 0)
         _exit(10);
@@ -477,7 +477,7 @@ static void test_host_stopped_anywhere_does_not_stall_others(void **state)
         if (pid == 0)
             busy_host(f->image, from_child[1]);
         assert_int_equal(recv_byte(from_child[0]), 'r');
-        struct vdfs_mount_opts o = {.host_uuid = UUID_A, .hb_interval_ms = 10, .hb_timeout_ms = 600};
+        struct vdfs_mount_opts o = {.host_uuid = UUID_A, .hb_interval_ms = 20, .hb_timeout_ms = 1500};
         struct vdfs *a;
         assert_int_equal(vdfs_mount(f->image, &o, &a), 0);
         struct vdfs_stat st;
