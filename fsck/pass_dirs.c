@@ -39,8 +39,76 @@ static void push_edge(struct fsck *f, uint32_t dir, uint32_t target, uint32_t bl
     f->edges[f->nedges++] = (struct fsck_dir_edge){dir, target, block};
 }
 
+/* The names seen so far in one directory, to find a name given twice
+ * (the library's lookups would see one of them, readdir both). */
+struct name_set {
+    char **slots; /* open addressing; each name is [len][bytes] */
+    size_t cap, count;
+    bool failed; /* out of memory: duplicates go unchecked */
+};
+
+static uint64_t name_hash(const uint8_t *name, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ name[i]) * 1099511628211ull;
+    return h;
+}
+
+static bool name_set_grow(struct name_set *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 64;
+    char **slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return false;
+    for (size_t i = 0; i < s->cap; i++) {
+        char *n = s->slots[i];
+        if (!n)
+            continue;
+        size_t at = name_hash((const uint8_t *)n + 1, (uint8_t)n[0]) & (cap - 1);
+        while (slots[at])
+            at = (at + 1) & (cap - 1);
+        slots[at] = n;
+    }
+    free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    return true;
+}
+
+/* True when `name` was already in the set; adds it otherwise. */
+static bool name_set_seen(struct name_set *s, const uint8_t *name, uint8_t len)
+{
+    if (s->failed || ((s->count + 1) * 2 > s->cap && !name_set_grow(s))) {
+        s->failed = true;
+        return false;
+    }
+    size_t at = name_hash(name, len) & (s->cap - 1);
+    for (char *n; (n = s->slots[at]); at = (at + 1) & (s->cap - 1))
+        if ((uint8_t)n[0] == len && memcmp(n + 1, name, len) == 0)
+            return true;
+    char *n = malloc((size_t)len + 1);
+    if (!n) {
+        s->failed = true;
+        return false;
+    }
+    n[0] = (char)len;
+    memcpy(n + 1, name, len);
+    s->slots[at] = n;
+    s->count++;
+    return false;
+}
+
+static void name_set_free(struct name_set *s)
+{
+    for (size_t i = 0; i < s->cap; i++)
+        free(s->slots[i]);
+    free(s->slots);
+}
+
 /* Checks the entries of one block; true if it changed. */
-static bool check_entries(struct fsck *f, uint32_t dir, uint32_t block, struct vdfs_dirblock *d, uint64_t addr)
+static bool check_entries(struct fsck *f, uint32_t dir, uint32_t block, struct vdfs_dirblock *d, uint64_t addr,
+                          struct name_set *names)
 {
     bool changed = false;
     uint16_t pos = 0;
@@ -63,6 +131,10 @@ static bool check_entries(struct fsck *f, uint32_t dir, uint32_t block, struct v
         else if (t == dir)
             fsck_problem(f, "dirent_self", obj, addr, true, "entry '%s' in directory %u names itself; removing it",
                          name, dir);
+        else if (name_set_seen(names, e.name, e.name_len))
+            fsck_problem(f, "dirent_duplicate", obj, addr, true,
+                         "entry '%s' in directory %u (descriptor %u) repeats a name already in it; removing it", name,
+                         dir, t);
         else
             drop = false;
         if (drop) {
@@ -102,6 +174,7 @@ static void scan_dir(struct fsck *f, uint32_t dir)
     snprintf(obj, sizeof(obj), "ino %u", dir);
     uint32_t nblocks = (uint32_t)(fd->size / VDFS_META_SIZE);
     bool fd_dirty = false;
+    struct name_set names = {0};
     for (uint32_t k = 0; k < nblocks && !fsck_cancelled(f); k++) {
         uint64_t addr = 0;
         int rc = fsck_map_lookup(f, fd, (uint64_t)k * VDFS_META_SIZE, &addr);
@@ -140,9 +213,12 @@ static void scan_dir(struct fsck *f, uint32_t dir)
             }
             continue;
         }
-        if (check_entries(f, dir, k, d, addr) && f->opt.fix)
+        if (check_entries(f, dir, k, d, addr, &names) && f->opt.fix)
             fsck_dirblock_store(f, addr, d);
     }
+    if (names.failed)
+        f->operational_error = true;
+    name_set_free(&names);
     if (fd_dirty && f->opt.fix)
         fsck_fd_store(f, fd);
 out:
@@ -273,6 +349,20 @@ void fsck_reach_from(struct fsck *f, uint32_t dir)
     free(queue);
 }
 
+/* The units a damaged descriptor mapped belong to nothing once it is
+ * recreated empty: unreferenced, pass 6 frees them in this same run. */
+static void forget_units_of(struct fsck *f, uint32_t ino)
+{
+    for (unsigned rtype = 0; rtype < VDFS_RT_COUNT; rtype++) {
+        struct fsck_region *r = &f->rs[rtype];
+        if (rtype == VDFS_RT_FD || !r->owner || !r->ref)
+            continue;
+        for (uint64_t i = 0; i < r->count; i++)
+            if (r->owner[i] == ino && fsck_bit(r->ref, i))
+                fsck_clear_bit(r->ref, i);
+    }
+}
+
 int fsck_pass_dirs(struct fsck *f)
 {
     fsck_pass_begin(f, FSCK_PASS_DIRS);
@@ -282,6 +372,8 @@ int fsck_pass_dirs(struct fsck *f)
         snprintf(obj, sizeof(obj), "ino %u", root);
         fsck_problem(f, "root_bad", obj, vdfs_fd_addr(&f->sb, root), true,
                      "the root directory (ino %u) is missing or not a directory; recreating it empty", root);
+        if (f->inos[root].state == INO_OK)
+            forget_units_of(f, root);
         if (fsck_make_dir(f, root, root, 0755) < 0)
             fsck_problem_unfixed(f);
     }

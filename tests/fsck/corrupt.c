@@ -9,8 +9,10 @@
  *   corrupt IMAGE ptr-range INO            point INO's first data slot past its region
  *   corrupt IMAGE free-fd INO              clear INO's bit in the descriptor bitmap
  *   corrupt IMAGE unlink DIR NAME          remove an entry, leaving its descriptor
+ *   corrupt IMAGE rename DIR NAME NEW      rename an entry in place (NEW as long as NAME)
  *   corrupt IMAGE nlink INO N              set INO's link count
  *   corrupt IMAGE size INO BYTES           set INO's size
+ *   corrupt IMAGE mode INO MODE            set INO's mode (type bits too; 0100644 is a file)
  *   corrupt IMAGE free-count DELTA         add DELTA to file-block cluster 0's free count
  *   corrupt IMAGE journal INO SEC          commit (unreplayed) a transaction setting INO's mtime
  *   corrupt IMAGE stale-host SLOT          a LIVE heartbeat of a dead host, holding root's lock
@@ -157,7 +159,9 @@ static void cmd_stale_host(uint32_t slot)
     vdfs_aligned_free(buf);
 }
 
-static void cmd_unlink(uint32_t dir, const char *name)
+/* Removes entry `name` of `dir` (new_name NULL) or gives it new_name, of
+ * the same length, without looking at what else the directory holds. */
+static void edit_entry(uint32_t dir, const char *name, const char *new_name)
 {
     struct vdfs_fd fd;
     load_fd(dir, &fd);
@@ -172,7 +176,10 @@ static void cmd_unlink(uint32_t dir, const char *name)
         struct vdfs_dirent e;
         while (vdfs_dirent_next(&d, &pos, &e)) {
             if (e.name_len == strlen(name) && !memcmp(e.name, name, e.name_len)) {
-                vdfs_dirent_remove(&d, &e);
+                if (new_name)
+                    memcpy(d.entries + (e.name - d.entries), new_name, e.name_len);
+                else
+                    vdfs_dirent_remove(&d, &e);
                 int rc = fsck_dirblock_store(&f, addr, &d);
                 if (rc)
                     die("write directory block", rc);
@@ -248,7 +255,9 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "free-fd") && argc == 4) {
         edit_bitmap(VDFS_RT_FD, num(argv[3]), 0, 0);
     } else if (!strcmp(cmd, "unlink") && argc == 5) {
-        cmd_unlink(num(argv[3]), argv[4]);
+        edit_entry(num(argv[3]), argv[4], NULL);
+    } else if (!strcmp(cmd, "rename") && argc == 6 && strlen(argv[4]) == strlen(argv[5])) {
+        edit_entry(num(argv[3]), argv[4], argv[5]);
     } else if (!strcmp(cmd, "nlink") && argc == 5) {
         load_fd(num(argv[3]), &fd);
         fd.nlink = num(argv[4]);
@@ -257,6 +266,11 @@ int main(int argc, char **argv)
     } else if (!strcmp(cmd, "size") && argc == 5) {
         load_fd(num(argv[3]), &fd);
         fd.size = strtoull(argv[4], NULL, 0);
+        if ((rc = fsck_fd_store(&f, &fd)))
+            die("write descriptor", rc);
+    } else if (!strcmp(cmd, "mode") && argc == 5) {
+        load_fd(num(argv[3]), &fd);
+        fd.mode = num(argv[4]);
         if ((rc = fsck_fd_store(&f, &fd)))
             die("write descriptor", rc);
     } else if (!strcmp(cmd, "free-count") && argc == 4) {

@@ -124,6 +124,31 @@ orphan)
     [ "$(digest_of "/lost+found/#$m" "$WORK/after")" = "$(digest_of /medium.bin "$WORK/before")" ] ||
         fail "medium.bin not in lost+found as #$m with its content"
     ;;
+duplicate-name)
+    # Two entries of one directory with one name: the later one goes, and
+    # the file it named (now nameless) goes to lost+found with its content.
+    fresh; populate
+    s=$(ino /sparse.bin)
+    "$CORRUPT" "$IMG" rename 1 sparse.bin medium.bin || fail corrupt
+    three_runs "entry 'medium.bin' in directory 1 \(descriptor $s\) repeats a name already in it"
+    grep -qE "orphan descriptor $s .*lost\+found" "$WORK/log" || fail "the second medium.bin's file not in lost+found"
+    intact /sparse.bin
+    [ "$(digest_of "/lost+found/#$s" "$WORK/after")" = "$(digest_of /sparse.bin "$WORK/before")" ] ||
+        fail "sparse.bin not in lost+found as #$s with its content"
+    ;;
+root-not-directory)
+    # A root descriptor that says it is a regular file is recreated as an
+    # empty directory in the same run that frees the blocks it mapped (they
+    # once showed as leaked only in a second run); the files it named go to
+    # lost+found.
+    fresh; populate
+    m=$(ino /medium.bin)
+    "$CORRUPT" "$IMG" mode 1 0100644 || fail corrupt
+    three_runs "the root directory \(ino 1\) is missing or not a directory"
+    "$POPULATE" digest "$IMG" >"$WORK/after" 2>&1 || fail "digest after: $(cat "$WORK/after")"
+    [ "$(digest_of "/lost+found/#$m" "$WORK/after")" = "$(digest_of /medium.bin "$WORK/before")" ] ||
+        fail "medium.bin not in lost+found as #$m with its content"
+    ;;
 wrong-link-count)
     fresh; populate
     a=$(ino /dir1/a.txt)
