@@ -408,8 +408,21 @@ static int ensure_mode(struct vdfs *fs, struct vdfs_fd *fd, uint64_t end, bool i
     return 0;
 }
 
+/* An empty file that ensure_mode just moved out of RESIDENT and that then
+ * got no unit goes back: with file blocks gone, its mode would otherwise
+ * stay BLOCK, and a retry after sub-blocks came free would still fail. */
+static int undo_empty_conversion(struct vdfs_fd *fd, uint32_t mode_before, int rc)
+{
+    if (mode_before == VDFS_AM_RESIDENT && fd->addr_mode != VDFS_AM_RESIDENT && fd->alloc_bytes == 0) {
+        fd->addr_mode = VDFS_AM_RESIDENT;
+        memset(&fd->data, 0, sizeof(fd->data));
+    }
+    return rc;
+}
+
 int filemap_prepare_write(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uint64_t len, struct map_segment *seg)
 {
+    uint32_t mode_before = fd->addr_mode;
     int rc = ensure_mode(fs, fd, off + len, S_ISDIR(fd->mode));
     if (rc)
         return rc;
@@ -425,12 +438,12 @@ int filemap_prepare_write(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, uin
         return rc;
     if (!vdfs_ptr_present(p)) {
         if ((rc = new_unit(fs, fd, !whole, &p)))
-            return rc;
+            return undo_empty_conversion(fd, mode_before, rc);
         rc = ptr_set(fs, fd, L, p);
         if (rc) {
             free_unit(fs, fd, unit_rtype(fd), vdfs_ptr_index(p));
             fd->alloc_bytes -= unit;
-            return rc;
+            return undo_empty_conversion(fd, mode_before, rc);
         }
     } else if (vdfs_ptr_tbz(p)) {
         if (!whole && (rc = vdfs_dev_zero(fs->dev, unit_addr(fs, fd, p), unit)))

@@ -417,6 +417,21 @@ int vdfs_resolve(struct vdfs *fs, const char *path, bool follow_last, struct vdf
     return rc;
 }
 
+/* Blocks and descriptors freed since the last commit (statfs already
+ * counts them free) become allocatable once their free is durable.  An
+ * operation that ran out while some are pending commits and tries once
+ * more.  Callers have stored the descriptors they changed, so the commit
+ * writes nothing the next periodic commit would not. */
+static bool commit_for_space(struct vdfs *fs, int rc)
+{
+    if (rc != -ENOSPC)
+        return false;
+    bool pending = false;
+    for (unsigned rtype = 0; rtype < VDFS_RT_COUNT && !pending; rtype++)
+        pending = resources_pending_free(fs, rtype) > 0;
+    return pending && journal_commit(fs) == 0;
+}
+
 /* Creates a new entry `name` in `dir` for a fresh descriptor. */
 static int create_locked(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, uint32_t rdev,
                          const struct vdfs_cred *cred, struct vdfs_fd *dirfd, struct vdfs_fd *fd)
@@ -463,6 +478,8 @@ int vdfs_create(struct vdfs *fs, uint32_t dir, const char *name, uint32_t mode, 
     if (rc == 0) {
         rc = enter(fs);
         if (rc == 0)
+            rc = create_locked(fs, dir, name, mode, rdev, cred, dirfd, fd);
+        if (commit_for_space(fs, rc))
             rc = create_locked(fs, dir, name, mode, rdev, cred, dirfd, fd);
         if (rc == 0) {
             fill_stat(fd, st);
@@ -837,14 +854,8 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
     }
     if (rc == 0)
         rc = write_locked(fs, fd, buf, len, off);
-    /* Blocks freed since the last commit (already in df) become
-     * allocatable once their free is durable: commit, and try once more.
-     * write_locked stored what it did, so this commit is consistent. */
-    if (rc == -ENOSPC && (resources_pending_free(fs, VDFS_RT_FB) || resources_pending_free(fs, VDFS_RT_SB))) {
-        rc = journal_commit(fs);
-        if (rc == 0)
-            rc = write_locked(fs, fd, buf, len, off);
-    }
+    if (commit_for_space(fs, (int)rc))
+        rc = write_locked(fs, fd, buf, len, off);
     if (rc >= 0) {
         int crc = journal_maybe_commit(fs);
         if (crc)
@@ -926,6 +937,8 @@ int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync)
     return rc;
 }
 
+static int remove_locked(struct vdfs *fs, uint32_t dir, const char *name, bool want_dir);
+
 int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *target,
                  const struct vdfs_cred *cred, struct vdfs_stat *st)
 {
@@ -940,9 +953,16 @@ int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *ta
         rc = enter(fs);
         if (rc == 0)
             rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
+        if (commit_for_space(fs, rc))
+            rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
         if (rc == 0) {
             ssize_t w = write_locked(fs, fd, target, tl, 0);
-            rc = w < 0 ? (int)w : 0;
+            if (commit_for_space(fs, (int)w))
+                w = write_locked(fs, fd, target, tl, 0);
+            rc = w < 0 ? (int)w : (size_t)w < tl ? -ENOSPC : 0;
+            /* A link without its whole target is no link: take it back. */
+            if (rc)
+                remove_locked(fs, dir, name, false);
             fill_stat(fd, st);
             if (rc == 0)
                 rc = journal_maybe_commit(fs);
@@ -997,7 +1017,11 @@ int vdfs_link(struct vdfs *fs, uint32_t ino, uint32_t newdir, const char *newnam
     }
     if ((rc = check_name(newname)))
         goto unlock;
-    if ((rc = dir_add(fs, dirfd, newname, ino, dtype_of(fd->mode))))
+    rc = dir_add(fs, dirfd, newname, ino, dtype_of(fd->mode));
+    /* The failed add may have changed the local copy of dirfd: reload it. */
+    if (commit_for_space(fs, rc) && (rc = dir_load(fs, newdir, dirfd)) == 0)
+        rc = dir_add(fs, dirfd, newname, ino, dtype_of(fd->mode));
+    if (rc)
         goto unlock;
     fd->nlink++;
     fd->ctime = dirfd->mtime = dirfd->ctime = now_ts();
@@ -1372,32 +1396,10 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
     return rc;
 }
 
-int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64_t len)
+/* The change itself; stores the descriptor whatever happened. */
+static int fallocate_locked(struct vdfs *fs, struct vdfs_fd *fd, int mode, uint64_t off, uint64_t len)
 {
-    if (len == 0)
-        return -EINVAL;
-    if (off + len < off)
-        return -EFBIG;
-    int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
-    if (mode & ~known)
-        return -EOPNOTSUPP;
-    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
-        return -EOPNOTSUPP;
-    if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
-        return -EOPNOTSUPP;
-    int rc;
-    struct vdfs_fd *fd = fd_begin_drained(fs, ino, &rc);
-    if (!fd)
-        return rc;
-    if (rc == 0 && S_ISDIR(fd->mode))
-        rc = -EISDIR;
-    else if (rc == 0 && !S_ISREG(fd->mode))
-        rc = -ENODEV;
-    /* Like a truncate: not the blocks of a file another host has open. */
-    if (rc == 0)
-        rc = truncate_allowed(fs, ino);
-    if (rc)
-        goto out;
+    int rc = 0;
     uint64_t end = off + len;
     uint64_t old_size = fd->size;
     if (mode & FALLOC_FL_PUNCH_HOLE) {
@@ -1427,11 +1429,39 @@ int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64
             fd->mtime = fd->ctime;
     }
     int src = fd_store(fs, fd);
+    return rc ? rc : src;
+}
+
+int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64_t len)
+{
+    if (len == 0)
+        return -EINVAL;
+    if (off + len < off)
+        return -EFBIG;
+    int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+    if (mode & ~known)
+        return -EOPNOTSUPP;
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE))
+        return -EOPNOTSUPP;
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && (mode & FALLOC_FL_ZERO_RANGE))
+        return -EOPNOTSUPP;
+    int rc;
+    struct vdfs_fd *fd = fd_begin_drained(fs, ino, &rc);
+    if (!fd)
+        return rc;
+    if (rc == 0 && S_ISDIR(fd->mode))
+        rc = -EISDIR;
+    else if (rc == 0 && !S_ISREG(fd->mode))
+        rc = -ENODEV;
+    /* Like a truncate: not the blocks of a file another host has open. */
     if (rc == 0)
-        rc = src;
+        rc = truncate_allowed(fs, ino);
+    if (rc == 0)
+        rc = fallocate_locked(fs, fd, mode, off, len);
+    if (commit_for_space(fs, rc))
+        rc = fallocate_locked(fs, fd, mode, off, len);
     if (rc == 0)
         rc = journal_maybe_commit(fs);
-out:
     fd_end(fs, fd);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "format.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
@@ -402,6 +403,83 @@ static void test_freed_blocks_usable_at_once(void **state)
     fixture_expect(f, next, data, sizeof(data), 0);
 }
 
+/* The same for fallocate: the blocks of a file just removed are there for
+ * the next fallocate, not ENOSPC until the next periodic commit. */
+static void test_freed_blocks_fallocate_at_once(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t big = fixture_create(f, root, "big", S_IFREG | 0644);
+    uint64_t bs = vdfs_block_size(f->fs), all = free_blocks(f);
+    assert_int_equal(vdfs_fallocate(f->fs, big, 0, 0, all * bs), 0);
+    uint32_t next = fixture_create(f, root, "next", S_IFREG | 0644);
+    assert_int_equal(vdfs_fallocate(f->fs, next, 0, 0, 4 * bs), -ENOSPC);
+    assert_int_equal(stat_of(f, next).size, 0);
+    assert_int_equal(vdfs_unlink(f->fs, root, "big"), 0);
+    assert_int_equal(vdfs_fallocate(f->fs, next, 0, 0, 4 * bs), 0);
+    assert_int_equal(stat_of(f, next).size, 4 * bs);
+    assert_int_equal(free_blocks(f), all - 4);
+}
+
+static int setup_1g(void **state)
+{
+    const char *opts[] = {"-H", "2", NULL};
+    return fixture_setup(state, "1G", opts, true);
+}
+
+/* Small files in `dir` (each up to 15 sub-blocks) until no sub-block is
+ * left; returns how many were made. */
+static unsigned fill_subblocks(struct fixture *f, uint32_t dir, const char *prefix)
+{
+    static uint8_t chunk[64 * KiB];
+    memset(chunk, 7, sizeof(chunk));
+    unsigned files = 0;
+    ssize_t n = 0;
+    while (n >= 0) {
+        char name[32];
+        snprintf(name, sizeof(name), "%s%u", prefix, files++);
+        uint32_t ino = fixture_create(f, dir, name, S_IFREG | 0644);
+        for (uint64_t off = 0; off < 15 * sizeof(chunk) && n >= 0; off += sizeof(chunk))
+            n = vdfs_pwrite(f->fs, ino, chunk, sizeof(chunk), off);
+    }
+    assert_int_equal(n, -ENOSPC);
+    return files;
+}
+
+/* No file block and no sub-block left: a directory that must grow, and a
+ * symlink's target, get the sub-blocks of a file just removed at once; a
+ * symlink whose target finds no space at all is not left behind empty. */
+static void test_freed_subblocks_usable_at_once(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t dir = fixture_create(f, root, "d", S_IFDIR | 0755);
+    uint32_t big = fixture_create(f, root, "big", S_IFREG | 0644);
+    assert_int_equal(vdfs_fallocate(f->fs, big, 0, 0, free_blocks(f) * vdfs_block_size(f->fs)), 0);
+    assert_true(fill_subblocks(f, root, "small") > 2);
+    struct vdfs_stat st;
+    struct vdfs_cred cred = {0, 0};
+    assert_int_equal(vdfs_create(f->fs, dir, "x", S_IFREG | 0644, 0, &cred, &st), -ENOSPC);
+    assert_int_equal(vdfs_unlink(f->fs, root, "small0"), 0);
+    assert_int_equal(vdfs_create(f->fs, dir, "x", S_IFREG | 0644, 0, &cred, &st), 0);
+    fill_subblocks(f, root, "more");
+    /* Longer than a descriptor holds: the target needs a sub-block. */
+    static char target[4000], got[4096];
+    for (size_t i = 0; i + 3 < sizeof(target); i += 2)
+        memcpy(target + i, "./", 2);
+    memcpy(target + sizeof(target) - 4, "d/x", 4);
+    assert_true(strlen(target) > VDFS_RESIDENT_MAX);
+    /* Nothing to get back: the symlink fails whole, leaving no entry. */
+    assert_int_equal(vdfs_symlink(f->fs, dir, "link", target, &cred, &st), -ENOSPC);
+    assert_int_equal(vdfs_lookup(f->fs, dir, "link", &st), -ENOENT);
+    assert_int_equal(vdfs_unlink(f->fs, root, "small1"), 0);
+    assert_int_equal(vdfs_symlink(f->fs, dir, "link", target, &cred, &st), 0);
+    assert_int_equal(vdfs_readlink(f->fs, st.ino, got, sizeof(got)), (ssize_t)strlen(target));
+    assert_string_equal(got, target);
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -416,6 +494,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fallocate_commit_midway_is_consistent, setup_small_journal,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_freed_blocks_usable_at_once, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_freed_blocks_fallocate_at_once, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_freed_subblocks_usable_at_once, setup_1g, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
