@@ -419,19 +419,24 @@ static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         reply_entry(req, &vs);
 }
 
-/* fi->fh of a file opened with direct_io. */
+/* fi->fh bits: opened with direct_io; opened with O_APPEND. */
 #define FH_DIRECT_IO 1u
+#define FH_APPEND 2u
 
 /* What the kernel keeps of an open file.  Its pages are dropped at open,
  * so another host's changes are seen.  O_DIRECT opens take FUSE's direct
  * path: otherwise the kernel asks for security.capability before every
  * write, under the inode lock, so a queue of writes is answered one round
- * trip at a time.  Write requests carry fh, not direct_io. */
+ * trip at a time.  O_APPEND opens take it too, and their writes go to the
+ * end the library finds: the kernel places them at the size it remembers,
+ * which another host may have moved within the attribute timeout, and
+ * the write would land on that host's data (and in our page cache at the
+ * wrong place).  Write requests carry fh, not direct_io. */
 static void set_open_reply(struct fuse_file_info *fi)
 {
     fi->keep_cache = 0;
-    fi->direct_io = (fi->flags & O_DIRECT) != 0;
-    fi->fh = fi->direct_io ? FH_DIRECT_IO : 0;
+    fi->direct_io = (fi->flags & (O_DIRECT | O_APPEND)) != 0;
+    fi->fh = (fi->direct_io ? FH_DIRECT_IO : 0) | (fi->flags & O_APPEND ? FH_APPEND : 0);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -501,7 +506,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             return;
         }
     }
-    int held = wcache_write(v->wc, ino_of(ino), buf, size, (uint64_t)off);
+    int held = fi->fh & FH_APPEND ? 0 : wcache_write(v->wc, ino_of(ino), buf, size, (uint64_t)off);
     if (held) {
         if (held < 0)
             fuse_reply_err(req, -held);
@@ -517,7 +522,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             data = aligned;
         }
     }
-    ssize_t n = vdfs_pwrite(v->fs, ino_of(ino), data, size, (uint64_t)off);
+    ssize_t n = vdfs_pwrite(v->fs, ino_of(ino), data, size, fi->fh & FH_APPEND ? VDFS_APPEND : (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else

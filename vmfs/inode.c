@@ -838,8 +838,9 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
     ssize_t rc = err;
     if (rc == 0 && S_ISDIR(fd->mode))
         rc = -EISDIR;
+    bool append = off == VDFS_APPEND;
     struct open_file *o = rc == 0 && S_ISREG(fd->mode) ? open_file_find(fs, ino) : NULL;
-    if (o && overwrite_outside_lock(fs, fd, o, buf, len, off, &rc)) {
+    if (o && !append && overwrite_outside_lock(fs, fd, o, buf, len, off, &rc)) {
         fd_end(fs, fd);
         return rc;
     }
@@ -852,6 +853,9 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
         else if (drc > 0)
             rc = fd_load(fs, ino, fd);
     }
+    /* The end as it is now, after any wait for I/O that released the lock. */
+    if (rc == 0 && append)
+        off = fd->size;
     if (rc == 0)
         rc = write_locked(fs, fd, buf, len, off);
     if (commit_for_space(fs, (int)rc))

@@ -127,6 +127,9 @@ int vdfs_open(struct vdfs *fs, uint32_t ino, int flags);
 int vdfs_release(struct vdfs *fs, uint32_t ino, int flags);
 
 ssize_t vdfs_pread(struct vdfs *fs, uint32_t ino, void *buf, size_t len, uint64_t off);
+/* off VDFS_APPEND writes at the file's end as it is under the volume lock
+ * (O_APPEND: the end another host left, not the one a cache remembers). */
+#define VDFS_APPEND UINT64_MAX
 ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, uint64_t off);
 int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync);
 

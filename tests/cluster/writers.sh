@@ -5,7 +5,7 @@
 # shares with nothing), `vdfsctl locks` names host 1's slot as the
 # exclusive owner, and once host 1 closes, host 2 can open it for writing
 # and reads host 1's data.  Read-only opens share between hosts and keep
-# writers out.  Two mounts with -o multiwriter both write.  A writer whose
+# writers out.  O_APPEND writes from both hosts in turn all land.  Two mounts with -o multiwriter both write.  A writer whose
 # host is killed (-9) stops blocking the file after the heartbeat timeout.
 # Usage: writers.sh BUILD_ROOT
 . "$(dirname "$0")/lib.sh" "$1"
@@ -17,6 +17,10 @@ mount_host 2 "$hb"
 echo original >"$(mnt 1)/disk.vmdk"
 python3 "$HERE/writers_checks.py" exclusive "$(mnt 1)" "$(mnt 2)" "$VDFSCTL" "$IMG" \
     "$(host_uuid 1)" "$(host_uuid 2)" || fail "exclusive writer checks"
+
+# O_APPEND from both hosts in turn, each kernel remembering a size the
+# other host has since moved: no append lands on another.
+python3 "$HERE/writers_checks.py" append "$(mnt 1)" "$(mnt 2)" || fail "O_APPEND across hosts"
 
 # A host that dies holding the write lock: its lock is broken after the timeout.
 python3 -c '

@@ -4,6 +4,7 @@
     writers_checks.py exclusive M1 M2 VDFSCTL IMAGE UUID1 UUID2
     writers_checks.py reopen FILE SECONDS      open O_RDWR until it works
     writers_checks.py multiwriter M1 M2
+    writers_checks.py append M1 M2             O_APPEND from both hosts in turn
 """
 import errno
 import json
@@ -119,9 +120,30 @@ def multiwriter(m1, m2):
     os.close(b)
 
 
+def append(m1, m2):
+    """O_APPEND writes from both hosts in turn, each host's kernel still
+    remembering the size from before the other host's append (the attribute
+    timeout is 1 s): every write lands after the last, none on another."""
+    with open(f"{m1}/log", "w") as f:
+        f.write("base-")
+    time.sleep(1.2)  # past the attribute timeout: host 2 asks afresh
+    os.stat(f"{m2}/log")  # and remembers size 5 for the next second
+    want = "base-"
+    for who, m in (("A", m1), ("B", m2), ("C", m1), ("D", m2)):
+        fd = os.open(f"{m}/log", os.O_WRONLY | os.O_APPEND)
+        os.write(fd, who.encode() * 4 + b"-")
+        os.close(fd)
+        want += who * 4 + "-"
+    time.sleep(1.2)
+    for host, m in (("host 1", m1), ("host 2", m2)):
+        with open(f"{m}/log") as f:
+            got = f.read()
+        check(f"{host} reads every append in order: {got!r}", got == want)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"exclusive": exclusive, "reopen": reopen, "multiwriter": multiwriter}[cmd](*args)
+    {"exclusive": exclusive, "reopen": reopen, "multiwriter": multiwriter, "append": append}[cmd](*args)
     return 1 if failures else 0
 
 
