@@ -506,7 +506,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             return;
         }
     }
-    int held = fi->fh & FH_APPEND ? 0 : wcache_write(v->wc, ino_of(ino), buf, size, (uint64_t)off);
+    /* fcntl(F_SETFL) may have cleared O_APPEND since the open. */
+    bool append = (fi->fh & FH_APPEND) && (fi->flags & O_APPEND);
+    int held = append ? 0 : wcache_write(v->wc, ino_of(ino), buf, size, (uint64_t)off);
     if (held) {
         if (held < 0)
             fuse_reply_err(req, -held);
@@ -522,7 +524,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
             data = aligned;
         }
     }
-    ssize_t n = vdfs_pwrite(v->fs, ino_of(ino), data, size, fi->fh & FH_APPEND ? VDFS_APPEND : (uint64_t)off);
+    ssize_t n = vdfs_pwrite(v->fs, ino_of(ino), data, size, append ? VDFS_APPEND : (uint64_t)off);
     if (n < 0)
         fuse_reply_err(req, (int)-n);
     else

@@ -309,7 +309,11 @@ int dir_add(struct vdfs *fs, struct vdfs_fd *dirfd, const char *name, uint32_t i
         rc = filemap_prepare_write(fs, dirfd, dirfd->size, VDFS_META_SIZE, &seg);
         if (rc) {
             free(db);
-            return rc;
+            /* A conversion may have moved the directory's blocks (and freed
+             * the old ones) before the allocation failed: the descriptor
+             * must say where they are now, before any commit. */
+            int src = fd_store(fs, dirfd);
+            return src ? src : rc;
         }
         block = d->nblocks++;
         dirfd->size += VDFS_META_SIZE;

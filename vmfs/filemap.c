@@ -408,15 +408,29 @@ static int ensure_mode(struct vdfs *fs, struct vdfs_fd *fd, uint64_t end, bool i
     return 0;
 }
 
+static bool map_is_empty(const struct vdfs_fd *fd)
+{
+    for (uint32_t i = 0; i < VDFS_SLOTS; i++)
+        if (fd->data.slots[i])
+            return false;
+    return true;
+}
+
+/* Resident bytes past the size must read as zeros. */
+static void become_resident(struct vdfs_fd *fd)
+{
+    fd->addr_mode = VDFS_AM_RESIDENT;
+    memset(&fd->data, 0, sizeof(fd->data));
+}
+
 /* An empty file that ensure_mode just moved out of RESIDENT and that then
- * got no unit goes back: with file blocks gone, its mode would otherwise
- * stay BLOCK, and a retry after sub-blocks came free would still fail. */
+ * got no unit (nor pointer block) goes back: with file blocks gone, its
+ * mode would otherwise stay BLOCK, and a retry after sub-blocks came free
+ * would still fail. */
 static int undo_empty_conversion(struct vdfs_fd *fd, uint32_t mode_before, int rc)
 {
-    if (mode_before == VDFS_AM_RESIDENT && fd->addr_mode != VDFS_AM_RESIDENT && fd->alloc_bytes == 0) {
-        fd->addr_mode = VDFS_AM_RESIDENT;
-        memset(&fd->data, 0, sizeof(fd->data));
-    }
+    if (mode_before == VDFS_AM_RESIDENT && fd->addr_mode != VDFS_AM_RESIDENT && map_is_empty(fd))
+        become_resident(fd);
     return rc;
 }
 
@@ -677,6 +691,10 @@ int filemap_truncate(struct vdfs *fs, struct vdfs_fd *fd, uint64_t size)
         rc = zero_partial(fs, fd, size, keep * unit);
     if (rc == 0)
         rc = free_units(fs, fd, keep, MAX_UNITS);
+    /* Emptied, a file starts over as resident, free to take sub-blocks
+     * again (a failed fallocate of an empty file comes back here). */
+    if (rc == 0 && size == 0 && !S_ISDIR(fd->mode) && map_is_empty(fd))
+        become_resident(fd);
     return rc;
 }
 

@@ -396,11 +396,13 @@ static int claim_slot(struct vdfs *fs)
 
 /* One renewal: compare-and-write against the image we wrote last, so a
  * slot someone recovered while we stalled is never overwritten.  Without a
- * device flush: other hosts only need to read the new counter, and a
- * flush waits for whatever else the storage holds dirty (seconds on a
- * busy image file), which would eat the lease for nothing.  A renewal
- * lost with the storage's cache reads as a changed counter all the same;
- * ours then no longer matches, and the next renewal fences this host. */
+ * device flush when the device is opened O_DIRECT: other hosts only need
+ * to read the new counter, and a flush waits for whatever else the storage
+ * holds dirty (seconds on a busy image file), which would eat the lease for
+ * nothing.  A renewal lost with the storage's cache reads as a changed
+ * counter all the same; ours then no longer matches, and the next renewal
+ * fences this host.  Through a page cache (no O_DIRECT) only the flush
+ * puts the counter where another machine can read it. */
 static int renew(struct vdfs *fs)
 {
     struct vdfs_heartbeat hb;
@@ -413,7 +415,7 @@ static int renew(struct vdfs *fs)
         fill_live(fs, &hb, fs->slot);
         vdfs_heartbeat_encode(&hb, buf);
         rc = vdfs_dev_compare_and_write_flags(fs->dev, hb.hdr.addr, VDFS_SECTOR_SIZE, fs->hb_raw, buf, NULL,
-                                              VDFS_CAW_NO_FLUSH);
+                                              vdfs_dev_is_direct(fs->dev) ? VDFS_CAW_NO_FLUSH : 0);
         if (rc == 0)
             memcpy(fs->hb_raw, buf, VDFS_SECTOR_SIZE);
     }

@@ -422,7 +422,7 @@ int vdfs_resolve(struct vdfs *fs, const char *path, bool follow_last, struct vdf
  * operation that ran out while some are pending commits and tries once
  * more.  Callers have stored the descriptors they changed, so the commit
  * writes nothing the next periodic commit would not. */
-static bool commit_for_space(struct vdfs *fs, int rc)
+static bool commit_for_space(struct vdfs *fs, ssize_t rc)
 {
     if (rc != -ENOSPC)
         return false;
@@ -858,7 +858,7 @@ ssize_t vdfs_pwrite(struct vdfs *fs, uint32_t ino, const void *buf, size_t len, 
         off = fd->size;
     if (rc == 0)
         rc = write_locked(fs, fd, buf, len, off);
-    if (commit_for_space(fs, (int)rc))
+    if (commit_for_space(fs, rc))
         rc = write_locked(fs, fd, buf, len, off);
     if (rc >= 0) {
         int crc = journal_maybe_commit(fs);
@@ -943,6 +943,21 @@ int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync)
 
 static int remove_locked(struct vdfs *fs, uint32_t dir, const char *name, bool want_dir);
 
+/* The entry and its whole target, or nothing: a link whose target found
+ * no space is taken back before anything can commit it. */
+static int symlink_locked(struct vdfs *fs, uint32_t dir, const char *name, const char *target, size_t tl,
+                          const struct vdfs_cred *cred, struct vdfs_fd *dirfd, struct vdfs_fd *fd)
+{
+    int rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
+    if (rc)
+        return rc;
+    ssize_t w = write_locked(fs, fd, target, tl, 0);
+    rc = w < 0 ? (int)w : (size_t)w < tl ? -ENOSPC : 0;
+    if (rc)
+        remove_locked(fs, dir, name, false);
+    return rc;
+}
+
 int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *target,
                  const struct vdfs_cred *cred, struct vdfs_stat *st)
 {
@@ -956,20 +971,12 @@ int vdfs_symlink(struct vdfs *fs, uint32_t dir, const char *name, const char *ta
     if (rc == 0) {
         rc = enter(fs);
         if (rc == 0)
-            rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
+            rc = symlink_locked(fs, dir, name, target, tl, cred, dirfd, fd);
         if (commit_for_space(fs, rc))
-            rc = create_locked(fs, dir, name, S_IFLNK | 0777, 0, cred, dirfd, fd);
+            rc = symlink_locked(fs, dir, name, target, tl, cred, dirfd, fd);
         if (rc == 0) {
-            ssize_t w = write_locked(fs, fd, target, tl, 0);
-            if (commit_for_space(fs, (int)w))
-                w = write_locked(fs, fd, target, tl, 0);
-            rc = w < 0 ? (int)w : (size_t)w < tl ? -ENOSPC : 0;
-            /* A link without its whole target is no link: take it back. */
-            if (rc)
-                remove_locked(fs, dir, name, false);
             fill_stat(fd, st);
-            if (rc == 0)
-                rc = journal_maybe_commit(fs);
+            rc = journal_maybe_commit(fs);
         }
         UNLOCK(fs);
     }
@@ -1022,8 +1029,7 @@ int vdfs_link(struct vdfs *fs, uint32_t ino, uint32_t newdir, const char *newnam
     if ((rc = check_name(newname)))
         goto unlock;
     rc = dir_add(fs, dirfd, newname, ino, dtype_of(fd->mode));
-    /* The failed add may have changed the local copy of dirfd: reload it. */
-    if (commit_for_space(fs, rc) && (rc = dir_load(fs, newdir, dirfd)) == 0)
+    if (commit_for_space(fs, rc))
         rc = dir_add(fs, dirfd, newname, ino, dtype_of(fd->mode));
     if (rc)
         goto unlock;

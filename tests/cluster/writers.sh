@@ -5,8 +5,9 @@
 # shares with nothing), `vdfsctl locks` names host 1's slot as the
 # exclusive owner, and once host 1 closes, host 2 can open it for writing
 # and reads host 1's data.  Read-only opens share between hosts and keep
-# writers out.  O_APPEND writes from both hosts in turn all land.  Two mounts with -o multiwriter both write.  A writer whose
-# host is killed (-9) stops blocking the file after the heartbeat timeout.
+# writers out.  O_APPEND writes from both hosts in turn all land.  Two mounts
+# with -o multiwriter both write.  A writer whose host is killed (-9) stops
+# blocking the file after the heartbeat timeout.
 # Usage: writers.sh BUILD_ROOT
 . "$(dirname "$0")/lib.sh" "$1"
 hb=hb_interval_ms=100,hb_timeout_ms=3000

@@ -7,6 +7,7 @@
     writers_checks.py append M1 M2             O_APPEND from both hosts in turn
 """
 import errno
+import fcntl
 import json
 import os
 import subprocess
@@ -139,11 +140,20 @@ def append(m1, m2):
         with open(f"{m}/log") as f:
             got = f.read()
         check(f"{host} reads every append in order: {got!r}", got == want)
+    # With O_APPEND cleared by fcntl, a write goes where it is told again.
+    fd = os.open(f"{m1}/log", os.O_WRONLY | os.O_APPEND)
+    fcntl.fcntl(fd, fcntl.F_SETFL, 0)
+    os.pwrite(fd, b"B", 0)
+    os.close(fd)
+    with open(f"{m1}/log") as f:
+        got = f.read()
+    check(f"a write after O_APPEND was cleared lands at its offset: {got!r}", got == "B" + want[1:])
 
 
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"exclusive": exclusive, "reopen": reopen, "multiwriter": multiwriter, "append": append}[cmd](*args)
+    checks = {"exclusive": exclusive, "reopen": reopen, "multiwriter": multiwriter, "append": append}
+    checks[cmd](*args)
     return 1 if failures else 0
 
 

@@ -359,11 +359,57 @@ static void test_symlinks(void **state)
     assert_int_equal(st.ino, s);
 }
 
+static int setup_small_blocks(void **state)
+{
+    /* 16 KiB file blocks of 4 KiB sub-blocks: a directory outgrows its
+     * sub-blocks at its fifth 4 KiB block. */
+    const char *opts[] = {"-H", "2", "-b", "16K", "-s", "4K", NULL};
+    return fixture_setup(state, "256M", opts, true);
+}
+
+/* One file block left when a directory outgrows its sub-blocks: the move
+ * into that block succeeds and the new block after it finds no space.
+ * The failed create must leave the moved directory described where it
+ * is (its old sub-blocks are freed, and a commit for space follows at
+ * once): every earlier entry stays listed, and the image checks clean. */
+static void test_directory_move_then_no_space(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t dir = fixture_create(f, root, "d", S_IFDIR | 0755);
+    uint32_t big = fixture_create(f, root, "big", S_IFREG | 0644);
+    struct vdfs_statfs sf;
+    assert_int_equal(vdfs_statfs(f->fs, &sf), 0);
+    assert_true(sf.free_blocks > 1);
+    assert_int_equal(vdfs_fallocate(f->fs, big, 0, 0, (sf.free_blocks - 1) * vdfs_block_size(f->fs)), 0);
+    struct vdfs_stat st;
+    struct vdfs_cred cred = {0, 0};
+    char name[64];
+    unsigned made = 0;
+    int rc;
+    for (;; made++) {
+        snprintf(name, sizeof(name), "entry-with-a-longish-name-%05u", made);
+        rc = vdfs_create(f->fs, dir, name, S_IFREG | 0644, 0, &cred, &st);
+        if (rc)
+            break;
+    }
+    assert_int_equal(rc, -ENOSPC);
+    assert_int_equal(stat_of(f, dir).size, 4 * 4096);
+    assert_int_equal(count_entries(f, dir), made);
+    snprintf(name, sizeof(name), "entry-with-a-longish-name-%05u", made - 1);
+    assert_int_equal(vdfs_lookup(f->fs, dir, name, &st), 0);
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+    fixture_mount(f);
+    assert_int_equal(count_entries(f, dir), made);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_twenty_thousand_entries, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_directory_outgrows_sub_blocks, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_directory_move_then_no_space, setup_small_blocks, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_readdir_resumes_from_cookie, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_name_length_limits, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_rename_flavours, setup, fixture_teardown),

@@ -421,6 +421,24 @@ static void test_freed_blocks_fallocate_at_once(void **state)
     assert_int_equal(free_blocks(f), all - 4);
 }
 
+/* A fallocate of an empty file that finds no file block leaves the file
+ * as it was: a small write after it still gets sub-blocks. */
+static void test_failed_fallocate_keeps_sub_blocks_usable(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t root = vdfs_root_ino(f->fs);
+    uint32_t big = fixture_create(f, root, "big", S_IFREG | 0644);
+    assert_int_equal(vdfs_fallocate(f->fs, big, 0, 0, free_blocks(f) * vdfs_block_size(f->fs)), 0);
+    uint32_t e = fixture_create(f, root, "e", S_IFREG | 0644);
+    assert_int_equal(vdfs_fallocate(f->fs, e, 0, 0, 4 * vdfs_block_size(f->fs)), -ENOSPC);
+    static uint8_t data[10000];
+    fixture_pattern(data, sizeof(data), 9);
+    assert_int_equal(vdfs_pwrite(f->fs, e, data, sizeof(data), 0), (ssize_t)sizeof(data));
+    fixture_expect(f, e, data, sizeof(data), 0);
+    fixture_unmount(f);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
 static int setup_1g(void **state)
 {
     const char *opts[] = {"-H", "2", NULL};
@@ -496,6 +514,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_freed_blocks_usable_at_once, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_freed_blocks_fallocate_at_once, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_freed_subblocks_usable_at_once, setup_1g, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_fallocate_keeps_sub_blocks_usable, setup_1g, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
