@@ -204,6 +204,7 @@ int main(int argc, char **argv)
     }
 
     struct fuse_session *se = fuse_session_new(&args, &vdfs_fuse_ops, sizeof(vdfs_fuse_ops), &vol);
+    vol.se = se;
     if (!se)
         goto out_volume;
     if (fuse_set_signal_handlers(se) != 0)

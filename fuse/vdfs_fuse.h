@@ -48,6 +48,7 @@ struct vdfs_fuse {
      * device I/O, so this is also the queue depth the datastore sees. */
     unsigned max_background;
     struct wcache *wc; /* overwrites held for write-back (wcache.c) */
+    struct fuse_session *se; /* for notifications to the kernel */
     bool readonly;
     bool unmounted;       /* set once vdfs_unmount ran (destroy or main) */
     int unmount_rc;

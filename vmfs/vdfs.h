@@ -64,6 +64,10 @@ struct vdfs_stat {
 
 uint32_t vdfs_root_ino(const struct vdfs *fs);
 uint32_t vdfs_block_size(const struct vdfs *fs);
+/* Whether another host may be changing the datastore: a live heartbeat
+ * slot of another host at the last watch, or always on a read-only mount
+ * (it does not watch).  For caches above the library (a kernel's). */
+bool vdfs_others_may_write(struct vdfs *fs);
 
 int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st);
 /* -ESTALE unless descriptor `ino` is allocated and still has generation

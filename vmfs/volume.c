@@ -328,6 +328,11 @@ uint32_t vdfs_block_size(const struct vdfs *fs)
     return fs->sb.block_size;
 }
 
+bool vdfs_others_may_write(struct vdfs *fs)
+{
+    return !fs->cluster || heartbeat_others_present(fs);
+}
+
 int vdfs_statfs(struct vdfs *fs, struct vdfs_statfs *sf)
 {
     pthread_mutex_lock(&fs->lock);

@@ -5,7 +5,8 @@
 # shares with nothing), `vdfsctl locks` names host 1's slot as the
 # exclusive owner, and once host 1 closes, host 2 can open it for writing
 # and reads host 1's data.  Read-only opens share between hosts and keep
-# writers out.  O_APPEND writes from both hosts in turn all land.  Two mounts
+# writers out.  O_APPEND writes from both hosts in turn all land, and an
+# open reads all of a file the other host just rewrote longer.  Two mounts
 # with -o multiwriter both write.  A writer whose host is killed (-9) stops
 # blocking the file after the heartbeat timeout.
 # Usage: writers.sh BUILD_ROOT
@@ -22,6 +23,8 @@ python3 "$HERE/writers_checks.py" exclusive "$(mnt 1)" "$(mnt 2)" "$VDFSCTL" "$I
 # O_APPEND from both hosts in turn, each kernel remembering a size the
 # other host has since moved: no append lands on another.
 python3 "$HERE/writers_checks.py" append "$(mnt 1)" "$(mnt 2)" || fail "O_APPEND across hosts"
+# An open after the other host rewrote the file reads all of it.
+python3 "$HERE/writers_checks.py" fresh_open "$(mnt 1)" "$(mnt 2)" || fail "open after another host's rewrite"
 
 # A host that dies holding the write lock: its lock is broken after the timeout.
 python3 -c '

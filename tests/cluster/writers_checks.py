@@ -5,6 +5,7 @@
     writers_checks.py reopen FILE SECONDS      open O_RDWR until it works
     writers_checks.py multiwriter M1 M2
     writers_checks.py append M1 M2             O_APPEND from both hosts in turn
+    writers_checks.py fresh_open M1 M2         an open sees the other host's new size
 """
 import errno
 import fcntl
@@ -150,9 +151,30 @@ def append(m1, m2):
     check(f"a write after O_APPEND was cleared lands at its offset: {got!r}", got == "B" + want[1:])
 
 
+def fresh_open(m1, m2):
+    """A file host 1 rewrote longer while host 2's kernel remembered its
+    old size: host 2's next open reads all of it, and SEEK_END finds its
+    end, within the attribute timeout."""
+    with open(f"{m1}/conf", "w") as f:
+        f.write("old")
+    time.sleep(1.2)  # past the attribute timeout: host 2 asks afresh
+    check("host 2 sees the old size", os.stat(f"{m2}/conf").st_size == 3)
+    new = "new content, longer than the old"
+    with open(f"{m1}/conf", "w") as f:
+        f.write(new)
+    with open(f"{m2}/conf") as f:
+        got = f.read()
+    check(f"host 2 reads all of host 1's rewrite: {got!r}", got == new)
+    fd = os.open(f"{m2}/conf", os.O_RDONLY)
+    end = os.lseek(fd, 0, os.SEEK_END)
+    os.close(fd)
+    check(f"host 2's SEEK_END is the new end: {end}", end == len(new))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
-    checks = {"exclusive": exclusive, "reopen": reopen, "multiwriter": multiwriter, "append": append}
+    checks = {"exclusive": exclusive, "reopen": reopen, "multiwriter": multiwriter, "append": append,
+              "fresh_open": fresh_open}
     checks[cmd](*args)
     return 1 if failures else 0
 
