@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "fsck.h"
 
@@ -47,14 +48,6 @@ struct name_set {
     bool failed; /* out of memory: duplicates go unchecked */
 };
 
-static uint64_t name_hash(const uint8_t *name, size_t len)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ name[i]) * 1099511628211ull;
-    return h;
-}
-
 static bool name_set_grow(struct name_set *s)
 {
     size_t cap = s->cap ? s->cap * 2 : 64;
@@ -65,7 +58,7 @@ static bool name_set_grow(struct name_set *s)
         char *n = s->slots[i];
         if (!n)
             continue;
-        size_t at = name_hash((const uint8_t *)n + 1, (uint8_t)n[0]) & (cap - 1);
+        size_t at = XXH3_64bits(n + 1, (uint8_t)n[0]) & (cap - 1);
         while (slots[at])
             at = (at + 1) & (cap - 1);
         slots[at] = n;
@@ -83,7 +76,7 @@ static bool name_set_seen(struct name_set *s, const uint8_t *name, uint8_t len)
         s->failed = true;
         return false;
     }
-    size_t at = name_hash(name, len) & (s->cap - 1);
+    size_t at = XXH3_64bits(name, len) & (s->cap - 1);
     for (char *n; (n = s->slots[at]); at = (at + 1) & (s->cap - 1))
         if ((uint8_t)n[0] == len && memcmp(n + 1, name, len) == 0)
             return true;

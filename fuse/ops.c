@@ -454,7 +454,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * SEEK_END land on it.  Once its attributes are invalid, a read past
      * that size and SEEK_END ask for them afresh.  Only the attributes
      * (offset -1): no page is locked, so this cannot wait on the open. */
-    if (v->se && vdfs_others_may_write(v->fs))
+    if (vdfs_others_may_write(v->fs))
         fuse_lowlevel_notify_inval_inode(v->se, ino, -1, 0);
     set_open_reply(fi);
     if (fuse_reply_open(req, fi) == -ENOENT) /* the opener was interrupted */

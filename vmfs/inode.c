@@ -417,19 +417,16 @@ int vdfs_resolve(struct vdfs *fs, const char *path, bool follow_last, struct vdf
     return rc;
 }
 
-/* Blocks and descriptors freed since the last commit (statfs already
- * counts them free) become allocatable once their free is durable.  An
- * operation that ran out while some are pending commits and tries once
- * more.  Callers have stored the descriptors they changed, so the commit
- * writes nothing the next periodic commit would not. */
+/* File blocks and sub-blocks freed since the last commit (statfs already
+ * counts them free) become allocatable once their free is durable
+ * (descriptors and pointer blocks are free at once).  An operation that
+ * ran out while some are pending commits and tries once more.  Callers
+ * have stored the descriptors they changed, so the commit writes nothing
+ * the next periodic commit would not. */
 static bool commit_for_space(struct vdfs *fs, ssize_t rc)
 {
-    if (rc != -ENOSPC)
-        return false;
-    bool pending = false;
-    for (unsigned rtype = 0; rtype < VDFS_RT_COUNT && !pending; rtype++)
-        pending = resources_pending_free(fs, rtype) > 0;
-    return pending && journal_commit(fs) == 0;
+    return rc == -ENOSPC && (resources_pending_free(fs, VDFS_RT_FB) || resources_pending_free(fs, VDFS_RT_SB)) &&
+           journal_commit(fs) == 0;
 }
 
 /* Creates a new entry `name` in `dir` for a fresh descriptor. */
