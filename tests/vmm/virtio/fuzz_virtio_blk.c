@@ -1,0 +1,571 @@
+/* libFuzzer target for the virtio-blk device (vmm/virtio_blk.c) through
+ * the virtio-pci transport and the virtqueue, against the fake VM and test
+ * driver (no KVM).  The disk is an in-memory backend, synchronous or
+ * asynchronous (completions through an eventfd, as io_uring's), that
+ * checks every operation the device hands it:
+ *
+ *   - reads and writes: 1..1024 segments, all inside guest RAM, adding up
+ *     to the operation's length, a multiple of 512 inside the capacity;
+ *   - discard and write-zeroes: a non-empty range inside the capacity;
+ *   - nothing that writes reaches a read-only disk.
+ *
+ * The input is a device setup (read-only, asynchronous, event-idx, queue
+ * size, capacity) and a script of driver actions: RAM and descriptor
+ * writes, well-formed requests of any type, avail ring entries and
+ * indices, kicks (each waits until the device is idle again), resets and
+ * writes to the common configuration registers.  After each kick the used
+ * ring must hold only heads below the queue size, no more new entries
+ * than chains can be in flight, and the device must not hang.  Anything
+ * out of range in guest memory is caught by AddressSanitizer (guest RAM
+ * is one heap buffer).  A violation abort()s. */
+#include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fake_vm.h"
+#include "pci.h"
+#include "test_driver.h"
+#include "virtio_blk.h"
+#include "virtio_pci.h"
+#include "virtqueue.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define WINDOW 0x200000ull /* headers and data */
+#define RING_BASE 0x100000ull
+#define MAX_STEPS 256
+#define MAX_SECTORS 128
+#define F(bit) (1ull << (bit))
+
+static FILE *report;
+
+#define CHECK(cond)                                                                               \
+    do {                                                                                          \
+        if (!(cond)) {                                                                            \
+            fprintf(report, "fuzz_virtio_blk: invariant broken at line %d: %s\n", __LINE__,       \
+                    #cond);                                                                       \
+            abort();                                                                              \
+        }                                                                                         \
+    } while (0)
+
+struct input {
+    const uint8_t *p;
+    size_t n;
+};
+
+static uint8_t get8(struct input *in)
+{
+    if (!in->n)
+        return 0;
+    in->n--;
+    return *in->p++;
+}
+static uint16_t get16(struct input *in)
+{
+    uint16_t lo = get8(in);
+    return (uint16_t)(lo | get8(in) << 8);
+}
+static uint32_t get32(struct input *in)
+{
+    uint32_t lo = get16(in);
+    return lo | (uint32_t)get16(in) << 16;
+}
+
+/* Mostly the data window; also the rings themselves, the end of RAM and
+ * addresses where addr + len wraps. */
+static uint64_t get_gpa(struct input *in)
+{
+    uint16_t low = get16(in);
+    switch (get8(in) & 7) {
+    case 5:
+        return RING_BASE + (low & 0x3fff);
+    case 6:
+        return FAKE_RAM_SIZE - (low & 0x3ff);
+    case 7:
+        return UINT64_MAX - low;
+    default:
+        return WINDOW + low;
+    }
+}
+
+/* ---- the checking in-memory backend ---- */
+
+struct mem_disk {
+    struct blk_backend be;
+    uint8_t data[MAX_SECTORS * VIRTIO_BLK_SECTOR_SIZE];
+    uint64_t capacity;
+    const uint8_t *ram;
+    bool async;
+    int efd;
+    struct blk_io *queued[1024];
+    unsigned nqueued;
+};
+
+static struct mem_disk *to_disk(struct blk_backend *be)
+{
+    return (struct mem_disk *)be;
+}
+
+static bool in_ram(const struct mem_disk *d, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    return b >= d->ram && b <= d->ram + FAKE_RAM_SIZE && len <= (size_t)(d->ram + FAKE_RAM_SIZE - b);
+}
+
+static void check_range(const struct mem_disk *d, const struct blk_io *io)
+{
+    CHECK(io->len > 0);
+    CHECK(io->offset % VIRTIO_BLK_SECTOR_SIZE == 0 && io->len % VIRTIO_BLK_SECTOR_SIZE == 0);
+    CHECK(io->offset <= d->capacity && io->len <= d->capacity - io->offset);
+}
+
+static void check_rw(const struct mem_disk *d, const struct blk_io *io)
+{
+    check_range(d, io);
+    CHECK(io->iovcnt >= 1 && io->iovcnt <= 1024);
+    uint64_t sum = 0;
+    for (int i = 0; i < io->iovcnt; i++) {
+        CHECK(io->iov[i].iov_len > 0);
+        CHECK(in_ram(d, io->iov[i].iov_base, io->iov[i].iov_len));
+        sum += io->iov[i].iov_len;
+    }
+    CHECK(sum == io->len);
+}
+
+enum mem_op { OP_READ, OP_WRITE, OP_FLUSH, OP_ZERO };
+
+static void mem_do(struct mem_disk *d, struct blk_io *io)
+{
+    size_t done = 0;
+    switch (io->backend_state) {
+    case OP_READ:
+        for (int i = 0; i < io->iovcnt; i++) {
+            memcpy(io->iov[i].iov_base, d->data + io->offset + done, io->iov[i].iov_len);
+            done += io->iov[i].iov_len;
+        }
+        break;
+    case OP_WRITE:
+        for (int i = 0; i < io->iovcnt; i++) {
+            memcpy(d->data + io->offset + done, io->iov[i].iov_base, io->iov[i].iov_len);
+            done += io->iov[i].iov_len;
+        }
+        break;
+    case OP_ZERO:
+        memset(d->data + io->offset, 0, io->len);
+        break;
+    }
+    io->complete(io, 0);
+}
+
+static int mem_accept(struct mem_disk *d, struct blk_io *io, enum mem_op op)
+{
+    io->backend_state = op;
+    if (!d->async) {
+        mem_do(d, io);
+        return 0;
+    }
+    CHECK(d->nqueued < sizeof(d->queued) / sizeof(d->queued[0]));
+    d->queued[d->nqueued++] = io;
+    return 0;
+}
+
+static int mem_read(struct blk_backend *be, struct blk_io *io)
+{
+    check_rw(to_disk(be), io);
+    return mem_accept(to_disk(be), io, OP_READ);
+}
+static int mem_write(struct blk_backend *be, struct blk_io *io)
+{
+    CHECK(!be->readonly);
+    check_rw(to_disk(be), io);
+    return mem_accept(to_disk(be), io, OP_WRITE);
+}
+static int mem_flush(struct blk_backend *be, struct blk_io *io)
+{
+    return mem_accept(to_disk(be), io, OP_FLUSH);
+}
+static int mem_zero(struct blk_backend *be, struct blk_io *io)
+{
+    CHECK(!be->readonly);
+    check_range(to_disk(be), io);
+    return mem_accept(to_disk(be), io, OP_ZERO);
+}
+static uint64_t mem_capacity(struct blk_backend *be)
+{
+    return to_disk(be)->capacity;
+}
+static void mem_close(struct blk_backend *be)
+{
+    struct mem_disk *d = to_disk(be);
+    CHECK(d->nqueued == 0); /* the device drained its I/O first */
+    if (d->efd >= 0)
+        close(d->efd);
+    free(d);
+}
+static void mem_submit(struct blk_backend *be)
+{
+    eventfd_write(to_disk(be)->efd, 1);
+}
+static int mem_completion_fd(struct blk_backend *be)
+{
+    return to_disk(be)->efd;
+}
+static void mem_reap(struct blk_backend *be)
+{
+    struct mem_disk *d = to_disk(be);
+    eventfd_t ignored;
+    eventfd_read(d->efd, &ignored);
+    unsigned n = d->nqueued;
+    d->nqueued = 0;
+    struct blk_io *batch[1024];
+    memcpy(batch, d->queued, n * sizeof(batch[0]));
+    /* Completions in reverse order: the device must not rely on order. */
+    while (n)
+        mem_do(d, batch[--n]);
+}
+
+static const struct blk_backend_ops sync_ops = {
+    .read = mem_read, .write = mem_write, .flush = mem_flush, .discard = mem_zero,
+    .write_zeroes = mem_zero, .capacity = mem_capacity, .close = mem_close,
+};
+static const struct blk_backend_ops async_ops = {
+    .read = mem_read, .write = mem_write, .flush = mem_flush, .discard = mem_zero,
+    .write_zeroes = mem_zero, .capacity = mem_capacity, .close = mem_close,
+    .submit = mem_submit, .completion_fd = mem_completion_fd, .reap = mem_reap,
+};
+
+/* ---- the driver side ---- */
+
+struct harness {
+    struct fake_vm *vm;
+    struct pci_bus *pci;
+    struct mem_disk *disk;
+    struct tdrv t;
+    uint64_t features;
+    uint16_t qsize;
+    uint16_t used_seen; /* used idx at the last check */
+    bool transport_fuzzed; /* common config written since the last setup */
+};
+
+static bool fd_readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) == 1;
+}
+
+/* Waits until the device's I/O thread has nothing left to do: no kick and
+ * no completion pending, checked after taking the device lock (a register
+ * read) so that a pass in progress has finished. */
+static void wait_idle(struct harness *h)
+{
+    int kick = h->vm->ioeventfds[0].efd;
+    int done = h->disk->async ? h->disk->efd : -1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        while (fd_readable(kick) || (done >= 0 && fd_readable(done))) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            CHECK(t.tv_sec - t0.tv_sec < 10); /* the device hung */
+            sched_yield();
+        }
+        (void)tdrv_status(&h->t);
+        if (!fd_readable(kick) && !(done >= 0 && fd_readable(done)))
+            return;
+    }
+}
+
+static void check_used(struct harness *h)
+{
+    uint16_t idx = tdrv_used_idx(&h->t, 0);
+    uint16_t fresh = (uint16_t)(idx - h->used_seen);
+    if (!(tdrv_status(&h->t) & VIRTIO_STATUS_DRIVER_OK))
+        return; /* the driver reset or never set up the device */
+    if (h->transport_fuzzed)
+        return; /* a queue re-enabled by hand starts its used idx over */
+    /* The device was idle before the driver's last actions, and at most
+     * a ring's worth of chains is available at once. */
+    CHECK(fresh <= h->qsize);
+    for (uint16_t i = 0; i < fresh && i < h->qsize; i++) {
+        uint32_t id, len;
+        tdrv_used_elem(&h->t, 0, (uint16_t)(h->used_seen + i), &id, &len);
+        CHECK(id < h->qsize);
+        CHECK(len >= 1);
+    }
+    h->used_seen = idx;
+}
+
+/* The steps of tdrv_setup, with the queue size of the input. */
+static void driver_setup(struct harness *h)
+{
+    struct tdrv *t = &h->t;
+    struct tdrv_queue *q = &t->q[0];
+    q->size = h->qsize;
+    q->desc = RING_BASE;
+    q->avail = RING_BASE + 0x1000;
+    q->used = RING_BASE + 0x2000;
+    tdrv_reset(t);
+    h->used_seen = 0;
+    h->transport_fuzzed = false;
+    uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
+    tdrv_common_write(t, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
+    tdrv_common_write(t, VIRTIO_COMMON_STATUS, st, 1);
+    for (unsigned w = 0; w < 2; w++) {
+        tdrv_common_write(t, VIRTIO_COMMON_GFSELECT, w, 4);
+        tdrv_common_write(t, VIRTIO_COMMON_GF, (uint32_t)(h->features >> (32 * w)), 4);
+    }
+    st |= VIRTIO_STATUS_FEATURES_OK;
+    tdrv_common_write(t, VIRTIO_COMMON_STATUS, st, 1);
+    CHECK(tdrv_status(t) & VIRTIO_STATUS_FEATURES_OK);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_SELECT, 0, 2);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_SIZE, q->size, 2);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_DESCLO, q->desc, 8);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_AVAILLO, q->avail, 8);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_USEDLO, q->used, 8);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_ENABLE, 1, 2);
+    tdrv_common_write(t, VIRTIO_COMMON_STATUS, st | VIRTIO_STATUS_DRIVER_OK, 1);
+    CHECK(tdrv_status(t) == (st | VIRTIO_STATUS_DRIVER_OK));
+    wait_idle(h); /* DRIVER_OK kicks the device once */
+}
+
+static void ram_write(struct harness *h, uint64_t gpa, const void *src, size_t len)
+{
+    if (gpa <= FAKE_RAM_SIZE && len <= FAKE_RAM_SIZE - gpa)
+        memcpy(h->vm->ram + gpa, src, len);
+}
+
+static void desc_write(struct harness *h, uint16_t idx, uint64_t addr, uint32_t len,
+                       uint16_t flags, uint16_t next)
+{
+    tdrv_desc(&h->t, 0, (uint16_t)(idx % h->qsize), addr, len, flags,
+              (uint16_t)(next % h->qsize));
+}
+
+static const uint32_t request_types[] = {VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_FLUSH,
+                                         VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_DISCARD,
+                                         VIRTIO_BLK_T_WRITE_ZEROES, 3};
+
+/* A request as a driver builds it: header, data segments in the
+ * direction its type needs (unless the input says otherwise), status. */
+static void driver_request(struct harness *h, struct input *in)
+{
+    uint8_t shape = get8(in);
+    uint32_t type = shape & 0x80 ? get32(in) : request_types[shape % 7];
+    uint16_t first = get8(in);
+    unsigned nseg = get8(in) % 6;
+    uint64_t sector = get8(in);
+    if (shape & 0x40)
+        sector = (uint64_t)get32(in) << 16 | sector;
+    uint16_t slot = get8(in);
+    uint64_t hdr = WINDOW + 0x10000 + 64ull * slot; /* header, status at +16 */
+    uint8_t hbuf[32] = {0};
+    memcpy(hbuf, &type, 4);
+    memcpy(hbuf + 8, &sector, 8);
+    /* discard/write-zeroes segment after the header: sector, count, flags */
+    uint64_t seg_sector = get8(in);
+    uint32_t seg_count = get8(in) % 16, seg_flags = get8(in) & 0x3 ? 0 : get8(in);
+    memcpy(hbuf + 16, &seg_sector, 8);
+    memcpy(hbuf + 24, &seg_count, 4);
+    ram_write(h, hdr, hbuf, 16);
+    ram_write(h, hdr + 32, hbuf + 16, 16);
+    bool device_writes = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
+    if (shape & 0x20)
+        device_writes = !device_writes;
+    uint16_t d = first;
+    if (type == VIRTIO_BLK_T_DISCARD || type == VIRTIO_BLK_T_WRITE_ZEROES) {
+        memcpy(hbuf + 28, &seg_flags, 4);
+        ram_write(h, hdr + 32, hbuf + 16, 16);
+        desc_write(h, d, hdr, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(d + 1));
+        d++;
+        desc_write(h, d, hdr + 32, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(d + 1));
+        d++;
+    } else {
+        desc_write(h, d, hdr, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(d + 1));
+        d++;
+    }
+    for (unsigned i = 0; i < nseg; i++) {
+        uint8_t sz = get8(in);
+        uint32_t len = sz & 0x80 ? (uint32_t)(sz & 0x7f) : 512u * (1 + sz % 8);
+        uint64_t addr = sz & 0x40 ? get_gpa(in) : WINDOW + 0x1000ull * get8(in) % 0x10000;
+        desc_write(h, d, addr, len, VIRTQ_DESC_F_NEXT | (device_writes ? VIRTQ_DESC_F_WRITE : 0),
+                   (uint16_t)(d + 1));
+        d++;
+    }
+    desc_write(h, d, hdr + 16, 1, VIRTQ_DESC_F_WRITE, 0);
+    tdrv_publish(&h->t, 0, (uint16_t)(first % h->qsize));
+}
+
+static void run_steps(struct harness *h, struct input *in)
+{
+    for (unsigned step = 0; step < MAX_STEPS && in->n; step++) {
+        uint8_t op = get8(in);
+        switch (op % 12) {
+        case 0: { /* raw bytes */
+            uint64_t gpa = get_gpa(in);
+            uint8_t buf[32], len = get8(in) % 32;
+            for (unsigned i = 0; i < len; i++)
+                buf[i] = get8(in);
+            ram_write(h, gpa, buf, len);
+            break;
+        }
+        case 1: { /* raw descriptor */
+            uint16_t idx = get8(in);
+            uint64_t addr = get_gpa(in);
+            uint16_t len_lo = get16(in);
+            uint8_t len_hi = get8(in);
+            uint32_t len = len_hi & 0x80 ? (uint32_t)len_hi << 24 | len_lo : len_lo;
+            uint16_t flags = get8(in), next = get8(in);
+            desc_write(h, idx, addr, len, flags, next);
+            break;
+        }
+        case 2:
+        case 3:
+        case 4:
+            driver_request(h, in);
+            break;
+        case 5: /* a head made available */
+            tdrv_publish(&h->t, 0, get8(in));
+            break;
+        case 6: { /* avail idx set to anything */
+            uint16_t v = get16(in);
+            ram_write(h, h->t.q[0].avail + 2, &v, 2);
+            break;
+        }
+        case 7: { /* avail flags or used_event */
+            uint16_t v = get16(in);
+            if (v & 0x8000)
+                tdrv_set_used_event(&h->t, 0, v & 0x7fff);
+            else
+                ram_write(h, h->t.q[0].avail, &v, 2);
+            break;
+        }
+        case 8:
+        case 9:
+            tdrv_kick(&h->t, 0);
+            wait_idle(h);
+            check_used(h);
+            break;
+        case 10: /* driver reset and set up again */
+            tdrv_reset(&h->t);
+            driver_setup(h);
+            break;
+        case 11: { /* any common configuration register */
+            uint8_t off = get8(in) % VIRTIO_PCI_COMMON_LEN;
+            unsigned len = 1u << (get8(in) % 3);
+            uint32_t val = get32(in);
+            if (off + len <= VIRTIO_PCI_COMMON_LEN)
+                tdrv_common_write(&h->t, off, val, len);
+            h->transport_fuzzed = true;
+            wait_idle(h);
+            break;
+        }
+        }
+    }
+    tdrv_kick(&h->t, 0);
+    wait_idle(h);
+    check_used(h);
+}
+
+/* One device per (read-only, asynchronous, capacity) setup, each in its
+ * own fake VM, created on first use and kept: a reset between inputs is
+ * what a driver does anyway, and creating a device per input (a thread,
+ * eventfds, 16 MiB of RAM) would make the fuzzer ten times slower. */
+static const unsigned capacities[] = {0, 1, 8, MAX_SECTORS};
+
+struct rig {
+    struct fake_vm *vm;
+    struct pci_bus *pci;
+    struct mem_disk *disk;
+    unsigned slot;
+    uint64_t bar;
+};
+
+static struct rig *rig_get(bool readonly, bool async, unsigned capacity_sectors)
+{
+    static struct rig rigs[2][2][sizeof(capacities) / sizeof(capacities[0])];
+    unsigned c = 0;
+    while (capacities[c] != capacity_sectors)
+        c++;
+    struct rig *r = &rigs[readonly][async][c];
+    if (r->vm)
+        return r;
+    r->vm = fake_vm_create(false);
+    r->pci = pci_bus_create(&r->vm->svc);
+    CHECK(r->pci);
+    struct mem_disk *d = calloc(1, sizeof(*d));
+    CHECK(d);
+    d->be.readonly = readonly;
+    d->async = async;
+    d->be.ops = async ? &async_ops : &sync_ops;
+    d->capacity = (uint64_t)capacity_sectors * VIRTIO_BLK_SECTOR_SIZE;
+    d->ram = r->vm->ram;
+    d->efd = async ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
+    CHECK(!async || d->efd >= 0);
+    r->disk = d;
+    struct disk_config cfg = {.readonly = readonly};
+    snprintf(cfg.path, sizeof(cfg.path), "fuzz-disk");
+    snprintf(cfg.serial, sizeof(cfg.serial), "FUZZ-SERIAL");
+    CHECK(virtio_blk_create_backend(r->pci, &r->vm->svc, &cfg, &d->be) == 0);
+    int slot = tdrv_find(r->vm, 0x1040 + VIRTIO_ID_BLOCK);
+    CHECK(slot >= 0);
+    r->slot = (unsigned)slot;
+    r->bar = tdrv_cfg_read(r->vm, r->slot, PCI_BAR0, 4) & ~0xfull;
+    return r;
+}
+
+/* Every guest address this harness makes (get_gpa, driver_request, the
+ * rings) lies in these zones, so clearing them gives each input the same
+ * fresh RAM. */
+static void clear_zones(uint8_t *ram)
+{
+    memset(ram + RING_BASE, 0, 0x14000);
+    memset(ram + WINDOW, 0, 0x20000);
+    memset(ram + FAKE_RAM_SIZE - 0x1000, 0, 0x1000);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* The device logs guest errors on stderr: keep them out of the
+     * fuzzer's output (sanitizer reports go to fd 2 directly). */
+    static FILE *quiet;
+    if (!report) {
+        report = stderr;
+        quiet = fopen("/dev/null", "w");
+        if (!quiet)
+            abort();
+    }
+    stderr = quiet;
+    struct input in = {data, size};
+    uint8_t setup = get8(&in);
+    struct harness h = {0};
+    h.qsize = (uint16_t)(1u << (1 + get8(&in) % 8));
+    struct rig *r = rig_get(setup & 1, setup & 2, capacities[get8(&in) % 4]);
+    h.vm = r->vm;
+    h.pci = r->pci;
+    h.disk = r->disk;
+    clear_zones(h.vm->ram);
+    memset(h.disk->data, 0, sizeof(h.disk->data));
+    h.features = F(VIRTIO_F_VERSION_1) | F(VIRTIO_BLK_F_SEG_MAX) | F(VIRTIO_BLK_F_BLK_SIZE) |
+                 F(VIRTIO_BLK_F_FLUSH);
+    if (setup & 4)
+        h.features |= F(VIRTIO_F_RING_EVENT_IDX);
+    h.features |= h.disk->be.readonly ? F(VIRTIO_BLK_F_RO)
+                                      : F(VIRTIO_BLK_F_DISCARD) | F(VIRTIO_BLK_F_WRITE_ZEROES);
+    h.t.vm = h.vm;
+    h.t.nq = 1;
+    h.t.slot = r->slot;
+    h.t.bar = r->bar;
+    h.t.ram_next = TDRV_DATA_BASE;
+    driver_setup(&h);
+    run_steps(&h, &in);
+    /* Leave the device idle and reset, its disk drained, for the next. */
+    tdrv_reset(&h.t);
+    CHECK(h.disk->nqueued == 0);
+    stderr = report;
+    return 0;
+}
