@@ -93,6 +93,14 @@ static uint64_t get_gpa(struct input *in)
     }
 }
 
+/* Descriptor and head indices: any byte, or (top bit set) one near the
+ * queue size, where off-by-one errors live. */
+static uint16_t get_index(struct input *in, uint16_t size)
+{
+    uint8_t b = get8(in);
+    return b & 0x80 ? (uint16_t)(size + (b & 7) - 4) : b;
+}
+
 static uint16_t rd16(const uint8_t *ram, uint64_t gpa)
 {
     uint16_t v;
@@ -431,7 +439,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint8_t len_hi = get8(&in);
             uint32_t len = len_hi & 0x80 ? (uint32_t)len_hi << 24 | len_lo : len_lo;
             uint16_t dflags = get8(&in);
-            uint16_t next = get8(&in);
+            uint16_t next = get_index(&in, m->size);
             memcpy(d, &addr, 8);
             memcpy(d + 8, &len, 4);
             memcpy(d + 12, &dflags, 2);
@@ -440,7 +448,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         case 2: { /* driver makes a head available */
-            uint16_t head = get8(&in);
+            uint16_t head = get_index(&in, m->size);
             uint8_t b[2];
             memcpy(b, &head, 2);
             driver_write(&h, m->avail + 4 + 2ull * (m->driver_avail_idx % m->size), b, 2);
