@@ -124,6 +124,14 @@ static bool check_entries(struct fsck *f, uint32_t dir, uint32_t block, struct v
         else if (t == dir)
             fsck_problem(f, "dirent_self", obj, addr, true, "entry '%s' in directory %u names itself; removing it",
                          name, dir);
+        else if (dir == f->sb.root_ino && t != f->sb.lostfound_ino && e.name_len == 10 &&
+                 !memcmp(e.name, "lost+found", 10))
+            /* The name belongs to the descriptor the superblock names; left
+             * here, pass 5 would add a second 'lost+found' beside it. */
+            fsck_problem(f, "dirent_lostfound", obj, addr, true,
+                         "entry 'lost+found' in the root names descriptor %u, not lost+found (descriptor %u); "
+                         "removing it",
+                         t, f->sb.lostfound_ino);
         else if (name_set_seen(names, e.name, e.name_len))
             fsck_problem(f, "dirent_duplicate", obj, addr, true,
                          "entry '%s' in directory %u (descriptor %u) repeats a name already in it; removing it", name,

@@ -1,79 +1,83 @@
-/* libFuzzer target for fsck.vdfs (clang only, not run in CI).
+/* Fuzz target for fsck.vdfs: what fsck -y repairs must be repaired for
+ * good.  Built as a libFuzzer target with clang (tests/fsck/run_fuzz.sh),
+ * and with any compiler into fuzz_fsck_replay, which CI runs
+ * (tests/fsck/fuzz_replay.sh).
  *
- * With FUZZ_FSCK_BASE naming a datastore image (mkfs.vdfs + populate), each
- * input is a list of patches to a copy of it: le32 offset (in bytes, modulo
- * the image size), u8 length, that many bytes.  Without it, the input is
- * the whole image.  Every input runs fsck -y, and when that reports every
- * problem fixed, a second run must find the image clean.
+ * FUZZ_FSCK_BASE names one or two base images, ':'-separated, built like
+ * fuzz_mount's (tests/vmfs/fuzz_mount.c): clean.img, filled and unmounted,
+ * and live.img, copied while a host held the metadata lock with
+ * transactions in its journal.  Input: byte 0 is flags (bit 0: which base;
+ * bit 1: raw, do not re-seal), then patches as tests/vmfs/metadata_patch.h
+ * describes them.  Re-sealed patches get past the checksums, so fsck meets
+ * believable wrong values: counts, sizes, pointers, names, bitmaps, lock
+ * records, journal contents.
  *
- *   FUZZ_FSCK_BASE=/tmp/base.img ./fuzz_fsck -max_len=4096 corpus/
- */
+ * Each input runs fsck -y on the patched image.  When that exits 0 or 1
+ * (clean, or everything found was fixed):
+ *   - a second fsck -n must find the image clean (exit 0), and
+ *   - libvdfs must mount it read-only and list and stat the whole tree
+ *     (bounded) without an I/O error: fsck must not call clean what the
+ *     library then refuses.
+ * A violation prints what happened and aborts.  FUZZ_FSCK_VERBOSE=1 prints
+ * fsck's reports and the library's messages. */
+#define _FILE_OFFSET_BITS 64
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fsck.h"
+#include "fuzz_fsck.h"
+#include "metadata_patch.h"
+#include "vdfs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static uint8_t *base;
-static size_t base_size, span;
+#define MAX_BASES 2
+#define MAX_WALK 2000 /* objects the check after repair visits */
 
-static void load_base(void)
+static struct patch_base bases[MAX_BASES];
+static unsigned long first_exits[64];
+static size_t nbases;
+static bool verbose;
+
+static void quiet_logger(int level, const char *msg, void *ctx)
+{
+    (void)ctx;
+    if (verbose)
+        fprintf(stderr, "vdfs[%d]: %s\n", level, msg);
+}
+
+static void init(void)
 {
     static bool done;
     if (done)
         return;
     done = true;
-    const char *path = getenv("FUZZ_FSCK_BASE");
-    if (!path)
-        return;
-    FILE *fp = fopen(path, "rb");
-    if (!fp || fseek(fp, 0, SEEK_END) || (base_size = (size_t)ftell(fp)) == 0 || fseek(fp, 0, SEEK_SET)) {
-        fprintf(stderr, "fuzz_fsck: cannot read %s\n", path);
+    verbose = getenv("FUZZ_FSCK_VERBOSE") != NULL;
+    vdfs_set_logger(quiet_logger, NULL);
+    const char *list = getenv("FUZZ_FSCK_BASE");
+    if (!list || !*list) {
+        fprintf(stderr, "fuzz_fsck: set FUZZ_FSCK_BASE (see fuzz_fsck.c)\n");
         abort();
     }
-    base = malloc(base_size);
-    if (!base || fread(base, 1, base_size, fp) != base_size)
-        abort();
-    fclose(fp);
-    /* Patches land in the metadata (everything before the file blocks),
-     * where fsck has something to find. */
-    struct vdfs_super sb;
-    span = base_size;
-    if (base_size >= VDFS_META_SIZE && vdfs_super_decode(base, 0, &sb) == 0 && sb.region[VDFS_RT_FB].start)
-        span = (size_t)sb.region[VDFS_RT_FB].start;
+    char *copy = strdup(list), *save = NULL;
+    for (char *p = strtok_r(copy, ":", &save); p && nbases < MAX_BASES; p = strtok_r(NULL, ":", &save))
+        patch_base_load(&bases[nbases++], p);
+    free(copy);
 }
 
-/* Copies only the non-zero 4 KiB blocks: the base is mostly holes. */
-static void write_base(int fd)
+static int check(const char *path, bool fix)
 {
-    if (ftruncate(fd, (off_t)base_size))
-        abort();
-    for (size_t off = 0; off < base_size; off += VDFS_META_SIZE) {
-        size_t n = base_size - off < VDFS_META_SIZE ? base_size - off : VDFS_META_SIZE;
-        bool zero = true;
-        for (size_t i = 0; i < n && zero; i++)
-            zero = base[off + i] == 0;
-        if (!zero && pwrite(fd, base + off, n, (off_t)off) != (ssize_t)n)
-            abort();
-    }
-}
-
-static int check(int fd, bool fix)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     struct fsck f;
     memset(&f, 0, sizeof(f));
     f.path = path;
     f.opt.fix = fix;
-    f.opt.json = true; /* quiet: the report is not printed */
+    f.opt.json = !verbose; /* quiet: the JSON report is only printed at the end */
     if (vdfs_dev_open(path, fix ? 0 : VDFS_DEV_RDONLY, &f.dev) < 0)
         abort();
     int code = fsck_run(&f);
@@ -83,36 +87,108 @@ static int check(int fd, bool fix)
     return code;
 }
 
+struct walk {
+    uint32_t inos[MAX_WALK];
+    size_t n;
+    int error;
+};
+
+static int collect(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next_cookie)
+{
+    (void)mode;
+    (void)next_cookie;
+    struct walk *w = ctx;
+    if (!strcmp(name, ".") || !strcmp(name, ".."))
+        return 0;
+    if (w->n >= MAX_WALK)
+        return 1;
+    w->inos[w->n++] = ino;
+    return 0;
+}
+
+/* 0, or the first error the library returned for the repaired tree. */
+static int walk_repaired(const char *path, char *what, size_t whatlen)
+{
+    uint8_t raw[16];
+    char uuid[37];
+    vdfs_uuid_generate(raw);
+    vdfs_uuid_format(raw, uuid);
+    struct vdfs_mount_opts opts = {
+        .readonly = true,
+        .host_uuid = uuid,
+        .host_name = "fuzz_fsck",
+        .no_direct = true,
+    };
+    struct vdfs *fs;
+    int rc = vdfs_mount(path, &opts, &fs);
+    if (rc) {
+        snprintf(what, whatlen, "mount");
+        return rc;
+    }
+    static struct walk w;
+    w.n = 0;
+    w.inos[w.n++] = vdfs_root_ino(fs);
+    for (size_t i = 0; i < w.n && rc == 0; i++) {
+        struct vdfs_stat st;
+        rc = vdfs_getattr(fs, w.inos[i], &st);
+        if (rc) {
+            snprintf(what, whatlen, "getattr of descriptor %u", w.inos[i]);
+        } else if (S_ISDIR(st.mode)) {
+            rc = vdfs_readdir(fs, w.inos[i], 0, collect, &w);
+            if (rc < 0)
+                snprintf(what, whatlen, "readdir of descriptor %u", w.inos[i]);
+            else
+                rc = 0;
+        }
+    }
+    int urc = vdfs_unmount(fs);
+    if (rc == 0 && urc) {
+        snprintf(what, whatlen, "unmount");
+        rc = urc;
+    }
+    return rc;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    load_base();
-    int fd = memfd_create("fuzz_fsck", 0);
-    if (fd < 0)
-        abort();
-    if (base) {
-        write_base(fd);
-        for (size_t i = 0; i + 5 <= size;) {
-            uint32_t off = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8 | (uint32_t)data[i + 2] << 16 |
-                           (uint32_t)data[i + 3] << 24;
-            size_t len = data[i + 4];
-            i += 5;
-            if (len > size - i)
-                len = size - i;
-            if (pwrite(fd, data + i, len, off % span) < 0)
-                abort();
-            i += len;
+    init();
+    if (size < 1)
+        return 0;
+    uint8_t flags = data[0];
+    struct patch_base *b = &bases[(flags & 1) % nbases];
+    static struct patch_set set;
+    patch_apply(b, data + 1, size - 1, flags & 2, &set);
+    int fd = patch_write_image(b, &set, NULL);
+    patch_restore(b, &set);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+
+    int first = check(path, true);
+    first_exits[first & 63]++;
+    if (first == FSCK_EXIT_OK || first == FSCK_EXIT_CORRECTED) {
+        int second = check(path, false);
+        if (second != FSCK_EXIT_OK) {
+            fprintf(stderr, "fuzz_fsck: fsck -y exited %d, then fsck -n found problems (exit %d)\n", first,
+                    second);
+            abort();
         }
-    } else if (size && pwrite(fd, data, size, 0) != (ssize_t)size) {
-        abort();
-    }
-    int first = check(fd, true);
-    if (first == FSCK_EXIT_CORRECTED) {
-        int second = check(fd, false);
-        if (second != 0) {
-            fprintf(stderr, "fuzz_fsck: repaired image is not clean on the second run (exit %d)\n", second);
+        char what[96];
+        int rc = walk_repaired(path, what, sizeof(what));
+        if (rc) {
+            fprintf(stderr, "fuzz_fsck: fsck -y exited %d and fsck -n 0, but the library failed: %s: %s\n", first,
+                    what, vdfs_strerror(rc));
             abort();
         }
     }
     close(fd);
     return 0;
+}
+
+void fuzz_fsck_print_stats(void)
+{
+    printf("fuzz_fsck: fsck -y exit codes:");
+    for (int code = 0; code < 64; code++)
+        if (first_exits[code])
+            printf(" %d: %lu", code, first_exits[code]);
+    printf("\n");
 }

@@ -19,15 +19,9 @@
  * Input: byte 0 is flags (bit 0: which base; bit 1: raw, do not re-seal;
  * bits 2-3: 1 read-only mount only, 2 read-write only, else both; bit 4:
  * a second read-write mount, which reads what the first one wrote), then
- * patches: le16 block, le16 offset, u8 length, that many bytes.  A patch
- * goes to a non-empty 4 KiB block of the base's metadata (everything before
- * the file blocks): block % 7 picks a class (superblock, heartbeat and lock
- * areas; journals; bitmaps; descriptors; pointer blocks; directory blocks;
- * other), block / 7 a block of it.  Unless raw, every object a patch
- * touched is sealed again (magic, checksum) and journal descriptors get
- * their images' checksum recomputed, so that the library believes the
- * corrupt values instead of stopping at the checksum.  File data is not
- * copied: file blocks read as zeros.
+ * patches as metadata_patch.h describes them: re-sealed unless raw, so that
+ * the library believes the corrupt values instead of stopping at the
+ * checksum.  File data is not copied: file blocks read as zeros.
  *
  * The patched image goes to a memfd opened without O_DIRECT, or with
  * FUZZ_MOUNT_DIR set to a file in that directory opened with O_DIRECT.
@@ -54,12 +48,12 @@
 #include <unistd.h>
 
 #include "format.h"
+#include "metadata_patch.h"
 #include "vdfs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_BASES 2
-#define MAX_TOUCHED 256
 #define MAX_ITEMS 400         /* objects visited by one walk */
 #define MAX_DEPTH 12
 #define MAX_DIR_ENTRIES 600   /* readdir callbacks per directory */
@@ -67,24 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define READ_CHUNK 65536
 #define BUF_SIZE (2 * READ_CHUNK) /* the largest write is 70000 bytes */
 
-/* Classes of metadata blocks a patch picks from. */
-enum { CLASS_AREAS, CLASS_JOURNAL, CLASS_BITMAP, CLASS_FD, CLASS_PB, CLASS_DIR, CLASS_OTHER, CLASSES };
-
-struct base {
-    uint8_t *image;  /* pristine */
-    uint8_t *work;   /* patched copy, restored block by block after each input */
-    size_t size;
-    struct vdfs_super sb;
-    uint64_t meta_end;   /* start of the file blocks */
-    uint64_t *blocks;    /* offsets of non-empty 4 KiB blocks before meta_end */
-    size_t nblocks;
-    /* The same blocks by what they hold, so that patches reach the rare
-     * kinds (directory and pointer blocks) as often as descriptors. */
-    uint64_t *by_class[CLASSES];
-    size_t nclass[CLASSES];
-};
-
-static struct base bases[MAX_BASES];
+static struct patch_base bases[MAX_BASES];
 static size_t nbases;
 static bool verbose;
 static const char *image_dir;
@@ -93,79 +70,6 @@ static void quiet_logger(int level, const char *msg, void *ctx)
 {
     if (verbose)
         fprintf(stderr, "vdfs[%d]: %s\n", level, msg);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static bool block_is_zero(const uint8_t *p)
-{
-    for (size_t i = 0; i < VDFS_META_SIZE; i++)
-        if (p[i])
-            return false;
-    return true;
-}
-
-static void load_base(struct base *b, const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    long end;
-    if (!fp || fseek(fp, 0, SEEK_END) || (end = ftell(fp)) <= 0 || fseek(fp, 0, SEEK_SET)) {
-        fprintf(stderr, "fuzz_mount: cannot read %s\n", path);
-        abort();
-    }
-    b->size = (size_t)end;
-    b->image = malloc(b->size);
-    b->work = malloc(b->size);
-    if (!b->image || !b->work || fread(b->image, 1, b->size, fp) != b->size)
-        abort();
-    fclose(fp);
-    memcpy(b->work, b->image, b->size);
-    if (b->size < VDFS_META_SIZE || vdfs_super_decode(b->image, 0, &b->sb) != 0) {
-        fprintf(stderr, "fuzz_mount: %s has no valid superblock\n", path);
-        abort();
-    }
-    b->meta_end = b->sb.region[VDFS_RT_FB].start;
-    if (b->meta_end == 0 || b->meta_end > b->size)
-        b->meta_end = b->size;
-    b->blocks = malloc((b->meta_end / VDFS_META_SIZE + 1) * sizeof(*b->blocks));
-    if (!b->blocks)
-        abort();
-    for (uint64_t off = 0; off + VDFS_META_SIZE <= b->meta_end; off += VDFS_META_SIZE)
-        if (!block_is_zero(b->image + off))
-            b->blocks[b->nblocks++] = off;
-    if (b->nblocks == 0)
-        abort();
-    uint64_t jstart = b->sb.journal_offset;
-    uint64_t jend = jstart + (uint64_t)b->sb.max_hosts * b->sb.journal_blocks * VDFS_META_SIZE;
-    for (unsigned c = 0; c < CLASSES; c++)
-        if (!(b->by_class[c] = malloc(b->nblocks * sizeof(uint64_t))))
-            abort();
-    for (size_t i = 0; i < b->nblocks; i++) {
-        uint64_t off = b->blocks[i];
-        const uint8_t *p = b->image + off;
-        uint32_t kind = get32(p) == VDFS_MAGIC ? get32(p + 4) : 0;
-        unsigned c = off < jstart ? CLASS_AREAS
-                     : off < jend ? CLASS_JOURNAL
-                     : kind == VDFS_KIND_BITMAP ? CLASS_BITMAP
-                     : kind == VDFS_KIND_FD ? CLASS_FD
-                     : kind == VDFS_KIND_PB ? CLASS_PB
-                     : kind == VDFS_KIND_DIR ? CLASS_DIR
-                     : kind == VDFS_KIND_SUPER ? CLASS_AREAS
-                                                : CLASS_OTHER;
-        b->by_class[c][b->nclass[c]++] = off;
-    }
-}
-
-/* Block `sel` picks: a class, then a block of it. */
-static uint64_t pick_block(const struct base *b, uint32_t sel)
-{
-    unsigned c = sel % CLASSES;
-    for (unsigned n = 0; n < CLASSES && b->nclass[c] == 0; n++)
-        c = (c + 1) % CLASSES;
-    return b->by_class[c][(sel / CLASSES) % b->nclass[c]];
 }
 
 static void init(void)
@@ -184,92 +88,10 @@ static void init(void)
     }
     char *copy = strdup(list), *save = NULL;
     for (char *p = strtok_r(copy, ":", &save); p && nbases < MAX_BASES; p = strtok_r(NULL, ":", &save))
-        load_base(&bases[nbases++], p);
+        patch_base_load(&bases[nbases++], p);
     free(copy);
 }
 
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static bool is_object(const uint8_t *p, bool sector)
-{
-    if (get32(p) != VDFS_MAGIC)
-        return false;
-    uint32_t kind = get32(p + 4);
-    bool small = kind == VDFS_KIND_HEARTBEAT || kind == VDFS_KIND_LOCK;
-    return small == sector;
-}
-
-static void reseal(uint8_t *p, size_t len)
-{
-    struct vdfs_header h;
-    vdfs_obj_read_header(p, &h);
-    vdfs_obj_seal(p, len, &h);
-}
-
-/* Recomputes the images' checksum of every descriptor in `slot`'s
- * journal, following the chain the base's header starts. */
-static void fix_journal(struct base *b, uint32_t slot)
-{
-    const struct vdfs_super *sb = &b->sb;
-    uint32_t pos = 1;
-    while (pos < sb->journal_blocks) {
-        uint8_t *d = b->work + vdfs_journal_addr(sb, slot, pos);
-        if (get32(d) != VDFS_MAGIC || get32(d + 4) != VDFS_KIND_JDESC)
-            break;
-        uint32_t count = get32(d + 40);
-        if (count == 0 || count > VDFS_JDESC_ADDRS || pos + 1 + count > sb->journal_blocks)
-            break;
-        put64(d + 48, vdfs_checksum(d + VDFS_META_SIZE, (size_t)count * VDFS_META_SIZE));
-        reseal(d, VDFS_META_SIZE);
-        pos += 1 + count;
-    }
-}
-
-static void reseal_block(struct base *b, uint64_t off, bool journals[VDFS_MAX_HOSTS_LIMIT])
-{
-    if (is_object(b->image + off, false)) {
-        reseal(b->work + off, VDFS_META_SIZE);
-    } else {
-        for (uint64_t s = off; s < off + VDFS_META_SIZE; s += VDFS_SECTOR_SIZE)
-            if (is_object(b->image + s, true))
-                reseal(b->work + s, VDFS_SECTOR_SIZE);
-    }
-    const struct vdfs_super *sb = &b->sb;
-    uint64_t jsize = (uint64_t)sb->journal_blocks * VDFS_META_SIZE;
-    if (jsize && off >= sb->journal_offset && off < sb->journal_offset + sb->max_hosts * jsize) {
-        uint64_t slot = (off - sb->journal_offset) / jsize;
-        if (slot < VDFS_MAX_HOSTS_LIMIT)
-            journals[slot] = true;
-    }
-}
-
-static int write_image(struct base *b, const uint64_t *touched, size_t ntouched)
-{
-    int fd;
-    char path[512];
-    if (image_dir) {
-        snprintf(path, sizeof(path), "%s/fuzz_mount-XXXXXX", image_dir);
-        fd = mkstemp(path);
-        if (fd >= 0)
-            unlink(path);
-    } else {
-        fd = memfd_create("fuzz_mount", 0);
-    }
-    if (fd < 0 || ftruncate(fd, (off_t)b->size) < 0)
-        abort();
-    for (size_t i = 0; i < b->nblocks; i++)
-        if (pwrite(fd, b->work + b->blocks[i], VDFS_META_SIZE, (off_t)b->blocks[i]) != VDFS_META_SIZE)
-            abort();
-    for (size_t i = 0; i < ntouched; i++)
-        if (pwrite(fd, b->work + touched[i], VDFS_META_SIZE, (off_t)touched[i]) != VDFS_META_SIZE)
-            abort();
-    return fd;
-}
 
 /* ---- the walk ------------------------------------------------------------ */
 
@@ -525,50 +347,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     uint8_t flags = data[0];
-    struct base *b = &bases[(flags & 1) % nbases];
+    struct patch_base *b = &bases[(flags & 1) % nbases];
     bool raw = flags & 2;
     unsigned which = (flags >> 2) & 3;
-    uint64_t touched[MAX_TOUCHED];
-    size_t ntouched = 0;
-    for (size_t i = 1; i + 5 <= size;) {
-        uint32_t block = (uint32_t)data[i] | (uint32_t)data[i + 1] << 8;
-        uint32_t off = ((uint32_t)data[i + 2] | (uint32_t)data[i + 3] << 8) % VDFS_META_SIZE;
-        size_t len = data[i + 4];
-        i += 5;
-        if (len > size - i)
-            len = size - i;
-        uint64_t at = pick_block(b, block) + off;
-        if (at + len > b->meta_end)
-            len = (size_t)(b->meta_end - at);
-        memcpy(b->work + at, data + i, len);
-        i += len;
-        for (uint64_t blk = at & ~(uint64_t)(VDFS_META_SIZE - 1); blk < at + len; blk += VDFS_META_SIZE) {
-            bool seen = false;
-            for (size_t k = 0; k < ntouched && !seen; k++)
-                seen = touched[k] == blk;
-            if (!seen && ntouched < MAX_TOUCHED)
-                touched[ntouched++] = blk;
-        }
-    }
-    if (!raw) {
-        bool journals[VDFS_MAX_HOSTS_LIMIT] = {false};
-        for (size_t k = 0; k < ntouched; k++)
-            reseal_block(b, touched[k], journals);
-        for (uint32_t s = 0; s < VDFS_MAX_HOSTS_LIMIT; s++)
-            if (journals[s]) {
-                fix_journal(b, s);
-                /* The descriptors that were re-sealed go back too. */
-                for (uint32_t pos = 1; pos < b->sb.journal_blocks && ntouched < MAX_TOUCHED; pos++) {
-                    uint64_t a = vdfs_journal_addr(&b->sb, s, pos);
-                    if (get32(b->image + a) == VDFS_MAGIC && get32(b->image + a + 4) == VDFS_KIND_JDESC)
-                        touched[ntouched++] = a;
-                }
-            }
-    }
-    int fd = write_image(b, touched, ntouched);
-    /* The pristine image comes back for the next input. */
-    for (size_t k = 0; k < ntouched; k++)
-        memcpy(b->work + touched[k], b->image + touched[k], VDFS_META_SIZE);
+    static struct patch_set set;
+    patch_apply(b, data + 1, size - 1, raw, &set);
+    int fd = patch_write_image(b, &set, image_dir);
+    patch_restore(b, &set);
 
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
