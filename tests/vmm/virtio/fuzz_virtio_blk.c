@@ -257,6 +257,8 @@ struct harness {
     uint16_t qsize;
     uint16_t used_seen; /* used idx at the last check */
     bool transport_fuzzed; /* common config written since the last setup */
+    uint16_t next_desc;    /* after the last request's descriptors */
+    uint64_t next_sector;  /* after the last request's data */
 };
 
 static bool fd_readable(int fd)
@@ -364,9 +366,12 @@ static void driver_request(struct harness *h, struct input *in)
 {
     uint8_t shape = get8(in);
     uint32_t type = shape & 0x80 ? get32(in) : request_types[shape % 7];
-    uint16_t first = get8(in);
+    /* Bit 3: the descriptors follow the previous request's; bit 4: the
+     * sector follows its data, as sequential I/O of a real driver (which
+     * the device merges). */
+    uint16_t first = shape & 0x08 ? h->next_desc : get8(in);
     unsigned nseg = get8(in) % 6;
-    uint64_t sector = get8(in);
+    uint64_t sector = shape & 0x10 ? h->next_sector : get8(in);
     if (shape & 0x40)
         sector = (uint64_t)get32(in) << 16 | sector;
     uint16_t slot = get8(in);
@@ -385,6 +390,7 @@ static void driver_request(struct harness *h, struct input *in)
     if (shape & 0x20)
         device_writes = !device_writes;
     uint16_t d = first;
+    uint64_t data_bytes = 0;
     if (type == VIRTIO_BLK_T_DISCARD || type == VIRTIO_BLK_T_WRITE_ZEROES) {
         memcpy(hbuf + 28, &seg_flags, 4);
         ram_write(h, hdr + 32, hbuf + 16, 16);
@@ -399,6 +405,7 @@ static void driver_request(struct harness *h, struct input *in)
     for (unsigned i = 0; i < nseg; i++) {
         uint8_t sz = get8(in);
         uint32_t len = sz & 0x80 ? (uint32_t)(sz & 0x7f) : 512u * (1 + sz % 8);
+        data_bytes += len;
         uint64_t addr = sz & 0x40 ? get_gpa(in) : WINDOW + 0x1000ull * get8(in) % 0x10000;
         desc_write(h, d, addr, len, VIRTQ_DESC_F_NEXT | (device_writes ? VIRTQ_DESC_F_WRITE : 0),
                    (uint16_t)(d + 1));
@@ -406,6 +413,8 @@ static void driver_request(struct harness *h, struct input *in)
     }
     desc_write(h, d, hdr + 16, 1, VIRTQ_DESC_F_WRITE, 0);
     tdrv_publish(&h->t, 0, (uint16_t)(first % h->qsize));
+    h->next_desc = (uint16_t)(d + 1);
+    h->next_sector = sector + data_bytes / VIRTIO_BLK_SECTOR_SIZE;
 }
 
 static void run_steps(struct harness *h, struct input *in)
