@@ -35,5 +35,6 @@ exec "$build/tests/switch/fuzz_switch" \
     -artifact_prefix="$build/fuzz-crashes/" \
     -print_final_stats=1 \
     -max_len=4096 \
+    -len_control=20 \
     "$@" \
     "$corpus" "$root/tests/switch/fuzz-regressions"
