@@ -11,9 +11,10 @@
  *
  * The input is a device setup (read-only, asynchronous, event-idx, queue
  * size, capacity) and a script of driver actions: RAM and descriptor
- * writes, well-formed requests of any type, avail ring entries and
- * indices, kicks (each waits until the device is idle again), resets and
- * writes to the common configuration registers.  After each kick the used
+ * writes, well-formed and sequential requests of any type, avail ring
+ * entries and indices, kicks (each waits until the device is idle again),
+ * resets, writes to the common configuration registers and any access to
+ * the rest of BAR0.  After each kick the used
  * ring must hold only heads below the queue size, no more new entries
  * than chains can be in flight, and the device must not hang.  Anything
  * out of range in guest memory is caught by AddressSanitizer (guest RAM
@@ -471,12 +472,23 @@ static void run_steps(struct harness *h, struct input *in)
             tdrv_reset(&h->t);
             driver_setup(h);
             break;
-        case 11: { /* any common configuration register */
+        case 11: { /* a common configuration register, or (width byte's top
+                    * bit) any access to BAR0: ISR, device config, notify,
+                    * MSI-X table and PBA */
             uint8_t off = get8(in) % VIRTIO_PCI_COMMON_LEN;
-            unsigned len = 1u << (get8(in) % 3);
+            uint8_t width = get8(in);
+            unsigned len = 1u << (width % 3);
             uint32_t val = get32(in);
-            if (off + len <= VIRTIO_PCI_COMMON_LEN)
+            if (width & 0x80) {
+                uint64_t bar_off = get16(in) % VIRTIO_PCI_BAR_SIZE;
+                len = 1u << (width % 4);
+                if (width & 0x40)
+                    fake_vm_write(h->vm, BUS_MMIO, h->t.bar + bar_off, val, len);
+                else
+                    (void)fake_vm_read(h->vm, BUS_MMIO, h->t.bar + bar_off, len);
+            } else if (off + len <= VIRTIO_PCI_COMMON_LEN) {
                 tdrv_common_write(&h->t, off, val, len);
+            }
             h->transport_fuzzed = true;
             wait_idle(h);
             break;
