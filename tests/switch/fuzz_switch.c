@@ -1412,7 +1412,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct vdsw_hello hello = {.magic = htole32(VDSW_MAGIC), .version = htole16(VDSW_VERSION),
                                    .mac = {0x02, 0, 0, 0, 0, (uint8_t)i}};
         snprintf(hello.portgroup, sizeof(hello.portgroup), "%s", portgroups[(setup + i) % PORTGROUPS].name);
-        snprintf(hello.client_name, sizeof(hello.client_name), "vm%u", i);
+        snprintf(hello.client_name, sizeof(hello.client_name), "vm%u \"\\", i); /* JSON must escape these */
         op_hello(&h, &in, &hello);
     }
     check_switch(&h);
