@@ -255,6 +255,31 @@ static void file_free(struct blk_file *f)
     free(f);
 }
 
+/* One writer or any number of readers per disk file on this host, as
+ * QEMU's image locking gives: an OFD lock over the whole file, held as
+ * long as the descriptor is open (so until the VMM exits).  Other hosts
+ * are kept out by the datastore's file lock (vdfs-fuse or vdfs: disks). */
+static int lock_disk(int fd, bool readonly, const char *path, char *err, size_t errlen)
+{
+    struct flock fl = {.l_type = readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    int e = errno;
+    if (e != EAGAIN && e != EACCES) {
+        snprintf(err, errlen, "disk %s: cannot lock it: %s", path, strerror(e));
+        return -e;
+    }
+    struct flock other = {.l_type = readonly ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+    bool writer = fcntl(fd, F_OFD_GETLK, &other) == 0 && other.l_type == F_WRLCK;
+    char who[48] = "another VM or process";
+    if (other.l_type != F_UNLCK && other.l_pid > 0)
+        snprintf(who, sizeof(who), "process %d", (int)other.l_pid);
+    snprintf(err, errlen, "disk %s is locked: %s %s (is the VM already running?)", path, who,
+             writer ? "has it open for writing"
+                    : "holds a shared lock on it (a read-only VM, or another VMM such as QEMU)");
+    return -EBUSY;
+}
+
 struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, char *err,
                                   size_t errlen)
 {
@@ -280,6 +305,10 @@ struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, 
         size = (uint64_t)st.st_size;
     } else {
         snprintf(err, errlen, "disk %s is not a regular file or block device", path);
+        file_free(f);
+        return NULL;
+    }
+    if (lock_disk(f->fd, readonly, path, err, errlen) < 0) {
         file_free(f);
         return NULL;
     }
