@@ -290,6 +290,30 @@ static struct ring_slot *ring_acquire(struct vdfs_dev *dev)
     }
 }
 
+unsigned vdfs_dev_prepare_rings(struct vdfs_dev *dev, unsigned count)
+{
+    unsigned have = 0;
+    if (!dev->use_uring)
+        return 0;
+    pthread_mutex_lock(&dev->pool_lock);
+    for (int i = 0; i < RING_POOL_SIZE; i++)
+        have += dev->rings[i].created;
+    for (int i = 0; i < RING_POOL_SIZE && have < count && !dev->uring_unavailable; i++) {
+        struct ring_slot *slot = &dev->rings[i];
+        if (slot->created)
+            continue;
+        if (io_uring_queue_init(RING_ENTRIES, &slot->ring, 0) != 0) {
+            if (have == 0)
+                dev->uring_unavailable = true;
+            break;
+        }
+        slot->created = true;
+        have++;
+    }
+    pthread_mutex_unlock(&dev->pool_lock);
+    return dev->uring_unavailable ? 0 : have;
+}
+
 static void ring_release(struct vdfs_dev *dev, struct ring_slot *slot, bool broken)
 {
     pthread_mutex_lock(&dev->pool_lock);

@@ -32,6 +32,11 @@ bool vdfs_dev_is_readonly(const struct vdfs_dev *dev);
  * O_DIRECT).  Metadata I/O is always 4096-aligned, so it always fits. */
 uint32_t vdfs_dev_alignment(const struct vdfs_dev *dev);
 int vdfs_dev_fd(const struct vdfs_dev *dev);
+/* Creates io_uring rings now until `count` exist (at most the pool's
+ * size), for a process that will forbid io_uring_setup later (seccomp) and
+ * then runs that many threads of I/O at once.  Returns how many exist
+ * (0 when io_uring is unavailable: I/O then uses pread/pwrite). */
+unsigned vdfs_dev_prepare_rings(struct vdfs_dev *dev, unsigned count);
 
 /* Whole-length I/O.  Reading past the end of the device is -EIO. */
 int vdfs_dev_read(struct vdfs_dev *dev, void *buf, size_t len, uint64_t off);

@@ -68,6 +68,12 @@ uint32_t vdfs_block_size(const struct vdfs *fs);
  * slot of another host at the last watch, or always on a read-only mount
  * (it does not watch).  For caches above the library (a kernel's). */
 bool vdfs_others_may_write(struct vdfs *fs);
+/* For a process that runs `threads` threads of file I/O at once and will
+ * forbid io_uring_setup later (seccomp): creates the device's rings for
+ * them now, beside those the mount's own threads use.  Returns how many
+ * rings exist; 0 means io_uring is unavailable and I/O uses pread/pwrite,
+ * which needs no preparation. */
+unsigned vdfs_prepare_io_threads(struct vdfs *fs, unsigned threads);
 
 int vdfs_getattr(struct vdfs *fs, uint32_t ino, struct vdfs_stat *st);
 /* -ESTALE unless descriptor `ino` is allocated and still has generation

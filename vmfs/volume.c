@@ -328,6 +328,12 @@ uint32_t vdfs_block_size(const struct vdfs *fs)
     return fs->sb.block_size;
 }
 
+unsigned vdfs_prepare_io_threads(struct vdfs *fs, unsigned threads)
+{
+    /* The heartbeat thread and the committer borrow rings too. */
+    return vdfs_dev_prepare_rings(fs->dev, threads + 2);
+}
+
 bool vdfs_others_may_write(struct vdfs *fs)
 {
     return !fs->cluster || heartbeat_others_present(fs);

@@ -1,5 +1,9 @@
-/* Datastore-backed disks: synchronous libvdfs calls on the disk's I/O
- * thread.  Discard punches holes, so freed space shows in `vdfsctl usage`.
+/* Datastore-backed disks: libvdfs calls made by a few worker threads per
+ * disk, so that a guest's queue of requests reaches the device as several
+ * I/Os at once (libvdfs does data I/O outside its volume lock).  The
+ * workers hand results back through an eventfd and the disk's I/O thread
+ * completes them (the asynchronous side of struct blk_backend_ops).
+ * Discard punches holes, so freed space shows in `vdfsctl usage`.
  *
  * The VMM joins each datastore as a cluster host of its own.  Its host UUID
  * is new for every VMM process (VDFS_HOST_UUID overrides it), so a VM and a
@@ -14,9 +18,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "vdfs.h"
+#include "vmm_seccomp.h"
+
+/* Requests of one disk served at once.  The guest's queue is deeper, but
+ * a few I/Os in flight already keep this machine's disk busy; each worker
+ * costs a thread and a device ring. */
+#define DISK_WORKERS 8
+/* The device never has more operations in flight than its queue size. */
+#define DISK_JOBS VIRTIO_BLK_QUEUE_SIZE
 
 /* One mount per datastore image, shared by every disk that lives on it. */
 struct datastore {
@@ -30,12 +44,31 @@ struct datastore {
 static pthread_mutex_t datastores_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct datastore *datastores;
 
+enum disk_op { DISK_READ, DISK_WRITE, DISK_FLUSH, DISK_DISCARD, DISK_WRITE_ZEROES };
+
+struct disk_done {
+    struct blk_io *io;
+    int result;
+};
+
 struct vdfs_disk {
     struct blk_backend be;
     struct datastore *ds;
     uint32_t ino;
     int open_flags;
     uint64_t size;
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;
+    struct blk_io *queued[DISK_JOBS]; /* accepted, not yet taken: a ring */
+    unsigned queued_first, nqueued;
+    unsigned running;
+    struct disk_done done[DISK_JOBS]; /* finished, not yet reaped */
+    unsigned ndone;
+    bool stopping;
+    int done_fd;
+    pthread_t workers[DISK_WORKERS];
+    unsigned nworkers;
 };
 
 int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path, size_t path_len)
@@ -110,76 +143,179 @@ static struct vdfs_disk *disk_of(struct blk_backend *be)
     return (struct vdfs_disk *)((char *)be - offsetof(struct vdfs_disk, be));
 }
 
-static int finish(struct blk_io *io, int result)
+/* The next run of iovecs that are one contiguous host range (guest RAM
+ * is one mapping, so a request's segments often are, and a merged run of
+ * requests more so): one libvdfs call for all of it. */
+static size_t contiguous_run(const struct iovec *iov, int iovcnt, int *i)
 {
-    io->complete(io, result);
-    return 0;
+    size_t len = iov[*i].iov_len;
+    while (*i + 1 < iovcnt && (char *)iov[*i].iov_base + iov[*i].iov_len == (char *)iov[*i + 1].iov_base) {
+        (*i)++;
+        len += iov[*i].iov_len;
+    }
+    return len;
 }
 
-static int disk_read(struct blk_backend *be, struct blk_io *io)
+static int do_read(struct vdfs_disk *d, struct blk_io *io)
 {
-    struct vdfs_disk *d = disk_of(be);
     uint64_t off = io->offset;
     for (int i = 0; i < io->iovcnt; i++) {
-        size_t done = 0;
-        while (done < io->iov[i].iov_len) {
-            ssize_t n = vdfs_pread(d->ds->fs, d->ino, (char *)io->iov[i].iov_base + done,
-                                   io->iov[i].iov_len - done, off);
+        char *base = io->iov[i].iov_base;
+        size_t len = contiguous_run(io->iov, io->iovcnt, &i), done = 0;
+        while (done < len) {
+            ssize_t n = vdfs_pread(d->ds->fs, d->ino, base + done, len - done, off);
             if (n < 0)
-                return finish(io, (int)n);
+                return (int)n;
             if (n == 0) {
                 /* Past the end of the file (it shrank): reads as zeroes. */
-                memset((char *)io->iov[i].iov_base + done, 0, io->iov[i].iov_len - done);
-                n = (ssize_t)(io->iov[i].iov_len - done);
+                memset(base + done, 0, len - done);
+                n = (ssize_t)(len - done);
             }
             done += (size_t)n;
             off += (uint64_t)n;
         }
     }
-    return finish(io, 0);
+    return 0;
 }
 
-static int disk_write(struct blk_backend *be, struct blk_io *io)
+static int do_write(struct vdfs_disk *d, struct blk_io *io)
 {
-    struct vdfs_disk *d = disk_of(be);
     uint64_t off = io->offset;
     for (int i = 0; i < io->iovcnt; i++) {
-        size_t done = 0;
-        while (done < io->iov[i].iov_len) {
-            ssize_t n = vdfs_pwrite(d->ds->fs, d->ino, (const char *)io->iov[i].iov_base + done,
-                                    io->iov[i].iov_len - done, off);
+        const char *base = io->iov[i].iov_base;
+        size_t len = contiguous_run(io->iov, io->iovcnt, &i), done = 0;
+        while (done < len) {
+            ssize_t n = vdfs_pwrite(d->ds->fs, d->ino, base + done, len - done, off);
             if (n <= 0)
-                return finish(io, n < 0 ? (int)n : -EIO);
+                return n < 0 ? (int)n : -EIO;
             done += (size_t)n;
             off += (uint64_t)n;
         }
     }
-    return finish(io, 0);
+    return 0;
 }
 
-static int disk_flush(struct blk_backend *be, struct blk_io *io)
+static int do_write_zeroes(struct vdfs_disk *d, struct blk_io *io)
 {
-    struct vdfs_disk *d = disk_of(be);
-    return finish(io, vdfs_fsync(d->ds->fs, d->ino, true));
-}
-
-static int disk_discard(struct blk_backend *be, struct blk_io *io)
-{
-    struct vdfs_disk *d = disk_of(be);
-    return finish(io, vdfs_fallocate(d->ds->fs, d->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                                     io->offset, io->len));
-}
-
-static int disk_write_zeroes(struct blk_backend *be, struct blk_io *io)
-{
-    struct vdfs_disk *d = disk_of(be);
     int mode = io->unmap ? FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
                          : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
     int rc = vdfs_fallocate(d->ds->fs, d->ino, mode, io->offset, io->len);
     if (rc == -EOPNOTSUPP && !io->unmap) /* a hole reads as zeroes too */
         rc = vdfs_fallocate(d->ds->fs, d->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
                             io->offset, io->len);
-    return finish(io, rc);
+    return rc;
+}
+
+static int run_job(struct vdfs_disk *d, struct blk_io *io)
+{
+    switch ((enum disk_op)io->backend_state) {
+    case DISK_READ:
+        return do_read(d, io);
+    case DISK_WRITE:
+        return do_write(d, io);
+    case DISK_FLUSH:
+        return vdfs_fsync(d->ds->fs, d->ino, true);
+    case DISK_DISCARD:
+        return vdfs_fallocate(d->ds->fs, d->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, io->offset,
+                              io->len);
+    case DISK_WRITE_ZEROES:
+        return do_write_zeroes(d, io);
+    }
+    return -EINVAL;
+}
+
+/* A worker takes its seccomp allow-list with its first job, not at its
+ * start: jobs come only once the VM runs, after setup, while a worker
+ * waiting for the end of setup could not be stopped if setup failed. */
+static void *worker(void *arg)
+{
+    struct vdfs_disk *d = arg;
+    bool confined = false, unconfinable = false;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (d->nqueued == 0 && !d->stopping)
+            pthread_cond_wait(&d->work, &d->lock);
+        if (d->nqueued == 0)
+            break;
+        if (!confined) {
+            pthread_mutex_unlock(&d->lock);
+            if (seccomp_thread_confine(SECCOMP_PROFILE_IO) < 0) {
+                fprintf(stderr, "vdfs-vm: datastore disk worker: cannot install its seccomp filter; "
+                                "its requests fail\n");
+                unconfinable = true;
+            }
+            confined = true;
+            pthread_mutex_lock(&d->lock);
+            continue;
+        }
+        struct blk_io *io = d->queued[d->queued_first];
+        d->queued_first = (d->queued_first + 1) % DISK_JOBS;
+        d->nqueued--;
+        d->running++;
+        pthread_mutex_unlock(&d->lock);
+        int result = unconfinable ? -EIO : run_job(d, io);
+        pthread_mutex_lock(&d->lock);
+        d->running--;
+        d->done[d->ndone++] = (struct disk_done){io, result};
+        eventfd_write(d->done_fd, 1);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+static int enqueue(struct blk_backend *be, struct blk_io *io, enum disk_op op)
+{
+    struct vdfs_disk *d = disk_of(be);
+    pthread_mutex_lock(&d->lock);
+    if (d->nqueued + d->running + d->ndone >= DISK_JOBS) {
+        pthread_mutex_unlock(&d->lock);
+        return -EBUSY;
+    }
+    io->backend_state = op;
+    d->queued[(d->queued_first + d->nqueued) % DISK_JOBS] = io;
+    d->nqueued++;
+    pthread_mutex_unlock(&d->lock);
+    return 0;
+}
+
+static int disk_read(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_READ); }
+static int disk_write(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_WRITE); }
+static int disk_flush(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_FLUSH); }
+static int disk_discard(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_DISCARD); }
+static int disk_write_zeroes(struct blk_backend *be, struct blk_io *io)
+{
+    return enqueue(be, io, DISK_WRITE_ZEROES);
+}
+
+static void disk_submit(struct blk_backend *be)
+{
+    struct vdfs_disk *d = disk_of(be);
+    pthread_mutex_lock(&d->lock);
+    if (d->nqueued == 1)
+        pthread_cond_signal(&d->work);
+    else if (d->nqueued > 1)
+        pthread_cond_broadcast(&d->work);
+    pthread_mutex_unlock(&d->lock);
+}
+
+static int disk_completion_fd(struct blk_backend *be)
+{
+    return disk_of(be)->done_fd;
+}
+
+static void disk_reap(struct blk_backend *be)
+{
+    struct vdfs_disk *d = disk_of(be);
+    eventfd_t ignored;
+    eventfd_read(d->done_fd, &ignored);
+    struct disk_done batch[DISK_JOBS];
+    pthread_mutex_lock(&d->lock);
+    unsigned n = d->ndone;
+    memcpy(batch, d->done, n * sizeof(batch[0]));
+    d->ndone = 0;
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < n; i++)
+        batch[i].io->complete(batch[i].io, batch[i].result);
 }
 
 static uint64_t disk_capacity(struct blk_backend *be)
@@ -187,12 +323,35 @@ static uint64_t disk_capacity(struct blk_backend *be)
     return disk_of(be)->size & ~(uint64_t)(VIRTIO_BLK_SECTOR_SIZE - 1);
 }
 
+static void stop_workers(struct vdfs_disk *d)
+{
+    pthread_mutex_lock(&d->lock);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->work);
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < d->nworkers; i++)
+        pthread_join(d->workers[i], NULL);
+    d->nworkers = 0;
+}
+
+static void disk_free(struct vdfs_disk *d)
+{
+    stop_workers(d);
+    if (d->done_fd >= 0)
+        close(d->done_fd);
+    pthread_cond_destroy(&d->work);
+    pthread_mutex_destroy(&d->lock);
+    free(d);
+}
+
+/* The device reaped everything in flight before closing its backend. */
 static void disk_close(struct blk_backend *be)
 {
     struct vdfs_disk *d = disk_of(be);
+    stop_workers(d);
     vdfs_release(d->ds->fs, d->ino, d->open_flags);
     datastore_put(d->ds);
-    free(d);
+    disk_free(d);
 }
 
 static const struct blk_backend_ops vdfs_disk_ops = {
@@ -203,6 +362,9 @@ static const struct blk_backend_ops vdfs_disk_ops = {
     .write_zeroes = disk_write_zeroes,
     .capacity = disk_capacity,
     .close = disk_close,
+    .submit = disk_submit,
+    .completion_fd = disk_completion_fd,
+    .reap = disk_reap,
 };
 
 struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, size_t errlen)
@@ -248,5 +410,23 @@ struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, s
     d->size = st.size;
     d->be.ops = &vdfs_disk_ops;
     d->be.readonly = readonly;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->work, NULL);
+    d->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    rc = d->done_fd < 0 ? -errno : 0;
+    /* The workers' rings, made while this process may still make them. */
+    vdfs_prepare_io_threads(d->ds->fs, DISK_WORKERS);
+    for (unsigned i = 0; rc == 0 && i < DISK_WORKERS; i++) {
+        rc = -pthread_create(&d->workers[i], NULL, worker, d);
+        if (rc == 0)
+            d->nworkers++;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "disk %s: cannot start its I/O workers: %s", spec, strerror(-rc));
+        vdfs_release(d->ds->fs, d->ino, d->open_flags);
+        datastore_put(d->ds);
+        disk_free(d);
+        return NULL;
+    }
     return &d->be;
 }

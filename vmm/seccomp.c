@@ -88,7 +88,11 @@ static const struct {
     /* Starting threads after setup: the vCPUs (rt_sigaction: their kick
      * signal), and anything a library starts while they run. */
     { SCMP_SYS(rt_sigaction), 0 }, { SCMP_SYS(set_robust_list), ONLY(VCPU) },
-    { SCMP_SYS(rseq), ONLY(VCPU) }, { SCMP_SYS(sched_getaffinity), 0 },
+    { SCMP_SYS(rseq), ONLY(VCPU) },
+    /* glibc's malloc sizes its arenas by the CPU count the first time a
+     * thread allocates, which a datastore disk's workers do only once
+     * confined. */
+    { SCMP_SYS(sched_getaffinity), ALL_THREADS },
 #if defined(__SANITIZE_ADDRESS__)
     /* LeakSanitizer's check at exit runs in the main thread: it stops the
      * world from a ptrace-ing helper process (clone without CLONE_THREAD)
