@@ -9,12 +9,7 @@ set -eu
 mkfs=$1 base=$2 replay=$3 regressions=$4
 work=$(mktemp -d /tmp/vdfs-test-fsckfuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-opts=(-q -f -b 64K -s 8K -H 4 -J 1M)
-"$mkfs" "${opts[@]}" "$work/clean.img" 64M
-"$base" "$work/clean.img"
-"$mkfs" "${opts[@]}" "$work/tmp.img" 64M
-"$base" "$work/tmp.img" "$work/live.img"
-rm -f "$work/tmp.img"
+"$(dirname "$0")/../vmfs/make_fuzz_bases.sh" "$mkfs" "$base" "$work"
 shopt -s nullglob
 inputs=("$regressions"/*)
 # fsck's messages about the damage go to a file: thousands of lines that

@@ -26,15 +26,7 @@ fi
 ninja -C "$build" tests/vmfs/fuzz_mount tests/vmfs/fuzz_mount_base mkfs/mkfs.vdfs
 
 mkdir -p "$work/corpus" "$work/crashes"
-mkfs="$build/mkfs/mkfs.vdfs -q -f -b 64K -s 8K -H 4 -J 1M"
-if [ ! -f "$work/clean.img" ] || [ ! -f "$work/live.img" ]; then
-    rm -f "$work/clean.img" "$work/live.img" "$work/tmp.img"
-    $mkfs "$work/clean.img" 64M
-    "$build/tests/vmfs/fuzz_mount_base" "$work/clean.img"
-    $mkfs "$work/tmp.img" 64M
-    "$build/tests/vmfs/fuzz_mount_base" "$work/tmp.img" "$work/live.img"
-    rm -f "$work/tmp.img"
-fi
+"$root/tests/vmfs/make_fuzz_bases.sh" "$build/mkfs/mkfs.vdfs" "$build/tests/vmfs/fuzz_mount_base" "$work"
 # Seeds: each base, each mount kind, no patch.
 for flags in 00 01 04 05 08 09; do
     [ -f "$work/corpus/seed-$flags" ] || printf "\\$(printf '%03o' 0x$flags)" > "$work/corpus/seed-$flags"

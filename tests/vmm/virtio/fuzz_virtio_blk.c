@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "fake_vm.h"
+#include "fuzz_input.h"
 #include "pci.h"
 #include "test_driver.h"
 #include "virtio_blk.h"
@@ -55,28 +56,6 @@ static FILE *report;
         }                                                                                         \
     } while (0)
 
-struct input {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t get8(struct input *in)
-{
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
-}
-static uint16_t get16(struct input *in)
-{
-    uint16_t lo = get8(in);
-    return (uint16_t)(lo | get8(in) << 8);
-}
-static uint32_t get32(struct input *in)
-{
-    uint32_t lo = get16(in);
-    return lo | (uint32_t)get16(in) << 16;
-}
 
 /* Set when a buffer was placed over the rings: the device's own writes
  * (read data, the serial, status bytes) may then make more chains

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "bus.h"
+#include "fuzz_input.h"
 #include "virtqueue.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -55,28 +56,6 @@ uint64_t guest_memory_size(const struct guest_memory *mem)
         }                                                                                         \
     } while (0)
 
-struct input {
-    const uint8_t *p;
-    size_t n;
-};
-
-static uint8_t get8(struct input *in)
-{
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
-}
-static uint16_t get16(struct input *in)
-{
-    uint16_t lo = get8(in);
-    return (uint16_t)(lo | get8(in) << 8);
-}
-static uint32_t get32(struct input *in)
-{
-    uint32_t lo = get16(in);
-    return lo | (uint32_t)get16(in) << 16;
-}
 
 /* Guest addresses: mostly inside RAM, some straddling its end, some near
  * 2^64 so that addr + len wraps. */

@@ -1,0 +1,34 @@
+/* Reads a fuzz input as little-endian numbers; past its end every read is
+ * zero, so a short input is a valid one (shared by the fuzz targets). */
+#ifndef VDFS_TESTS_FUZZ_INPUT_H
+#define VDFS_TESTS_FUZZ_INPUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct input {
+    const uint8_t *p;
+    size_t n;
+};
+
+static inline uint8_t get8(struct input *in)
+{
+    if (!in->n)
+        return 0;
+    in->n--;
+    return *in->p++;
+}
+
+static inline uint16_t get16(struct input *in)
+{
+    uint16_t lo = get8(in);
+    return (uint16_t)(lo | get8(in) << 8);
+}
+
+static inline uint32_t get32(struct input *in)
+{
+    uint32_t lo = get16(in);
+    return lo | (uint32_t)get16(in) << 16;
+}
+
+#endif
