@@ -414,8 +414,9 @@ struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, s
     pthread_cond_init(&d->work, NULL);
     d->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rc = d->done_fd < 0 ? -errno : 0;
-    /* The workers' rings, made while this process may still make them. */
-    vdfs_prepare_io_threads(d->ds->fs, DISK_WORKERS);
+    /* The workers' rings, made while this process may still make them:
+     * for every disk on this datastore so far (setup is single-threaded). */
+    vdfs_prepare_io_threads(d->ds->fs, d->ds->users * DISK_WORKERS);
     for (unsigned i = 0; rc == 0 && i < DISK_WORKERS; i++) {
         rc = -pthread_create(&d->workers[i], NULL, worker, d);
         if (rc == 0)
