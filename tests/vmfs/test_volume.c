@@ -126,6 +126,32 @@ static void test_threads_in_their_own_directories(void **state)
     fixture_destroy(&f);
 }
 
+/* A process that will forbid io_uring_setup makes its rings first: the
+ * count asked for (plus the mount's own threads) exists afterwards, never
+ * shrinks, and I/O goes on as before. */
+static void test_prepare_io_threads(void **state)
+{
+    (void)state;
+    struct fixture f;
+    fixture_make(&f, "1G", NULL);
+    fixture_mount(&f);
+    unsigned rings = vdfs_prepare_io_threads(f.fs, 6);
+    if (rings) {
+        assert_true(rings >= 8);
+        assert_int_equal(vdfs_prepare_io_threads(f.fs, 2), rings);
+        unsigned more = vdfs_prepare_io_threads(f.fs, 12);
+        assert_true(more >= 14);
+    }
+    uint32_t ino = fixture_create(&f, vdfs_root_ino(f.fs), "after", S_IFREG | 0644);
+    static uint8_t buf[200000];
+    memset(buf, 0x5a, sizeof(buf));
+    fixture_write(&f, ino, buf, sizeof(buf), 4096);
+    fixture_expect(&f, ino, buf, sizeof(buf), 4096);
+    fixture_unmount(&f);
+    assert_int_equal(fixture_fsck(&f), 0);
+    fixture_destroy(&f);
+}
+
 static void test_statfs_and_usage(void **state)
 {
     (void)state;
@@ -166,6 +192,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threads_in_their_own_directories),
         cmocka_unit_test(test_statfs_and_usage),
+        cmocka_unit_test(test_prepare_io_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
