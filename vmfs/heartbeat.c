@@ -317,6 +317,9 @@ int heartbeat_recover(struct vdfs *fs, uint32_t slot)
     return recover_slot(fs, slot, raw, &hb);
 }
 
+#define SAME_HOST_RELEASE_WAIT_MS 2000u
+#define SAME_HOST_RELEASE_POLL_MS 20u
+
 /* Mount-time scan: a slot held LIVE by this host's UUID refuses the mount;
  * a LIVE slot whose process is gone from this machine (no OFD liveness
  * lock: kill -9 releases it, SIGSTOP does not) is recovered at once. */
@@ -337,7 +340,21 @@ static int scan_slots(struct vdfs *fs, bool recover)
         if (rc < 0)
             return rc;
         bool held = rc == 1;
-        if (held && memcmp(hb.host_uuid, fs->host_uuid, VDFS_UUID_SIZE) == 0) {
+        bool ours = memcmp(hb.host_uuid, fs->host_uuid, VDFS_UUID_SIZE) == 0;
+        /* This host's previous process, just killed: the kernel drops its
+         * locks when the last reference to its open file goes, which an
+         * exiting process's io_uring requests can hold for a moment after
+         * it is reaped.  A mount that is really still there keeps it. */
+        for (unsigned waited = 0; held && ours && waited < SAME_HOST_RELEASE_WAIT_MS;
+             waited += SAME_HOST_RELEASE_POLL_MS) {
+            struct timespec pause = {0, SAME_HOST_RELEASE_POLL_MS * 1000000L};
+            nanosleep(&pause, NULL);
+            rc = vdfs_dev_probe_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
+            if (rc < 0)
+                return rc;
+            held = rc == 1;
+        }
+        if (held && ours) {
             char uuid[37];
             vdfs_uuid_format(hb.host_uuid, uuid);
             vdfs_log(VDFS_LOG_ERR,
