@@ -885,6 +885,11 @@ static struct rig *rig_get(void)
     CHECK(fd_readable(r.listen_fd, HANG_SECONDS * 1000));
     r.conn = accept4(r.listen_fd, NULL, NULL, SOCK_CLOEXEC);
     CHECK(r.conn >= 0);
+    /* The port must never need a reconnection (checked after each input),
+     * so the socket's name can go now: nothing is left behind in /tmp. */
+    close(r.listen_fd);
+    unlink(r.sock_path);
+    rmdir(r.dir);
     uint8_t hello[VDSW_HELLO_SIZE];
     CHECK(fd_readable(r.conn, HANG_SECONDS * 1000));
     CHECK(recv(r.conn, hello, sizeof(hello), 0) == VDSW_HELLO_SIZE);
