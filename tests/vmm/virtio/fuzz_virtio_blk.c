@@ -290,7 +290,7 @@ static void check_used(struct harness *h)
     h->used_seen = idx;
 }
 
-/* The steps of tdrv_setup, with the queue size of the input. */
+/* tdrv_setup's steps, with the queue size of the input. */
 static void driver_setup(struct harness *h)
 {
     struct tdrv *t = &h->t;
@@ -299,27 +299,10 @@ static void driver_setup(struct harness *h)
     q->desc = RING_BASE;
     q->avail = RING_BASE + 0x1000;
     q->used = RING_BASE + 0x2000;
-    tdrv_reset(t);
     h->used_seen = 0;
     h->transport_fuzzed = false;
-    uint8_t st = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER;
-    tdrv_common_write(t, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
-    tdrv_common_write(t, VIRTIO_COMMON_STATUS, st, 1);
-    for (unsigned w = 0; w < 2; w++) {
-        tdrv_common_write(t, VIRTIO_COMMON_GFSELECT, w, 4);
-        tdrv_common_write(t, VIRTIO_COMMON_GF, (uint32_t)(h->features >> (32 * w)), 4);
-    }
-    st |= VIRTIO_STATUS_FEATURES_OK;
-    tdrv_common_write(t, VIRTIO_COMMON_STATUS, st, 1);
-    CHECK(tdrv_status(t) & VIRTIO_STATUS_FEATURES_OK);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_SELECT, 0, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_SIZE, q->size, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_DESCLO, q->desc, 8);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_AVAILLO, q->avail, 8);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_USEDLO, q->used, 8);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_ENABLE, 1, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_STATUS, st | VIRTIO_STATUS_DRIVER_OK, 1);
-    CHECK(tdrv_status(t) == (st | VIRTIO_STATUS_DRIVER_OK));
+    CHECK(tdrv_restart(t, h->features) == (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+                                           VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK));
     wait_idle(h); /* DRIVER_OK kicks the device once */
 }
 

@@ -88,6 +88,11 @@ uint8_t tdrv_setup(struct tdrv *t, struct fake_vm *vm, uint16_t device_id, unsig
         t->q[q].avail = t->q[q].desc + 0x1000;
         t->q[q].used = t->q[q].desc + 0x2000;
     }
+    return tdrv_restart(t, features);
+}
+
+uint8_t tdrv_restart(struct tdrv *t, uint64_t features)
+{
     tdrv_reset(t);
     tdrv_common_write(t, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE, 1);
     tdrv_common_write(t, VIRTIO_COMMON_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
@@ -99,7 +104,7 @@ uint8_t tdrv_setup(struct tdrv *t, struct fake_vm *vm, uint16_t device_id, unsig
     tdrv_common_write(t, VIRTIO_COMMON_STATUS, st, 1);
     if (!(tdrv_status(t) & VIRTIO_STATUS_FEATURES_OK))
         return tdrv_status(t);
-    for (unsigned q = 0; q < nq; q++) {
+    for (unsigned q = 0; q < t->nq; q++) {
         tdrv_common_write(t, VIRTIO_COMMON_Q_SELECT, q, 2);
         tdrv_common_write(t, VIRTIO_COMMON_Q_SIZE, t->q[q].size, 2);
         tdrv_common_write(t, VIRTIO_COMMON_Q_DESCLO, t->q[q].desc, 8);

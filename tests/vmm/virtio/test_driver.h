@@ -41,6 +41,10 @@ void tdrv_common_write(struct tdrv *t, unsigned off, uint64_t val, unsigned len)
  * the device status read back at the end. */
 uint8_t tdrv_setup(struct tdrv *t, struct fake_vm *vm, uint16_t device_id, unsigned nq,
                    uint64_t features);
+/* Reset, ACK, DRIVER, features, FEATURES_OK, the t->nq queues as t->q[]
+ * describes them, DRIVER_OK.  Returns the device status read back at the
+ * end (without DRIVER_OK when FEATURES_OK was refused). */
+uint8_t tdrv_restart(struct tdrv *t, uint64_t features);
 uint8_t tdrv_status(struct tdrv *t);
 /* Writes 0 to device_status and waits for it to read back 0. */
 void tdrv_reset(struct tdrv *t);
