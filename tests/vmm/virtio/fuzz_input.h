@@ -1,10 +1,23 @@
-/* Reads a fuzz input as little-endian numbers; past its end every read is
- * zero, so a short input is a valid one (shared by the fuzz targets). */
+/* Shared by the virtio fuzz targets: reading a fuzz input as
+ * little-endian numbers (past its end every read is zero, so a short input
+ * is a valid one), and aborting on a broken invariant. */
 #ifndef VDFS_TESTS_FUZZ_INPUT_H
 #define VDFS_TESTS_FUZZ_INPUT_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* Names the target and the condition on `stream`, then aborts (libFuzzer
+ * keeps the input; the replay driver prints it). */
+#define FUZZ_CHECK(target, stream, cond)                                                        \
+    do {                                                                                        \
+        if (!(cond)) {                                                                          \
+            fprintf(stream, "%s: invariant broken at line %d: %s\n", target, __LINE__, #cond);   \
+            abort();                                                                            \
+        }                                                                                       \
+    } while (0)
 
 struct input {
     const uint8_t *p;

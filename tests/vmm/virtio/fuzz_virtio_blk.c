@@ -47,14 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static FILE *report;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(report, "fuzz_virtio_blk: invariant broken at line %d: %s\n", __LINE__,       \
-                    #cond);                                                                       \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_virtio_blk", report, cond)
 
 
 /* Set when a buffer was placed over the rings: the device's own writes

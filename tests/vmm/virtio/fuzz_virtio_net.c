@@ -76,14 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static FILE *report;
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(report, "fuzz_virtio_net: invariant broken at line %d: %s\n", __LINE__,       \
-                    #cond);                                                                       \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_virtio_net", report, cond)
 
 /* A frame the switch sent: its bytes are a function of (len, seed). */
 struct sent_frame {

@@ -47,14 +47,7 @@ uint64_t guest_memory_size(const struct guest_memory *mem)
     return mem->size;
 }
 
-#define CHECK(cond)                                                                               \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "fuzz_virtqueue: invariant broken at line %d: %s\n", __LINE__,        \
-                    #cond);                                                                       \
-            abort();                                                                              \
-        }                                                                                         \
-    } while (0)
+#define CHECK(cond) FUZZ_CHECK("fuzz_virtqueue", stderr, cond)
 
 
 /* Guest addresses: mostly inside RAM, some straddling its end, some near
