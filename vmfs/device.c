@@ -652,6 +652,7 @@ bool vdfs_dev_is_direct(const struct vdfs_dev *dev) { return dev->direct; }
 bool vdfs_dev_is_readonly(const struct vdfs_dev *dev) { return dev->readonly; }
 uint32_t vdfs_dev_alignment(const struct vdfs_dev *dev) { return dev->alignment; }
 int vdfs_dev_fd(const struct vdfs_dev *dev) { return dev->fd; }
+bool vdfs_dev_is_traced(const struct vdfs_dev *dev) { return dev->trace_fd >= 0; }
 
 /* ----------------------------------------------------------------- I/O */
 

@@ -63,6 +63,9 @@ struct vdfs_io {
     int result;
 };
 int vdfs_dev_submit(struct vdfs_dev *dev, struct vdfs_io *ios, unsigned count);
+/* Writes are being recorded (VDFS_TRACE_WRITES): they must all pass through
+ * vdfs_dev_submit. */
+bool vdfs_dev_is_traced(const struct vdfs_dev *dev);
 
 /* Makes every completed write durable (fdatasync). */
 int vdfs_dev_flush(struct vdfs_dev *dev);

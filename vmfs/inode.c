@@ -925,6 +925,76 @@ int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back
     return rc;
 }
 
+/* [off, off + len) as one aligned run of the device: every unit written,
+ * each following on from the one before (files written in order usually
+ * are, so a large request still qualifies). */
+static bool map_one_device_run(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, size_t len, uint64_t *dev_off)
+{
+    uint64_t start = 0, next = 0;
+    for (size_t done = 0; done < len;) {
+        struct map_segment seg;
+        if (filemap_lookup(fs, fd, off + done, len - done, &seg) || seg.resident || seg.dev_off == 0)
+            return false;
+        if (done == 0)
+            start = seg.dev_off;
+        else if (seg.dev_off != next)
+            return false;
+        next = seg.dev_off + seg.length;
+        done += seg.length;
+    }
+    uint32_t a = vdfs_dev_alignment(fs->dev);
+    if (a > 1 && (start % a || len % a))
+        return false;
+    *dev_off = start;
+    return true;
+}
+
+/* Never waits: a caller on an I/O thread must not stall behind the volume
+ * lock or the cluster's metadata lock, so anything but the plain case
+ * sends it to vdfs_pread/vdfs_pwrite, which wait and report errors. */
+int vdfs_direct_map(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len, bool write, uint64_t *dev_off)
+{
+    if (len == 0 || off + len < off || vdfs_dev_is_traced(fs->dev))
+        return -EAGAIN;
+    struct vdfs_fd *fd = malloc(sizeof(*fd));
+    if (!fd)
+        return -EAGAIN;
+    if (pthread_mutex_trylock(&fs->lock)) {
+        free(fd);
+        return -EAGAIN;
+    }
+    int rc = -EAGAIN;
+    struct open_file *o = NULL;
+    if (!volume_is_fenced(fs) && (!fs->cluster || atomic_load(&fs->mlock_held)) && !(write && fs->readonly) &&
+        fd_load(fs, ino, fd) == 0 && S_ISREG(fd->mode) && off + len <= fd->size)
+        o = open_file_find(fs, ino);
+    /* The same rule as submit_outside_lock: such I/O must stay under the
+     * lock that a hand-over waits for. */
+    if (o && !(fs->mlock_handover && o->lock_mode == VDFS_LOCK_MULTI_WRITER) && (!write || o->writers > 0) &&
+        map_one_device_run(fs, fd, off, len, dev_off) && (!write || apply_overwrite(fs, fd) == 0)) {
+        o->io_inflight++;
+        rc = 0;
+    }
+    UNLOCK(fs);
+    free(fd);
+    return rc;
+}
+
+void vdfs_direct_done(struct vdfs *fs, uint32_t ino)
+{
+    pthread_mutex_lock(&fs->lock);
+    struct open_file *o = open_file_find(fs, ino);
+    if (o && o->io_inflight && --o->io_inflight == 0)
+        pthread_cond_broadcast(&fs->io_idle);
+    UNLOCK(fs);
+}
+
+int vdfs_direct_fd(struct vdfs *fs, uint32_t *alignment)
+{
+    *alignment = vdfs_dev_alignment(fs->dev);
+    return vdfs_dev_fd(fs->dev);
+}
+
 int vdfs_fsync(struct vdfs *fs, uint32_t ino, bool datasync)
 {
     (void)ino;

@@ -171,6 +171,24 @@ struct vdfs_write_back {
 };
 int vdfs_pwrite_back(struct vdfs *fs, uint32_t ino, const struct vdfs_write_back *runs, unsigned n);
 
+/* Data I/O the caller issues itself (a VMM with its own io_uring), for
+ * reads and overwrites that need nothing of the library but the map.
+ * vdfs_direct_map: 0 when [off, off + len) of open regular file `ino` is
+ * one run of written blocks on the device, aligned for vdfs_direct_fd's
+ * alignment; *dev_off is where it starts.  The file's map is then pinned
+ * (a truncate, punch or hand-over waits) until vdfs_direct_done, which the
+ * caller must call once the I/O has completed.  A write has already done
+ * what a write does to the descriptor (mtime, ctime, setuid) and was
+ * checked against the fence: issue it at once.  -EAGAIN (nothing pinned)
+ * when the range or the moment does not qualify (a hole, resident data, a
+ * busy volume lock, the cluster lock elsewhere, a fenced volume): use
+ * vdfs_pread/vdfs_pwrite, which wait, allocate and report errors.
+ * vdfs_direct_fd: the device's file descriptor (owned by the mount; do not
+ * close it) and the alignment its buffers, offsets and lengths need. */
+int vdfs_direct_map(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len, bool write, uint64_t *dev_off);
+void vdfs_direct_done(struct vdfs *fs, uint32_t ino);
+int vdfs_direct_fd(struct vdfs *fs, uint32_t *alignment);
+
 /* mode: 0 or a combination of FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE
  * (with KEEP_SIZE) and FALLOC_FL_ZERO_RANGE.  Mode 0 allocates lazily
  * zeroed blocks (thick, lazy-zeroed). */

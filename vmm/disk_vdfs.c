@@ -1,8 +1,12 @@
-/* Datastore-backed disks: libvdfs calls made by a few worker threads per
- * disk, so that a guest's queue of requests reaches the device as several
- * I/Os at once (libvdfs does data I/O outside its volume lock).  The
- * workers hand results back through an eventfd and the disk's I/O thread
- * completes them (the asynchronous side of struct blk_backend_ops).
+/* Datastore-backed disks.  A read, or a write over blocks already written,
+ * that libvdfs maps to one aligned run of the datastore's device goes
+ * straight to the device through the disk's own io_uring, as a plain-file
+ * disk's would (vdfs_direct_map pins the file's map until it completes), so
+ * a guest's whole queue can be in flight.  Everything else (writes that
+ * allocate, holes, flush, discard, and any moment libvdfs would have to
+ * wait) is a libvdfs call made by one of a few worker threads per disk.
+ * Both kinds complete through one eventfd that the disk's I/O thread
+ * watches (the asynchronous side of struct blk_backend_ops).
  * Discard punches holes, so freed space shows in `vdfsctl usage`.
  *
  * The VMM joins each datastore as a cluster host of its own.  Its host UUID
@@ -13,8 +17,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/falloc.h>
+#include <liburing.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +51,8 @@ struct datastore {
 static pthread_mutex_t datastores_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct datastore *datastores;
 
+static _Atomic uint64_t direct_requests, library_requests;
+
 enum disk_op { DISK_READ, DISK_WRITE, DISK_FLUSH, DISK_DISCARD, DISK_WRITE_ZEROES };
 
 struct disk_done {
@@ -69,6 +78,13 @@ struct vdfs_disk {
     int done_fd;
     pthread_t workers[DISK_WORKERS];
     unsigned nworkers;
+
+    /* The direct path, used by the disk's I/O thread only. */
+    bool direct;
+    struct io_uring ring; /* signals done_fd */
+    int dev_fd;
+    uint32_t dev_align;
+    bool direct_unsubmitted;
 };
 
 int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path, size_t path_len)
@@ -263,6 +279,44 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static bool iov_aligned(const struct blk_io *io, uint32_t align)
+{
+    if (align <= 1)
+        return true;
+    for (int i = 0; i < io->iovcnt; i++)
+        if ((uintptr_t)io->iov[i].iov_base % align || io->iov[i].iov_len % align)
+            return false;
+    return true;
+}
+
+/* True when the request went to the device directly; false: nothing was
+ * done and it goes to the workers. */
+static bool direct_start(struct vdfs_disk *d, struct blk_io *io, bool write)
+{
+    uint64_t dev_off;
+    if (!d->direct || io->iovcnt > IOV_MAX || !iov_aligned(io, d->dev_align) ||
+        vdfs_direct_map(d->ds->fs, d->ino, io->offset, io->len, write, &dev_off) < 0)
+        return false;
+    /* The device never has more operations in flight than the ring has
+     * entries, so a full submission queue only needs submitting. */
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&d->ring);
+    if (!sqe) {
+        io_uring_submit(&d->ring);
+        sqe = io_uring_get_sqe(&d->ring);
+    }
+    if (!sqe) {
+        vdfs_direct_done(d->ds->fs, d->ino);
+        return false;
+    }
+    if (write)
+        io_uring_prep_writev(sqe, d->dev_fd, io->iov, (unsigned)io->iovcnt, dev_off);
+    else
+        io_uring_prep_readv(sqe, d->dev_fd, io->iov, (unsigned)io->iovcnt, dev_off);
+    io_uring_sqe_set_data(sqe, io);
+    d->direct_unsubmitted = true;
+    return true;
+}
+
 static int enqueue(struct blk_backend *be, struct blk_io *io, enum disk_op op)
 {
     struct vdfs_disk *d = disk_of(be);
@@ -278,8 +332,21 @@ static int enqueue(struct blk_backend *be, struct blk_io *io, enum disk_op op)
     return 0;
 }
 
-static int disk_read(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_READ); }
-static int disk_write(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_WRITE); }
+static int read_or_write(struct blk_backend *be, struct blk_io *io, bool write)
+{
+    if (direct_start(disk_of(be), io, write)) {
+        atomic_fetch_add(&direct_requests, 1);
+        return 0;
+    }
+    int rc = enqueue(be, io, write ? DISK_WRITE : DISK_READ);
+    if (rc == 0)
+        atomic_fetch_add(&library_requests, 1);
+    return rc;
+}
+
+static int disk_read(struct blk_backend *be, struct blk_io *io) { return read_or_write(be, io, false); }
+static int disk_write(struct blk_backend *be, struct blk_io *io) { return read_or_write(be, io, true); }
+
 static int disk_flush(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_FLUSH); }
 static int disk_discard(struct blk_backend *be, struct blk_io *io) { return enqueue(be, io, DISK_DISCARD); }
 static int disk_write_zeroes(struct blk_backend *be, struct blk_io *io)
@@ -290,6 +357,12 @@ static int disk_write_zeroes(struct blk_backend *be, struct blk_io *io)
 static void disk_submit(struct blk_backend *be)
 {
     struct vdfs_disk *d = disk_of(be);
+    if (d->direct_unsubmitted) {
+        /* A direct write was checked against the fence just now: it must
+         * reach the kernel at once, not at the end of the batch. */
+        io_uring_submit(&d->ring);
+        d->direct_unsubmitted = false;
+    }
     pthread_mutex_lock(&d->lock);
     if (d->nqueued == 1)
         pthread_cond_signal(&d->work);
@@ -316,6 +389,15 @@ static void disk_reap(struct blk_backend *be)
     pthread_mutex_unlock(&d->lock);
     for (unsigned i = 0; i < n; i++)
         batch[i].io->complete(batch[i].io, batch[i].result);
+    struct io_uring_cqe *cqe;
+    while (d->direct && io_uring_peek_cqe(&d->ring, &cqe) == 0) {
+        struct blk_io *io = io_uring_cqe_get_data(cqe);
+        int res = cqe->res;
+        io_uring_cqe_seen(&d->ring, cqe);
+        vdfs_direct_done(d->ds->fs, d->ino);
+        /* O_DIRECT inside the image's size moves all or fails. */
+        io->complete(io, res < 0 ? res : (uint64_t)res == io->len ? 0 : -EIO);
+    }
 }
 
 static uint64_t disk_capacity(struct blk_backend *be)
@@ -337,6 +419,8 @@ static void stop_workers(struct vdfs_disk *d)
 static void disk_free(struct vdfs_disk *d)
 {
     stop_workers(d);
+    if (d->direct)
+        io_uring_queue_exit(&d->ring);
     if (d->done_fd >= 0)
         close(d->done_fd);
     pthread_cond_destroy(&d->work);
@@ -366,6 +450,12 @@ static const struct blk_backend_ops vdfs_disk_ops = {
     .completion_fd = disk_completion_fd,
     .reap = disk_reap,
 };
+
+void disk_vdfs_counts(uint64_t *direct, uint64_t *library)
+{
+    *direct = atomic_load(&direct_requests);
+    *library = atomic_load(&library_requests);
+}
 
 struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, size_t errlen)
 {
@@ -414,9 +504,14 @@ struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, s
     pthread_cond_init(&d->work, NULL);
     d->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     rc = d->done_fd < 0 ? -errno : 0;
-    /* The workers' rings, made while this process may still make them:
-     * for every disk on this datastore so far (setup is single-threaded). */
-    vdfs_prepare_io_threads(d->ds->fs, d->ds->users * DISK_WORKERS);
+    /* libvdfs's rings for the workers and the I/O thread, made while this
+     * process may still make them: for every disk on this datastore so far
+     * (setup is single-threaded). */
+    vdfs_prepare_io_threads(d->ds->fs, d->ds->users * (DISK_WORKERS + 1));
+    const char *direct = getenv("VDFS_VM_DIRECT_IO");
+    d->dev_fd = vdfs_direct_fd(d->ds->fs, &d->dev_align);
+    if (rc == 0 && !(direct && strcmp(direct, "0") == 0) && d->dev_fd >= 0)
+        d->direct = blk_ring_init(&d->ring, d->done_fd) == 0; /* else every request goes to the workers */
     for (unsigned i = 0; rc == 0 && i < DISK_WORKERS; i++) {
         rc = -pthread_create(&d->workers[i], NULL, worker, d);
         if (rc == 0)

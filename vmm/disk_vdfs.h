@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "virtio_blk.h"
 
@@ -16,5 +17,9 @@ int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path,
 /* Mounts IMAGE (once per image, shared by its disks), resolves and opens
  * the file.  NULL with a message in `err`. */
 struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, size_t errlen);
+
+/* Reads and writes of all datastore disks so far: those that went straight
+ * to the device and those made as libvdfs calls (`-v` reports them). */
+void disk_vdfs_counts(uint64_t *direct, uint64_t *library);
 
 #endif

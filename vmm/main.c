@@ -434,6 +434,13 @@ static int cmd_run(int argc, char **argv)
                 "vdfs-vm: VM ended: %s (status %d); %" PRIu64 " port and %" PRIu64
                 " MMIO accesses hit no device\n",
                 stop_reason_name(reason), status, unclaimed_pio, unclaimed_mmio);
+#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
+    uint64_t direct_requests, library_requests;
+    disk_vdfs_counts(&direct_requests, &library_requests);
+    if (opt.verbose && direct_requests + library_requests)
+        fprintf(stderr, "vdfs-vm: datastore disks: %" PRIu64 " reads and writes straight to the device, %" PRIu64
+                        " through libvdfs\n", direct_requests, library_requests);
+#endif
     switch (reason) {
     case VM_STOP_DEBUG_EXIT:
         return status & 0xff;

@@ -213,18 +213,15 @@ static void dio_alignment(int fd, uint32_t *mem_align, uint32_t *offset_align)
     }
 }
 
-/* The ring may only do what a disk needs (IORING_REGISTER_RESTRICTIONS):
- * a thread the guest subverted cannot use it to open files or sockets,
- * and its seccomp profile lets it make no other ring. */
-static int file_ring_init(struct blk_file *f)
+int blk_ring_init(struct io_uring *ring, int efd)
 {
     static const uint8_t ops[] = { IORING_OP_READV, IORING_OP_WRITEV, IORING_OP_FSYNC,
                                    IORING_OP_FALLOCATE };
     struct io_uring_restriction res[sizeof(ops)];
-    int rc = io_uring_queue_init(VIRTIO_BLK_QUEUE_SIZE, &f->ring, IORING_SETUP_R_DISABLED);
+    int rc = io_uring_queue_init(VIRTIO_BLK_QUEUE_SIZE, ring, IORING_SETUP_R_DISABLED);
     if (rc < 0)
         return rc;
-    rc = io_uring_register_eventfd(&f->ring, f->efd);
+    rc = io_uring_register_eventfd(ring, efd);
     if (rc == 0) {
         memset(res, 0, sizeof(res));
         for (size_t i = 0; i < sizeof(ops); i++) {
@@ -233,14 +230,14 @@ static int file_ring_init(struct blk_file *f)
         }
         /* Raw io_uring_register: Debian's liburing 2.3 does not export
          * its wrappers for these two. */
-        rc = syscall(__NR_io_uring_register, f->ring.ring_fd, IORING_REGISTER_RESTRICTIONS,
+        rc = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_RESTRICTIONS,
                      res, (unsigned)sizeof(ops)) < 0 ? -errno : 0;
     }
     if (rc == 0)
-        rc = syscall(__NR_io_uring_register, f->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS,
+        rc = syscall(__NR_io_uring_register, ring->ring_fd, IORING_REGISTER_ENABLE_RINGS,
                      NULL, 0) < 0 ? -errno : 0;
     if (rc < 0)
-        io_uring_queue_exit(&f->ring);
+        io_uring_queue_exit(ring);
     return rc;
 }
 
@@ -327,7 +324,7 @@ struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, 
     }
     f->capacity = size / VIRTIO_BLK_SECTOR_SIZE * VIRTIO_BLK_SECTOR_SIZE;
     f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    int rc = f->efd < 0 ? -errno : file_ring_init(f);
+    int rc = f->efd < 0 ? -errno : blk_ring_init(&f->ring, f->efd);
     if (rc) {
         snprintf(err, errlen, "disk %s: cannot set up io_uring: %s", path, strerror(-rc));
         file_free(f);

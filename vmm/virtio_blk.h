@@ -22,6 +22,8 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include <liburing.h>
+
 #include "bus.h"
 #include "config.h"
 #include "pci.h"
@@ -76,6 +78,13 @@ struct blk_backend {
  * FALLOC_FL_ZERO_RANGE or a punch.  NULL with `err` filled on failure. */
 struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, char *err,
                                   size_t errlen);
+
+/* A disk's io_uring (VIRTIO_BLK_QUEUE_SIZE entries) that signals `efd` on
+ * completions and may only do what a disk needs
+ * (IORING_REGISTER_RESTRICTIONS: readv, writev, fsync, fallocate): a
+ * thread the guest subverted cannot use it to open files or sockets, and
+ * its seccomp profile lets it make no other ring.  0 or -errno. */
+int blk_ring_init(struct io_uring *ring, int efd);
 
 /* Creates a virtio-blk PCI function for cfg->path (a plain path; the
  * "vdfs:" form needs a libvdfs backend passed to virtio_blk_create_backend).

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fixture.h"
 
@@ -291,6 +292,90 @@ static void test_pwrite_back(void **state)
     free(data);
 }
 
+struct punch_job {
+    struct fixture *f;
+    uint32_t ino;
+    atomic_bool done;
+};
+
+static void *punch_first_mib(void *arg)
+{
+    struct punch_job *j = arg;
+    assert_int_equal(vdfs_fallocate(j->f->fs, j->ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, MIB), 0);
+    atomic_store(&j->done, true);
+    return NULL;
+}
+
+/* vdfs_direct_map (I/O the caller issues on the device itself): only
+ * reads, and writes of a file open for writing, inside the size and in
+ * written, aligned blocks; the mapped offset holds the file's bytes; a
+ * write applies its times first; the map stays pinned until
+ * vdfs_direct_done, so a punch waits for the caller's I/O. */
+static void test_direct_map(void **state)
+{
+    struct fixture *f = *state;
+    uint32_t ino, align;
+    uint8_t *data = written_file(f, 12, &ino);
+    int dev = vdfs_direct_fd(f->fs, &align);
+    assert_true(dev >= 0);
+    uint64_t at;
+    assert_int_equal(vdfs_direct_map(f->fs, ino, MIB, PAGE, false, &at), -EAGAIN); /* not open */
+
+    assert_int_equal(vdfs_open(f->fs, ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_direct_map(f->fs, ino, MIB, PAGE, true, &at), -EAGAIN); /* not open for writing */
+    assert_int_equal(vdfs_direct_map(f->fs, ino, MIB, PAGE, false, &at), 0);
+    uint8_t *buf = aligned_alloc(PAGE, PAGE);
+    assert_int_equal(pread(dev, buf, PAGE, (off_t)at), PAGE);
+    vdfs_direct_done(f->fs, ino);
+    assert_memory_equal(buf, data + MIB, PAGE);
+    assert_int_equal(vdfs_release(f->fs, ino, O_RDONLY), 0);
+
+    assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
+    struct vdfs_setattr sa = {.valid = VDFS_SET_MODE, .mode = S_IFREG | 04755};
+    struct vdfs_stat before, after;
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &before), 0);
+    sleep_past_time_granule();
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 3 * MIB, PAGE, true, &at), 0);
+    assert_int_equal(vdfs_getattr(f->fs, ino, &after), 0);
+    assert_true(after.mtime.tv_sec > before.mtime.tv_sec ||
+                (after.mtime.tv_sec == before.mtime.tv_sec && after.mtime.tv_nsec > before.mtime.tv_nsec));
+    assert_int_equal(after.mode & 07777, 0755);
+    fixture_pattern(buf, PAGE, 13);
+    assert_int_equal(pwrite(dev, buf, PAGE, (off_t)at), PAGE);
+    vdfs_direct_done(f->fs, ino);
+    fixture_expect(f, ino, buf, PAGE, 3 * MIB);
+
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 4 * MIB - PAGE, 2 * PAGE, false, &at), -EAGAIN); /* past the size */
+    assert_int_equal(vdfs_direct_map(f->fs, ino, MIB, 0, false, &at), -EAGAIN);
+    if (align > 1)
+        assert_int_equal(vdfs_direct_map(f->fs, ino, MIB + 1, PAGE, false, &at), -EAGAIN);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * MIB, MIB), 0);
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 2 * MIB, PAGE, false, &at), -EAGAIN); /* a hole */
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 2 * MIB - PAGE, 2 * PAGE, true, &at), -EAGAIN);
+
+    /* Pinned: a punch of the mapped block waits for vdfs_direct_done. */
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 0, PAGE, false, &at), 0);
+    struct punch_job job = {.f = f, .ino = ino};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, punch_first_mib, &job), 0);
+    struct timespec wait = {.tv_sec = 0, .tv_nsec = 200 * 1000 * 1000};
+    nanosleep(&wait, NULL);
+    assert_false(atomic_load(&job.done));
+    vdfs_direct_done(f->fs, ino);
+    pthread_join(t, NULL);
+    assert_true(atomic_load(&job.done));
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 0, PAGE, false, &at), -EAGAIN); /* now a hole */
+    assert_int_equal(vdfs_release(f->fs, ino, O_RDWR), 0);
+
+    uint32_t small = fixture_create(f, vdfs_root_ino(f->fs), "small", S_IFREG | 0644);
+    fixture_write(f, small, data, 100, 0);
+    assert_int_equal(vdfs_open(f->fs, small, O_RDONLY), 0);
+    assert_int_equal(vdfs_direct_map(f->fs, small, 0, 100, false, &at), -EAGAIN); /* resident in its descriptor */
+    assert_int_equal(vdfs_release(f->fs, small, O_RDONLY), 0);
+    free(buf);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -298,6 +383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_unaligned_overwrite_of_open_file, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_overwrite_cached_rules, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_pwrite_back, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_direct_map, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,11 @@
 #!/bin/sh
 # A disk inside a vdfs datastore (vdfs:IMAGE:/path), opened by vdfs-vm through
 # libvdfs: the test guest's virtio-blk checks pass, the file's content is what
-# the guest wrote, discard gives space back to the datastore, and while one VM
-# runs a second VM on the same disk is refused with the holder's name, while a
-# VM on another disk of the same datastore runs beside it (each VMM is a host).
+# the guest wrote (with requests going straight to the device where they may,
+# and with every request a libvdfs call), discard gives space back to the
+# datastore, and while one VM runs a second VM on the same disk is refused
+# with the holder's name, while a VM on another disk of the same datastore
+# runs beside it (each VMM is a host).
 # Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH
 VDFS_VM=$1
 GUEST=$2
@@ -19,18 +21,32 @@ truncate -s 256M "$ds"
 "$MKFS" -q -H 4 -J 4M "$ds" || { echo "FAIL: mkfs.vdfs"; exit 1; }
 python3 "$BLKCHECK" prepare "$work/disk.img" 16M || { echo "FAIL: blkcheck prepare"; exit 1; }
 "$VDFSCTL" put "$ds" "$work/disk.img" /disk.img || { echo "FAIL: vdfsctl put"; exit 1; }
+"$VDFSCTL" put "$ds" "$work/disk.img" /workers.img || { echo "FAIL: vdfsctl put"; exit 1; }
 allocated() { "$VDFSCTL" usage --json "$ds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated"])'; }
 before=$(allocated)
 
-run_vm "$work/out" "$work/err" run --kernel "$GUEST" --memory 128M --cmdline mode=blktest \
-	--disk "vdfs:$ds:/disk.img,serial=vdfs-guest-test"
-expect_rc "blktest on a datastore disk" 0
-for t in read_pattern read_scatter write_readback flush discard write_zeroes get_id; do
-	expect_in "$work/out" "^RESULT test=$t result=pass" "guest check $t"
-done
-"$VDFSCTL" get "$ds" /disk.img "$work/back.img" || fail "vdfsctl get"
-python3 "$BLKCHECK" verify "$work/back.img" && pass "file content matches what the guest wrote" ||
-	fail "blkcheck verify of the datastore file"
+# Reads and overwrites of written blocks go straight to the device; writes
+# into the holes discard made, and reads of them, are libvdfs calls.  With
+# VDFS_VM_DIRECT_IO=0 every request is a libvdfs call.  Both must be right.
+blktest() { # FILE WHAT
+	run_vm "$work/out" "$work/err" run -v --kernel "$GUEST" --memory 128M --cmdline mode=blktest \
+		--disk "vdfs:$ds:$1,serial=vdfs-guest-test"
+	expect_rc "blktest on a datastore disk ($2)" 0
+	for t in read_pattern read_scatter write_readback flush discard write_zeroes get_id; do
+		expect_in "$work/out" "^RESULT test=$t result=pass" "guest check $t ($2)"
+	done
+	"$VDFSCTL" get "$ds" "$1" "$work/back.img" || fail "vdfsctl get"
+	python3 "$BLKCHECK" verify "$work/back.img" && pass "file content matches what the guest wrote ($2)" ||
+		fail "blkcheck verify of the datastore file ($2)"
+}
+blktest /disk.img "direct and libvdfs paths"
+expect_in "$work/err" "datastore disks: [1-9][0-9]* reads and writes straight to the device, [1-9][0-9]* through libvdfs" \
+	"requests took both paths"
+export VDFS_VM_DIRECT_IO=0
+blktest /workers.img "libvdfs only"
+unset VDFS_VM_DIRECT_IO
+expect_in "$work/err" "datastore disks: 0 reads and writes straight to the device, [1-9][0-9]* through libvdfs" \
+	"VDFS_VM_DIRECT_IO=0 keeps every request in libvdfs"
 after=$(allocated)
 [ "$after" -lt "$before" ] && pass "discard returned space: allocated $before -> $after" ||
 	fail "allocated $before -> $after after discard"
