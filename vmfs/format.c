@@ -532,10 +532,15 @@ void vdfs_fd_encode(const struct vdfs_fd *fd, uint8_t buf[VDFS_META_SIZE])
 
 int vdfs_fd_decode(const uint8_t buf[VDFS_META_SIZE], uint64_t addr, struct vdfs_fd *fd)
 {
+    if (vdfs_obj_verify(buf, sizeof(struct vdfs_disk_fd), VDFS_KIND_FD, addr))
+        return -EIO;
+    return vdfs_fd_decode_verified(buf, fd);
+}
+
+int vdfs_fd_decode_verified(const uint8_t buf[VDFS_META_SIZE], struct vdfs_fd *fd)
+{
     struct vdfs_disk_fd d;
     memcpy(&d, buf, sizeof(d));
-    if (vdfs_obj_verify(buf, sizeof(d), VDFS_KIND_FD, addr))
-        return -EIO;
     memset(fd, 0, sizeof(*fd));
     vdfs_obj_read_header(buf, &fd->hdr);
     fd->ino = vdfs_get32(d.ino);

@@ -412,6 +412,10 @@ struct vdfs_fd {
 
 void vdfs_fd_encode(const struct vdfs_fd *fd, uint8_t buf[VDFS_META_SIZE]);
 int vdfs_fd_decode(const uint8_t buf[VDFS_META_SIZE], uint64_t addr, struct vdfs_fd *fd);
+/* vdfs_fd_decode without the seal check, for an image already verified
+ * (the metadata cache checks every object on its way in, and seals what
+ * it is given): the field checks still apply. */
+int vdfs_fd_decode_verified(const uint8_t buf[VDFS_META_SIZE], struct vdfs_fd *fd);
 
 /* ---- pointer block (4096 bytes) ----------------------------------------- */
 

@@ -61,7 +61,7 @@ int fd_load(struct vdfs *fs, uint32_t ino, struct vdfs_fd *fd)
     const uint8_t *raw;
     int rc = meta_get(fs, addr, VDFS_KIND_FD, &raw);
     if (rc == 0)
-        rc = vdfs_fd_decode(raw, addr, fd);
+        rc = vdfs_fd_decode_verified(raw, fd);
     if (rc == 0 && fd->ino != ino)
         rc = -EIO;
     if (rc == 0 && expect.active && expect.fs == fs && expect.ino == ino && expect.gen != fd->ino_gen)

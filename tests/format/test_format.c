@@ -584,6 +584,7 @@ static void test_fd_semantics(void **state)
     fd.addr_mode = 3;
     vdfs_fd_encode(&fd, buf);
     assert_int_equal(vdfs_fd_decode(buf, SAMPLE_ADDR, &out), -EIO);
+    assert_int_equal(vdfs_fd_decode_verified(buf, &out), -EIO); /* the field checks stay */
 
     sample_fd_block(&fd, SAMPLE_ADDR);
     fd.xattr_len = VDFS_XATTR_BYTES + 1;
@@ -600,6 +601,15 @@ static void test_fd_semantics(void **state)
     fd.size = UINT64_MAX;
     vdfs_fd_encode(&fd, buf);
     assert_int_equal(vdfs_fd_decode(buf, SAMPLE_ADDR, &out), 0);
+
+    /* An image the cache verified decodes the same without the seal check,
+     * which is all it skips: a broken seal is vdfs_fd_decode's to see. */
+    static struct vdfs_fd verified;
+    assert_int_equal(vdfs_fd_decode_verified(buf, &verified), 0);
+    assert_memory_equal(&verified, &out, sizeof(out));
+    buf[VDFS_META_SIZE - 1] ^= 1;
+    assert_int_equal(vdfs_fd_decode(buf, SAMPLE_ADDR, &out), -EIO);
+    assert_int_equal(vdfs_fd_decode_verified(buf, &out), 0);
 }
 
 static void test_pb_semantics(void **state)
