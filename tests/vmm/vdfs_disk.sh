@@ -2,10 +2,10 @@
 # A disk inside a vdfs datastore (vdfs:IMAGE:/path), opened by vdfs-vm through
 # libvdfs: the test guest's virtio-blk checks pass, the file's content is what
 # the guest wrote (with requests going straight to the device where they may,
-# and with every request a libvdfs call), discard gives space back to the
-# datastore, and while one VM runs a second VM on the same disk is refused
-# with the holder's name, while a VM on another disk of the same datastore
-# runs beside it (each VMM is a host).
+# while another host writes the datastore, and with every request a libvdfs
+# call), discard gives space back to the datastore, and while one VM runs a
+# second VM on the same disk is refused with the holder's name, while a VM
+# on another disk of the same datastore runs beside it (each VMM is a host).
 # Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH
 VDFS_VM=$1
 GUEST=$2
@@ -22,6 +22,7 @@ truncate -s 256M "$ds"
 python3 "$BLKCHECK" prepare "$work/disk.img" 16M || { echo "FAIL: blkcheck prepare"; exit 1; }
 "$VDFSCTL" put "$ds" "$work/disk.img" /disk.img || { echo "FAIL: vdfsctl put"; exit 1; }
 "$VDFSCTL" put "$ds" "$work/disk.img" /workers.img || { echo "FAIL: vdfsctl put"; exit 1; }
+"$VDFSCTL" put "$ds" "$work/disk.img" /shared.img || { echo "FAIL: vdfsctl put"; exit 1; }
 allocated() { "$VDFSCTL" usage --json "$ds" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocated"])'; }
 before=$(allocated)
 
@@ -42,6 +43,26 @@ blktest() { # FILE WHAT
 blktest /disk.img "direct and libvdfs paths"
 expect_in "$work/err" "datastore disks: [1-9][0-9]* reads and writes straight to the device, [1-9][0-9]* through libvdfs" \
 	"requests took both paths"
+# The same while another host writes the datastore all along: the metadata
+# lock moves between the hosts, so requests meet it elsewhere and take the
+# libvdfs path at those moments, and the direct ones must stay right.
+head -c 100000 /dev/urandom >"$work/small"
+(
+	n=0
+	while [ ! -e "$work/stop-churn" ]; do
+		"$VDFSCTL" put "$ds" "$work/small" /churn && "$VDFSCTL" rm "$ds" /churn || echo "round $n" >>"$work/churn.err"
+		n=$((n + 1))
+	done
+	echo "$n" >"$work/churn.rounds"
+) &
+churn=$!
+blktest /shared.img "while another host writes the datastore"
+touch "$work/stop-churn"
+wait $churn
+rounds=$(cat "$work/churn.rounds")
+[ "$rounds" -gt 0 ] && [ ! -e "$work/churn.err" ] && pass "the other host put and removed a file $rounds times meanwhile" ||
+	fail "the other host's writes: $rounds rounds, failures: $(cat "$work/churn.err" 2>/dev/null)"
+
 export VDFS_VM_DIRECT_IO=0
 blktest /workers.img "libvdfs only"
 unset VDFS_VM_DIRECT_IO
