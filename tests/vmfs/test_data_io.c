@@ -213,6 +213,25 @@ static void sleep_past_time_granule(void)
     nanosleep(&ts, NULL);
 }
 
+/* Sets the setuid bit and waits past the time granule, so that what a
+ * write does to the descriptor shows: see expect_write_applied. */
+static void make_setuid_and_wait(struct fixture *f, uint32_t ino, struct vdfs_stat *before)
+{
+    struct vdfs_setattr sa = {.valid = VDFS_SET_MODE, .mode = S_IFREG | 04755};
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, before), 0);
+    sleep_past_time_granule();
+}
+
+/* A later mtime than `before`, and no setuid bit. */
+static void expect_write_applied(struct fixture *f, uint32_t ino, const struct vdfs_stat *before)
+{
+    struct vdfs_stat after;
+    assert_int_equal(vdfs_getattr(f->fs, ino, &after), 0);
+    assert_true(after.mtime.tv_sec > before->mtime.tv_sec ||
+                (after.mtime.tv_sec == before->mtime.tv_sec && after.mtime.tv_nsec > before->mtime.tv_nsec));
+    assert_int_equal(after.mode & 07777, 0755);
+}
+
 /* A 4 MiB file "f" of pattern `seed`, written (so its blocks are written
  * blocks); returns the pattern. */
 static uint8_t *written_file(struct fixture *f, uint64_t seed, uint32_t *ino)
@@ -238,15 +257,10 @@ static void test_overwrite_cached_rules(void **state)
     assert_int_equal(vdfs_release(f->fs, ino, O_RDONLY), 0);
 
     assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
-    struct vdfs_setattr sa = {.valid = VDFS_SET_MODE, .mode = S_IFREG | 04755};
-    struct vdfs_stat before, after;
-    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &before), 0);
-    sleep_past_time_granule();
+    struct vdfs_stat before;
+    make_setuid_and_wait(f, ino, &before);
     assert_int_equal(vdfs_overwrite_cached(f->fs, ino, MIB, PAGE), 1);
-    assert_int_equal(vdfs_getattr(f->fs, ino, &after), 0);
-    assert_true(after.mtime.tv_sec > before.mtime.tv_sec ||
-                (after.mtime.tv_sec == before.mtime.tv_sec && after.mtime.tv_nsec > before.mtime.tv_nsec));
-    assert_int_equal(after.mode & 07777, 0755);
+    expect_write_applied(f, ino, &before);
     assert_int_equal(vdfs_overwrite_cached(f->fs, ino, 4 * MIB - PAGE, 2 * PAGE), 0); /* past the size */
     assert_int_equal(vdfs_overwrite_cached(f->fs, ino, 4 * MIB, PAGE), 0);
     assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * MIB, MIB), 0);
@@ -331,15 +345,10 @@ static void test_direct_map(void **state)
     assert_int_equal(vdfs_release(f->fs, ino, O_RDONLY), 0);
 
     assert_int_equal(vdfs_open(f->fs, ino, O_RDWR), 0);
-    struct vdfs_setattr sa = {.valid = VDFS_SET_MODE, .mode = S_IFREG | 04755};
-    struct vdfs_stat before, after;
-    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &before), 0);
-    sleep_past_time_granule();
+    struct vdfs_stat before;
+    make_setuid_and_wait(f, ino, &before);
     assert_int_equal(vdfs_direct_map(f->fs, ino, 3 * MIB, PAGE, true, &at), 0);
-    assert_int_equal(vdfs_getattr(f->fs, ino, &after), 0);
-    assert_true(after.mtime.tv_sec > before.mtime.tv_sec ||
-                (after.mtime.tv_sec == before.mtime.tv_sec && after.mtime.tv_nsec > before.mtime.tv_nsec));
-    assert_int_equal(after.mode & 07777, 0755);
+    expect_write_applied(f, ino, &before);
     fixture_pattern(buf, PAGE, 13);
     assert_int_equal(pwrite(dev, buf, PAGE, (off_t)at), PAGE);
     vdfs_direct_done(f->fs, ino);
