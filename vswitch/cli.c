@@ -38,7 +38,8 @@ static const struct subcommand subcommands[] = {
      "[--promiscuous accept|reject] [--mac-changes ..] [--forged-transmits ..] [--shaping ..|off]\n"
      "                                  switch-wide defaults that port groups inherit"},
     {"policy", "show", "", "", "                             show the switch-wide policy"},
-    {"uplink", "set", "tap", "tap", "--tap NAME|none              attach (creating) or detach the TAP uplink"},
+    {"uplink", "set", "tap nic", "", "--tap NAME|none | --nic IFACE  attach (creating) or detach the TAP uplink,\n"
+     "                                  or attach Ethernet interface IFACE (AF_PACKET)"},
     {"uplink", "show", "", "", "                             show the uplink and its counters"},
     {"mtu", "set", "mtu", "mtu", "--mtu 68-9000                set the switch MTU"},
     {"mtu", "show", "", "", "                             show the MTU"},

@@ -13,7 +13,7 @@
 #include "portgroup.h"
 #include "security.h"
 #include "shaping.h"
-#include "uplink_tap.h"
+#include "uplink.h"
 
 #define MAX_ARGS 16
 #define ERR_LEN 200
@@ -174,10 +174,12 @@ static int cmd_status(struct vswitch *sw, struct request *r)
         out_json_string(o, sw->control_path);
         out_printf(o, ",\"mtu\":%u,\"ports_attached\":%u,\"max_ports\":%d,\"portgroups\":%u,\"uplink\":",
                    sw->mtu, sw->attached_ports, VSW_MAX_PORTS - 1, portgroup_count(sw));
-        if (up->in_use)
-            out_json_string(o, up->tap_name);
-        else
+        if (up->in_use) {
+            out_json_string(o, up->uplink_ifname);
+            out_printf(o, ",\"uplink_kind\":\"%s\"", up->uplink_kind == UPLINK_NIC ? "nic" : "tap");
+        } else {
             out_printf(o, "null");
+        }
         out_printf(o,
                    ",\"mac_learned\":%zu,\"mac_cap\":%zu,\"mac_aging_s\":%u,\"mac_port_addresses\":%zu,"
                    "\"hello_rejects\":%u}\n",
@@ -185,8 +187,12 @@ static int cmd_status(struct vswitch *sw, struct request *r)
     } else {
         out_printf(o, "switch      %s\nsocket      %s\ncontrol     %s\nmtu         %u\n", sw->name,
                    sw->socket_path, sw->control_path, sw->mtu);
-        out_printf(o, "ports       %u attached (max %d)\nportgroups  %u\nuplink      %s\n", sw->attached_ports,
-                   VSW_MAX_PORTS - 1, portgroup_count(sw), up->in_use ? up->tap_name : "none");
+        out_printf(o, "ports       %u attached (max %d)\nportgroups  %u\n", sw->attached_ports, VSW_MAX_PORTS - 1,
+                   portgroup_count(sw));
+        if (up->in_use)
+            out_printf(o, "uplink      %s (%s)\n", up->uplink_ifname, uplink_kind_name(up->uplink_kind));
+        else
+            out_printf(o, "uplink      none\n");
         out_printf(o, "mac table   %zu learned (cap %zu, aging %u s), %zu port addresses\n", sw->macs.learned,
                    sw->macs.cap, sw->macs.aging_s, sw->macs.statics);
         out_printf(o, "hello rejects %u\n", sw->hello_failures);
@@ -326,19 +332,22 @@ static int cmd_policy_show(struct vswitch *sw, struct request *r)
 
 static int cmd_uplink_set(struct vswitch *sw, struct request *r)
 {
-    const char *tap;
-    if (check_keys(r, "tap") || need(r, "tap", &tap))
+    const char *tap = arg(r, "tap"), *nic = arg(r, "nic");
+    if (check_keys(r, "tap nic"))
         return -1;
-    if (strcmp(tap, "none") == 0)
+    if (!tap == !nic)
+        return fail(r, "%s needs one of tap and nic", r->command);
+    const char *name = tap ? tap : nic;
+    if (tap && strcmp(tap, "none") == 0)
         uplink_close(sw);
-    else if (uplink_open(sw, tap, r->err, sizeof(r->err)))
+    else if (uplink_open(sw, tap ? UPLINK_TAP : UPLINK_NIC, name, r->err, sizeof(r->err)))
         return -1;
     if (r->json) {
         out_printf(&r->body, "{\"uplink\":");
-        out_json_string(&r->body, tap);
-        out_printf(&r->body, "}\n");
+        out_json_string(&r->body, name);
+        out_printf(&r->body, ",\"kind\":\"%s\"}\n", tap ? "tap" : "nic");
     } else {
-        out_printf(&r->body, "uplink %s\n", tap);
+        out_printf(&r->body, "uplink %s%s\n", tap ? "" : "NIC ", name);
     }
     return 0;
 }
@@ -362,17 +371,22 @@ static int cmd_uplink_show(struct vswitch *sw, struct request *r)
     const struct port *up = &sw->ports[VSW_UPLINK_PORT];
     struct output *o = &r->body;
     if (r->json) {
+        /* "tap" stays for scripts written before NIC uplinks. */
         out_printf(o, "{\"tap\":");
+        if (up->in_use && up->uplink_kind == UPLINK_TAP)
+            out_json_string(o, up->uplink_ifname);
+        else
+            out_printf(o, "null");
         if (up->in_use) {
-            out_json_string(o, up->tap_name);
+            out_printf(o, ",\"kind\":\"%s\",\"interface\":", up->uplink_kind == UPLINK_NIC ? "nic" : "tap");
+            out_json_string(o, up->uplink_ifname);
             out_printf(o, ",\"stats\":");
             port_stats_json(o, up);
-        } else {
-            out_printf(o, "null");
         }
         out_printf(o, "}\n");
     } else if (up->in_use) {
-        out_printf(o, "uplink TAP %s: rx %llu frames, tx %llu frames, %zu learned MACs\n", up->tap_name,
+        out_printf(o, "uplink %s %s: rx %llu frames, tx %llu frames, %zu learned MACs\n",
+                   uplink_kind_name(up->uplink_kind), up->uplink_ifname,
                    (unsigned long long)up->counters.rx_frames, (unsigned long long)up->counters.tx_frames,
                    sw->macs.learned);
     } else {
@@ -430,7 +444,7 @@ static int cmd_port_list(struct vswitch *sw, struct request *r)
         if (!p->is_uplink)
             mac_format(p->mac, mac);
         const char *pg = p->is_uplink ? "(uplink)" : p->pg->name;
-        const char *client = p->is_uplink ? p->tap_name : p->client_name;
+        const char *client = p->is_uplink ? p->uplink_ifname : p->client_name;
         if (r->json) {
             out_printf(o, "%s{\"port\":%d,\"uplink\":%s,\"mac\":", first ? "" : ",", id, p->is_uplink ? "true" : "false");
             if (p->is_uplink)
@@ -488,7 +502,7 @@ static int cmd_port_stats(struct vswitch *sw, struct request *r)
         } else {
             const struct port_counters *c = &p->counters;
             out_printf(o, "port %d (%s)\n  rx %llu frames %llu bytes\n  tx %llu frames %llu bytes\n  drops", id,
-                       p->is_uplink ? p->tap_name : p->client_name, (unsigned long long)c->rx_frames,
+                       p->is_uplink ? p->uplink_ifname : p->client_name, (unsigned long long)c->rx_frames,
                        (unsigned long long)c->rx_bytes, (unsigned long long)c->tx_frames,
                        (unsigned long long)c->tx_bytes);
             for (int i = 0; i < DROP_REASONS; i++)

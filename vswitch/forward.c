@@ -14,7 +14,7 @@
 #include "mactable.h"
 #include "security.h"
 #include "shaping.h"
-#include "uplink_tap.h"
+#include "uplink.h"
 
 static void flush_port(struct vswitch *sw, struct port *port)
 {

@@ -21,7 +21,7 @@
 #include "mactable.h"
 #include "port.h"
 #include "portgroup.h"
-#include "uplink_tap.h"
+#include "uplink.h"
 
 uint64_t vsw_monotonic_ns(void)
 {
@@ -185,7 +185,7 @@ static int start_loop(struct vswitch *sw, const struct daemon_options *opts)
     }
     if (opts->uplink) {
         char err[200];
-        if (uplink_open(sw, opts->uplink, err, sizeof(err))) {
+        if (uplink_open(sw, opts->uplink_kind, opts->uplink, err, sizeof(err))) {
             fprintf(stderr, "vdfs-switch: %s\n", err);
             return -1;
         }

@@ -8,7 +8,8 @@ struct daemon_options {
     const char *name;
     const char *socket_path;
     const char *control_path;
-    const char *uplink;
+    const char *uplink; /* a TAP, or a NIC when uplink_kind says so */
+    enum uplink_kind uplink_kind;
     unsigned mtu;
     size_t mac_cap;
     unsigned mac_aging_s;

@@ -16,6 +16,7 @@ static void daemon_usage(FILE *out)
             "  --socket PATH         port socket (default %s/NAME.sock)\n"
             "  --control PATH        control socket (default PATH-of-socket.ctl)\n"
             "  --uplink TAP          attach TAP device TAP as the uplink (created if missing)\n"
+            "  --uplink-nic IFACE    attach Ethernet interface IFACE as the uplink (AF_PACKET, promiscuous)\n"
             "  --mtu N               MTU, %d-%d (default %d)\n"
             "  --mac-cap N           most learned uplink MACs (default %d)\n"
             "  --mac-aging SECONDS   learned MAC aging time (default %d)\n"
@@ -51,6 +52,7 @@ static int daemon_main(int argc, char **argv)
         {"mtu", required_argument, NULL, 'm'},       {"mac-cap", required_argument, NULL, 'C'},
         {"mac-aging", required_argument, NULL, 'A'}, {"portgroup", required_argument, NULL, 'p'},
         {"foreground", no_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
+        {"uplink-nic", required_argument, NULL, 'N'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -72,7 +74,13 @@ static int daemon_main(int argc, char **argv)
             opts.control_path = optarg;
             break;
         case 'u':
+        case 'N':
+            if (opts.uplink) {
+                fprintf(stderr, "vdfs-switch: one uplink only (--uplink TAP or --uplink-nic IFACE)\n");
+                return 2;
+            }
             opts.uplink = optarg;
+            opts.uplink_kind = c == 'N' ? UPLINK_NIC : UPLINK_TAP;
             break;
         case 'm':
             if (!parse_unsigned(optarg, VDSW_MIN_MTU, VDSW_MAX_MTU, &v)) {

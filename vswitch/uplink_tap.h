@@ -1,18 +1,23 @@
-/* The uplink: a TAP device (IFF_TAP | IFF_NO_PI) owned by the switch as port 0. */
+/* A TAP device as the uplink (IFF_TAP | IFF_NO_PI): one frame per read or
+ * write, since a TAP fd has no recvmmsg. */
 #ifndef VDFS_VSWITCH_UPLINK_TAP_H
 #define VDFS_VSWITCH_UPLINK_TAP_H
 
+#include <stddef.h>
+
 #include "vswitch.h"
 
-/* Opens (creating if needed) TAP `name` as the uplink; replaces any previous one. */
-int uplink_open(struct vswitch *sw, const char *name, char *err, size_t err_len);
-void uplink_close(struct vswitch *sw);
-/* Sets the TAP's MTU to follow the switch's; best effort. */
-void uplink_apply_mtu(struct vswitch *sw);
-/* Reads one batch of frames from the TAP and forwards it; closes the
- * uplink if the TAP is gone. */
-void uplink_receive(struct vswitch *sw);
-/* Writes the uplink's egress queue to the TAP. */
-void uplink_flush(struct vswitch *sw, struct port *uplink);
+/* Opens (creating if needed) TAP `name`, nonblocking; its kernel name goes
+ * to `ifname` (IFNAMSIZ bytes).  The fd, or -1 with `err` filled. */
+int tap_open(const char *name, char *ifname, char *err, size_t err_len);
+/* Reads up to VSW_BATCH frames into `in`; *gone is set to the errno when
+ * the TAP is gone for good (deleted, or its namespace destroyed). */
+unsigned tap_receive(int fd, struct ingress_batch *in, int *gone);
+/* Writes the queue's frames; returns how many went out (the others were
+ * refused and are the caller's drops). */
+unsigned tap_send(int fd, struct egress_queue *q, uint64_t *bytes);
+/* Sets the TAP's MTU; best effort (it fails once the TAP moved to another
+ * network namespace, and the switch enforces its MTU anyway). */
+void tap_set_mtu(const char *ifname, unsigned mtu);
 
 #endif

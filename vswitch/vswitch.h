@@ -88,10 +88,14 @@ struct event_source {
     enum event_kind kind;
 };
 
+/* TAP: a TAP device the switch owns; NIC: an existing interface, through an
+ * AF_PACKET socket. */
+enum uplink_kind { UPLINK_TAP, UPLINK_NIC };
+
 struct port {
     struct event_source ev;
     int id;
-    int fd; /* SEQPACKET socket, or the TAP fd for the uplink */
+    int fd; /* SEQPACKET socket, or the uplink's TAP fd or AF_PACKET socket */
     bool in_use;
     bool is_uplink;
     bool dirty; /* on the switch's flush list */
@@ -100,7 +104,9 @@ struct port {
     uint8_t extra_mac[6]; /* a changed MAC, registered when MAC changes are accepted */
     struct portgroup *pg; /* NULL for the uplink */
     char client_name[17];
-    char tap_name[16];
+    char uplink_ifname[16]; /* the uplink's TAP or NIC */
+    enum uplink_kind uplink_kind;
+    int uplink_ifindex; /* a NIC uplink's interface */
     uint64_t attached_at;
     struct port_counters counters;
     struct token_bucket bucket;

@@ -56,7 +56,7 @@
 #include "mactable.h"
 #include "port.h"
 #include "portgroup.h"
-#include "uplink_tap.h"
+#include "uplink.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define FUZZ_ASAN 1
@@ -216,7 +216,7 @@ static void uplink_attach(struct harness *h)
     if (!up->queue)
         fatal("calloc");
     up->attached_at = vsw_now_s();
-    snprintf(up->tap_name, sizeof(up->tap_name), UPLINK_TAP_NAME);
+    snprintf(up->uplink_ifname, sizeof(up->uplink_ifname), UPLINK_TAP_NAME);
     snprintf(up->client_name, sizeof(up->client_name), "uplink");
     if (loop_watch(sw, sv[0], EPOLLIN, &up->ev))
         fatal("epoll_ctl");

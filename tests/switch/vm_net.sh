@@ -8,9 +8,14 @@
 #               its port re-attaches and the peer reaches it again
 #   host-ping   the real ping, from a network namespace holding the switch's
 #               TAP uplink, to a responder VM
+#   nic-ping    the uplink is a NIC: one end of a veth pair (AF_PACKET); the
+#               real ping from the other end's namespace reaches a VM untagged
+#               and one on VLAN 10; bad NIC names are refused; deleting the
+#               pair drops the uplink and the switch goes on
 # Usage: vm_net.sh CASE VDFS_SWITCH VDFS_VM GUEST_ELF.  Exit 77 without KVM.
 set -euo pipefail
 case=$1 SWITCH=$2 VM=$3 GUEST=$4
+here=$(cd "$(dirname "$0")" && pwd)
 [[ -w /dev/kvm ]] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
 dir=$(mktemp -d /tmp/vdfs-vmnet.XXXXXX)
 export VDFS_VM_RUN_DIR=$dir/run # private VM registry: no admission clash with other tests
@@ -27,6 +32,7 @@ cleanup() {
     done
     wait 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
+    ip netns del "${ns}s" 2>/dev/null || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -38,18 +44,18 @@ fail() {
 tsc_khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
 sw() { "$SWITCH" --socket "$dir/sw.sock" "$@"; }
 
-start_switch() {
-    "$SWITCH" daemon -f --name vmnet --socket "$dir/sw.sock" "$@" 2>"$dir/switch.err" &
+start_switch() { # [ip netns exec NS] is put before the switch by SWITCH_PREFIX
+    ${SWITCH_PREFIX:-} "$SWITCH" daemon -f --name vmnet --socket "$dir/sw.sock" "$@" 2>"$dir/switch.err" &
     pids+=($!)
     for _ in $(seq 100); do [[ -S $dir/sw.sock.ctl ]] && return; sleep 0.05; done
     fail "switch did not start"
 }
 
-# boot NAME MAC CMDLINE: starts a VM in the background; its console goes to NAME.log.
+# boot NAME MAC CMDLINE [PORTGROUP]: starts a VM in the background; its console goes to NAME.log.
 boot() {
-    local name=$1 mac=$2 cmdline=$3
+    local name=$1 mac=$2 cmdline=$3 pg=${4:-default}
     timeout -k 5 60 "$VM" run --name "$name" --memory 64M --kernel "$GUEST" --switch "$dir/sw.sock" \
-        --nic "default,mac=$mac" --cmdline "$cmdline tsc_khz=$tsc_khz" \
+        --nic "$pg,mac=$mac" --cmdline "$cmdline tsc_khz=$tsc_khz" \
         --serial "file:$dir/$name.log" 2>"$dir/$name.err" &
     last_vm=$!
     pids+=($last_vm)
@@ -64,6 +70,19 @@ wait_line() {
 # field NAME LINE_PATTERN KEY: the value of KEY= on the console line matching LINE_PATTERN.
 field() {
     grep -- "$2" "$dir/$1.log" | tail -1 | tr ' ' '\n' | sed -n "s/^$3=//p"
+}
+
+# end_responder NS IFACE MAC [VLAN]: the generator's END frame, sent by hand
+# through IFACE in NS (tagged when VLAN is given), ends the responder VM
+# with that MAC.
+end_responder() {
+    ip netns exec "$1" python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+tag = bytes.fromhex("8100%04x" % int(sys.argv[3])) if len(sys.argv) > 3 else b""
+end = bytes.fromhex(sys.argv[2] + "027700000001") + tag + bytes.fromhex("88b5" "56444642" "02") + bytes(41)
+s.send(end)' "$2" "$3" ${4:+"$4"}
 }
 
 expect_done() { # expect_done NAME PID STATUS
@@ -153,19 +172,70 @@ host-ping)
     wait_line vm "nic=ready"
     ip netns exec "$ns" ping -c 3 -i 0.2 -W 2 10.77.0.2 >"$dir/ping.out" || fail "ping: $(cat "$dir/ping.out")"
     cat "$dir/ping.out"
-    # The generator's END frame, sent by hand through the TAP, ends the responder.
-    ip netns exec "$ns" python3 -c '
-import socket, sys
-s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
-s.bind((sys.argv[1], 0))
-end = bytes.fromhex("027700000002" "027700000001" "88b5" "56444642" "02") + bytes(41)
-s.send(end)' "$tap"
+    end_responder "$ns" "$tap" 027700000002
     expect_done vm "$vm_pid" 0
     [[ $(field vm mode=net-responder echo_replies) -ge 3 ]] || fail "the VM sent fewer than 3 echo replies"
     [[ $(field vm mode=net-responder arp_replies) -ge 1 ]] || fail "the VM answered no ARP"
     ;;
+nic-ping)
+    ip netns add "$ns"
+    ip netns add "${ns}s"
+    ip -n "${ns}s" link add up0 type veth peer name up1 netns "$ns"
+    ip -n "${ns}s" link set up0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add 10.77.0.1/24 dev up1
+    ip -n "$ns" link set up1 up
+    SWITCH_PREFIX="ip netns exec ${ns}s" start_switch --uplink-nic up0 --portgroup vl10:10
+    sw --json status | grep -q '"uplink":"up0","uplink_kind":"nic"' || fail "status: $(sw --json status)"
+    boot vm 02:77:00:00:00:02 "mode=net-responder ip=10.77.0.2 seconds=30"
+    vm_pid=$last_vm
+    boot vl 02:77:00:00:00:0a "mode=net-responder ip=10.78.0.2 seconds=30" vl10
+    vl_pid=$last_vm
+    wait_line vm "nic=ready"
+    wait_line vl "nic=ready"
+    ip netns exec "$ns" ping -c 3 -i 0.2 -W 2 10.77.0.2 >"$dir/ping.out" || fail "ping: $(cat "$dir/ping.out")"
+    cat "$dir/ping.out"
+    # This kernel has no VLAN interfaces: tagged ARP and echoes by hand.
+    ip netns exec "$ns" python3 "$here/vlan_ping.py" up1 10 10.78.0.1 10.78.0.2 3 >"$dir/ping10.out" ||
+        fail "ping on VLAN 10: $(cat "$dir/ping10.out")"
+    cat "$dir/ping10.out"
+    # VLANs are isolated: the untagged VM is not on VLAN 10.
+    ip netns exec "$ns" python3 "$here/vlan_ping.py" up1 10 10.78.0.1 10.77.0.2 1 --expect-none >"$dir/iso.out" ||
+        fail "VLAN 10 reached the untagged VM: $(cat "$dir/iso.out")"
+    # A NIC that goes down keeps its place as the uplink, and frames move
+    # again once it is up.
+    ip -n "${ns}s" link set up0 down
+    sleep 0.3
+    sw uplink show | grep -q "^uplink NIC up0" || fail "the uplink went with its NIC's link: $(sw uplink show)"
+    ip -n "${ns}s" link set up0 up
+    ip netns exec "$ns" ping -c 2 -i 0.2 -w 5 10.77.0.2 >"$dir/ping.out" || fail "ping after the NIC came back up"
+    end_responder "$ns" up1 027700000002
+    end_responder "$ns" up1 02770000000a 10
+    expect_done vm "$vm_pid" 0
+    expect_done vl "$vl_pid" 0
+    for v in vm vl; do
+        [[ $(field $v mode=net-responder echo_replies) -ge 3 ]] || fail "$v sent fewer than 3 echo replies"
+    done
+    sw --json uplink show | python3 -c '
+import json, sys
+u = json.load(sys.stdin)
+assert u["kind"] == "nic" and u["interface"] == "up0" and u["tap"] is None, u
+assert u["stats"]["rx_frames"] >= 6 and u["stats"]["tx_frames"] >= 6, u' || fail "uplink show: $(sw --json uplink show)"
+    rc=0; sw uplink set --nic nosuch0 >"$dir/bad.out" 2>&1 || rc=$?
+    [[ $rc == 1 ]] && grep -q "no network interface 'nosuch0'" "$dir/bad.out" || fail "unknown NIC: rc $rc, $(cat "$dir/bad.out")"
+    rc=0; sw uplink set --nic lo >"$dir/bad.out" 2>&1 || rc=$?
+    [[ $rc == 1 ]] && grep -q "not an Ethernet interface" "$dir/bad.out" || fail "lo as uplink: rc $rc, $(cat "$dir/bad.out")"
+    rc=0; sw uplink set --nic up0 --tap x0 >"$dir/bad.out" 2>&1 || rc=$?
+    [[ $rc != 0 ]] || fail "both --nic and --tap accepted"
+    sw --json uplink show | grep -q '"interface":"up0"' || fail "a refused uplink set replaced the uplink"
+    # Deleting the pair takes the uplink away; the switch says so and goes on.
+    ip -n "$ns" link del up1
+    for _ in $(seq 50); do grep -q "uplink NIC up0 went away" "$dir/switch.err" && break; sleep 0.1; done
+    grep -q "uplink NIC up0 went away" "$dir/switch.err" || fail "no message about the lost uplink"
+    sw uplink show | grep -q "no uplink" || fail "uplink still shown: $(sw uplink show)"
+    ;;
 *)
-    echo "usage: vm_net.sh vm-ping|vm-blast|vm-restart|host-ping VDFS_SWITCH VDFS_VM GUEST_ELF" >&2
+    echo "usage: vm_net.sh vm-ping|vm-blast|vm-restart|host-ping|nic-ping VDFS_SWITCH VDFS_VM GUEST_ELF" >&2
     exit 2
     ;;
 esac
