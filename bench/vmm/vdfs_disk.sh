@@ -2,6 +2,8 @@
 # Datastore disks against plain files: the same bytes served to the test
 # guest (mode=blkbench, timed inside the guest) three ways in one rotation:
 #   vdfs     vdfs-vm, disk = vdfs:IMAGE:/disk.img (libvdfs, O_DIRECT image)
+#   workers  the same with VDFS_VM_DIRECT_IO=0: every request a libvdfs call
+#            on the disk's worker threads, none straight to the device
 #   file     vdfs-vm, disk = the same content as a plain file, cache=none
 #   qemu     QEMU (-M microvm,pcie=on, virtio-blk-pci, cache=none, aio=io_uring)
 #            on that plain file, the issue's peer
@@ -33,7 +35,7 @@ dd if=/dev/urandom of="$work/disk.img" bs=1M count="$size_mib" oflag=direct stat
 sync
 
 workloads=("randread bs=4096 qd=32" "randwrite bs=4096 qd=32" "seqread bs=1048576 qd=32" "seqwrite bs=1048576 qd=32")
-kinds="vdfs file"
+kinds="vdfs workers file"
 command -v qemu-system-x86_64 >/dev/null && kinds="$kinds qemu"
 [ -n "${BASELINE:-}" ] && kinds="$kinds before"
 
@@ -41,6 +43,8 @@ run_one() { # KIND WORKLOAD -> "iops mbps"
 	local args="mode=blkbench op=$2 seconds=$seconds tsc_khz=$khz" out
 	case $1 in
 	vdfs) out=$("$vm" run --memory 256M --kernel "$guest" --cmdline "$args" --disk "vdfs:$work/ds.img:/disk.img") ;;
+	workers) out=$(VDFS_VM_DIRECT_IO=0 "$vm" run --memory 256M --kernel "$guest" --cmdline "$args" \
+		--disk "vdfs:$work/ds.img:/disk.img") ;;
 	before) out=$("$BASELINE" run --memory 256M --kernel "$guest" --cmdline "$args" --disk "vdfs:$work/ds.img:/disk.img") ;;
 	file) out=$("$vm" run --memory 256M --kernel "$guest" --cmdline "$args" --disk "$work/disk.img,cache=none") ;;
 	qemu) out=$(timeout 120 qemu-system-x86_64 -enable-kvm -M microvm,pcie=on -m 256 -smp 1 -nodefaults \
@@ -76,7 +80,7 @@ echo
 echo "datastore disk vs plain file, ${seconds} s per run, median of $runs, 1 vCPU, 256 MiB, ${size_mib} MiB disk"
 printf "%-26s" "workload"
 for k in $kinds; do printf "%14s" "$k"; done
-printf "%12s%12s" "vdfs/file" "vdfs/qemu"
+printf "%12s%12s%14s" "vdfs/file" "vdfs/qemu" "vdfs/workers"
 [ -n "${BASELINE:-}" ] && printf "%14s" "vdfs/before"
 echo
 for w in "${workloads[@]}"; do
@@ -91,6 +95,7 @@ for w in "${workloads[@]}"; do
 	ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else printf "-" }'; }
 	printf "%12s" "$(ratio "${m[vdfs]}" "${m[file]}")"
 	printf "%12s" "$( [ -n "${m[qemu]:-}" ] && ratio "${m[vdfs]}" "${m[qemu]}" || echo -)"
+	printf "%14s" "$(ratio "${m[vdfs]}" "${m[workers]}")"
 	[ -n "${BASELINE:-}" ] && printf "%14s" "$(ratio "${m[vdfs]}" "${m[before]}")"
 	echo
 	unset m
