@@ -381,11 +381,12 @@ static void make_ack(uint8_t *ack, uint16_t status, uint32_t port_id, uint16_t m
  * and the device back in the listen queue, means it is done.  The delay
  * armed must be the backoff virtio_net.h promises: 100 ms, doubling up to
  * 5 s, back to 100 ms after an ok ack. */
-static void wait_device_let_go(struct harness *h)
+static void wait_device_let_go(struct harness *h, bool refused)
 {
     for (;;) {
         hang_check();
         bool up = nic_stats(h).link_up;
+        CHECK(!(refused && up)); /* it took a bad answer for an ok ack */
         uint64_t left = reconnect_timer_ns(h);
         if (!up && (left || fd_readable(h->r->listen_fd, 0))) {
             CHECK(left <= (uint64_t)h->backoff_ms * 1000000ull);
@@ -410,14 +411,14 @@ static void sw_hang_up(struct harness *h, bool drain_first)
     h->r->conn = -1;
     h->sw = SW_CLOSED;
     h->link_moved = true;
-    wait_device_let_go(h);
+    wait_device_let_go(h, false);
 }
 
 /* The device must close the port itself after a bad answer to its hello,
  * count no connection, and keep its link down (it retries later). */
 static void sw_expect_refusal(struct harness *h)
 {
-    wait_device_let_go(h);
+    wait_device_let_go(h, true);
     /* Closed, nothing more sent (ECONNRESET when it left messages unread). */
     uint8_t byte;
     ssize_t n = recv(h->r->conn, &byte, 1, MSG_DONTWAIT);
