@@ -4,7 +4,7 @@
 # (default 60).  Not part of CI; CI replays
 # tests/vmm/virtio/fuzz-regressions/ through fuzz_replay.c.
 # Usage: tests/vmm/virtio/run_fuzz.sh [SECONDS] [TARGET...]
-# TARGET: fuzz_virtqueue, fuzz_virtio_blk, fuzz_virtio_net (default: all of them).
+# TARGET: fuzz_virtqueue, fuzz_virtio_blk, fuzz_virtio_net, fuzz_pci_config (default: all).
 # Crashes land in build-fuzz-virtio/fuzz-crashes/<target>/; minimise one
 # with `<target> -minimize_crash=1 -runs=10000 FILE` and add it to
 # fuzz-regressions/<name>/ once the bug is fixed.
@@ -15,7 +15,7 @@ case $seconds in
     ''|*[!0-9]*) echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2 ;;
 esac
 [ $# -gt 0 ] && shift
-targets=${*:-fuzz_virtqueue fuzz_virtio_blk fuzz_virtio_net}
+targets=${*:-fuzz_virtqueue fuzz_virtio_blk fuzz_virtio_net fuzz_pci_config}
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
