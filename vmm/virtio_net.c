@@ -100,8 +100,11 @@ static void arm_timer(struct virtio_net *net, unsigned ms)
     timerfd_settime(net->timer_fd, 0, &its, NULL);
 }
 
+static void net_tx(struct virtio_net *net);
+
 static void disconnect(struct virtio_net *net, const char *why)
 {
+    bool tx_was_blocked = net->tx_blocked;
     if (net->sock >= 0) {
         epoll_ctl(net->epfd, EPOLL_CTL_DEL, net->sock, NULL);
         close(net->sock);
@@ -118,6 +121,11 @@ static void disconnect(struct virtio_net *net, const char *why)
     set_link(net, false);
     arm_timer(net, net->backoff_ms);
     net->backoff_ms = net->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : net->backoff_ms * 2;
+    /* Chains held back for an EPOLLOUT that will never come would wait for
+     * a kick the guest was told not to send: drop them now, as a port that
+     * is down drops every frame, and turn notifications back on. */
+    if (tx_was_blocked)
+        net_tx(net);
 }
 
 static void try_connect(struct virtio_net *net)

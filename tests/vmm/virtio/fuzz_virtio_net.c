@@ -189,14 +189,6 @@ struct harness {
 
 static struct timespec step_start;
 static bool trace; /* VDFS_NETFUZZ_TRACE=1: name each step on stderr */
-/* VDFS_NETFUZZ_TX_WAKE_CHECK=1: after the switch hangs up on a device whose
- * TX waits for EPOLLOUT, the held-back chains must complete without another
- * kick.  Off by default: when the hang-up comes without EPOLLOUT the device
- * forgets them (virtio_net.c's disconnect() clears tx_blocked and nothing
- * resumes TX while the guest was told not to notify); the check then fails
- * as a 10 s hang. */
-static bool tx_wake_check;
-
 static void hang_check(void)
 {
     struct timespec t;
@@ -1087,11 +1079,11 @@ static void tx_burst(struct harness *h, struct input *in)
         }
         (void)tdrv_status(&h->t); /* takes the device lock: its pass is over */
         sw_hang_up(h, false);
-        /* The chains it held back for EPOLLOUT should now be dropped with
-         * no further kick, since it asked the guest not to notify.  It does
-         * not always do so (see tx_wake_check), so by default the next wait
-         * kicks TX as a polling guest would. */
-        while (tx_wake_check) {
+        /* The chains it held back for EPOLLOUT must now be dropped with no
+         * further kick, since it asked the guest not to notify (a hang-up
+         * without EPOLLOUT once left them in the ring for good: a stalled
+         * TX queue, caught here as a hang). */
+        for (;;) {
             uint8_t st = tdrv_status(&h->t);
             if (h->transport_fuzzed || (st & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET)) !=
                                            VIRTIO_STATUS_DRIVER_OK ||
@@ -1480,7 +1472,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!quiet || !h || !(h->got = malloc(600u << 10)))
             abort();
         trace = getenv("VDFS_NETFUZZ_TRACE") != NULL;
-        tx_wake_check = getenv("VDFS_NETFUZZ_TX_WAKE_CHECK") != NULL;
         h->sw = SW_UP; /* rig_get connects the device */
         h->mtu = MTU;
         h->connects = 1;
