@@ -4,8 +4,11 @@
  * driver (no KVM).  Each input gets a fresh bus with two virtio-blk
  * functions: A with a synchronous in-memory disk, B with an asynchronous
  * one (completions through an eventfd, as io_uring's), so that a reset can
- * meet I/O in flight.  Their capacities differ, which tells them apart when
- * the harness probes an address.
+ * meet I/O in flight; and a virtio-net function C (two queues, three
+ * vectors) whose switch is never there, so its link stays down and it
+ * needs no socket peer.  Their device configs differ (capacities, MAC),
+ * which tells them apart when the harness probes an address.  Requests
+ * are made on the disks only.
  *
  * The input is a setup byte (ioeventfd available or not) and a script of
  * guest actions: 0xCF8 address writes of any value (disabled, other buses,
@@ -68,12 +71,14 @@
 #include "pci.h"
 #include "test_driver.h"
 #include "virtio_blk.h"
+#include "virtio_net.h"
 #include "virtio_pci.h"
 #include "virtqueue.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define NDEV 2
+#define NDEV 3 /* two disks and a NIC */
+#define NDISK 2
 #define MAX_STEPS 400
 #define SECTORS_A 8
 #define SECTORS_B 24
@@ -185,7 +190,9 @@ struct queue_seen {
 
 struct dev {
     unsigned slot;
-    uint64_t capacity_sectors; /* the signature probed at BAR + 0x2000 */
+    bool net;
+    uint64_t capacity_sectors;
+    uint64_t signature, sig_mask; /* device config bytes 0-7: capacity or MAC */
     char serial[VIRTIO_BLK_ID_BYTES + 1];
     uint64_t bar_assigned;     /* where the "firmware" put BAR0 */
     uint64_t mapped;           /* model: where BAR0 decodes now, 0 = nowhere */
@@ -205,7 +212,7 @@ struct harness {
     struct fake_vm *vm;
     struct pci_bus *pci;
     struct dev dev[NDEV];
-    struct mem_disk *disk[NDEV];
+    struct mem_disk *disk[NDISK];
     uint32_t conf1;              /* what the guest last wrote to 0xCF8 */
     uint8_t host_snapshot[PCI_CONFIG_SIZE];
     uint8_t host_ro[PCI_CONFIG_SIZE];
@@ -316,11 +323,11 @@ static void check_mapping(struct harness *h)
     for (unsigned d = 0; d < NDEV; d++) {
         struct dev *dv = &h->dev[d];
         if (dv->mapped) {
-            CHECK(signature_at(h, dv->mapped) == dv->capacity_sectors);
+            CHECK((signature_at(h, dv->mapped) & dv->sig_mask) == dv->signature);
         } else {
             uint64_t a = bar_reg_addr(h, d);
             if (a >= LAYOUT_MMIO32_BASE && a + BAR_SIZE <= LAYOUT_MMIO32_END)
-                CHECK(signature_at(h, a) != dv->capacity_sectors);
+                CHECK((signature_at(h, a) & dv->sig_mask) != dv->signature);
         }
     }
 }
@@ -374,7 +381,7 @@ static void check_common(struct harness *h, unsigned d)
 static void check_device_config(struct harness *h, unsigned d)
 {
     if (h->dev[d].mapped)
-        CHECK(signature_at(h, h->dev[d].mapped) == h->dev[d].capacity_sectors);
+        CHECK((signature_at(h, h->dev[d].mapped) & h->dev[d].sig_mask) == h->dev[d].signature);
 }
 
 /* After the driver wrote 0 to device_status. */
@@ -580,12 +587,14 @@ static void bring_up(struct harness *h, unsigned d, uint16_t qsize)
     t->vm = h->vm;
     t->slot = dv->slot;
     t->bar = dv->mapped;
-    t->nq = 1;
+    t->nq = dv->num_queues;
     t->ram_next = DATA_BASE + 0x10000ull * d;
-    t->q[0].size = qsize;
-    t->q[0].desc = RING_BASE + 0x10000ull * d;
-    t->q[0].avail = t->q[0].desc + 0x1000;
-    t->q[0].used = t->q[0].desc + 0x2000;
+    for (unsigned q = 0; q < t->nq; q++) {
+        t->q[q].size = qsize;
+        t->q[q].desc = RING_BASE + 0x10000ull * d + 0x4000ull * q;
+        t->q[q].avail = t->q[q].desc + 0x1000;
+        t->q[q].used = t->q[q].desc + 0x2000;
+    }
     bar_access(h, d, VIRTIO_COMMON_STATUS, 1, 0, true); /* checked by check_reset */
     uint64_t features = good_features(dv);
     CHECK(tdrv_restart(t, features) == STATUS_LIVE);
@@ -757,11 +766,13 @@ static void bad_features(struct harness *h, unsigned d, uint8_t which)
     t->vm = h->vm;
     t->slot = dv->slot;
     t->bar = dv->mapped;
-    t->nq = 1;
-    t->q[0].size = TDRV_QSIZE;
-    t->q[0].desc = RING_BASE + 0x10000ull * d;
-    t->q[0].avail = t->q[0].desc + 0x1000;
-    t->q[0].used = t->q[0].desc + 0x2000;
+    t->nq = dv->num_queues;
+    for (unsigned q = 0; q < t->nq; q++) {
+        t->q[q].size = TDRV_QSIZE;
+        t->q[q].desc = RING_BASE + 0x10000ull * d + 0x4000ull * q;
+        t->q[q].avail = t->q[q].desc + 0x1000;
+        t->q[q].used = t->q[q].desc + 0x2000;
+    }
     forget_queues(dv);
     dv->live = false;
     uint8_t st = tdrv_restart(t, f);
@@ -1060,14 +1071,14 @@ static void run_steps(struct harness *h, struct input *in)
                 if (!(k & 0x60) && boff == VIRTIO_COMMON_NUMQ && blen == 2)
                     CHECK((v & 0xffff) == dv->num_queues);
                 if (!(k & 0x60) && boff == VIRTIO_PCI_DEVICE_OFF && blen == 4)
-                    CHECK(v == (uint32_t)dv->capacity_sectors);
+                    CHECK(v == (uint32_t)dv->signature);
             }
             break;
         }
-        case 17: { /* a well-formed bring-up and requests */
+        case 17: { /* a well-formed bring-up and requests (disks) */
             uint8_t k = get8(in);
             bring_up(h, d, (uint16_t)(4u << (k % 7)));
-            for (unsigned i = 0; i <= (k >> 3) % 3; i++)
+            for (unsigned i = 0; !dv->net && i <= (k >> 3) % 3; i++)
                 valid_request(h, d, k & 0x20, get8(in));
             break;
         }
@@ -1076,16 +1087,16 @@ static void run_steps(struct harness *h, struct input *in)
             break;
         case 19: {
             uint8_t how = get8(in);
-            msix_scenario(h, d, how, get32(in));
+            msix_scenario(h, d % NDISK, how, get32(in));
             break;
         }
         case 20: {
             uint8_t n = get8(in);
-            reset_mid_operation(h, d, n, get8(in));
+            reset_mid_operation(h, d % NDISK, n, get8(in));
             break;
         }
         case 21: /* a live device goes on working after whatever came before */
-            if (dv->live) {
+            if (dv->live && !dv->net) {
                 bool read = get8(in) & 1;
                 valid_request(h, d, read, get8(in));
             } else {
@@ -1169,8 +1180,8 @@ static void rig_create(struct harness *h, bool ioeventfd_fails)
     h->vm = vm_get(ioeventfd_fails);
     h->pci = pci_bus_create(&h->vm->svc);
     CHECK(h->pci);
-    static const unsigned sectors[NDEV] = {SECTORS_A, SECTORS_B};
-    for (unsigned d = 0; d < NDEV; d++) {
+    static const unsigned sectors[NDISK] = {SECTORS_A, SECTORS_B};
+    for (unsigned d = 0; d < NDISK; d++) {
         h->disk[d] = disk_new(d == 1, sectors[d]);
         struct disk_config cfg = {.readonly = false};
         snprintf(cfg.path, sizeof(cfg.path), "fuzz-disk-%u", d);
@@ -1179,15 +1190,29 @@ static void rig_create(struct harness *h, bool ioeventfd_fails)
         struct dev *dv = &h->dev[d];
         dv->slot = d + 1;
         dv->capacity_sectors = sectors[d];
+        dv->signature = sectors[d];
+        dv->sig_mask = UINT64_MAX;
         snprintf(dv->serial, sizeof(dv->serial), "%s", cfg.serial);
     }
+    /* The NIC's switch is never there: the link stays down, the transport
+     * works all the same, and no socket peer is needed. */
+    struct nic_config nic = {.mac_set = true, .mac = {0x02, 0x11, 0x22, 0x33, 0x44, 0x55}};
+    snprintf(nic.portgroup, sizeof(nic.portgroup), "fuzz");
+    snprintf(nic.switch_socket, sizeof(nic.switch_socket), "/nonexistent/vdfs-pcifuzz/sw.sock");
+    CHECK(virtio_net_create(h->pci, &h->vm->svc, &nic) >= 0);
+    struct dev *net = &h->dev[NDISK];
+    net->net = true;
+    net->slot = NDISK + 1;
+    net->signature = 0x554433221102ull;
+    net->sig_mask = 0xffffffffffffull;
     h->conf1 = 0;
     fake_vm_write(h->vm, BUS_PIO, 0xcf8, 0, 4);
     snapshot(h, 0, h->host_snapshot, h->host_ro);
     for (unsigned d = 0; d < NDEV; d++) {
         struct dev *dv = &h->dev[d];
         CHECK(cfg_peek(h, dv->slot, PCI_VENDOR_ID, 2) == VIRTIO_PCI_VENDOR);
-        CHECK(cfg_peek(h, dv->slot, PCI_DEVICE_ID, 2) == VIRTIO_PCI_DEVICE_BASE + VIRTIO_ID_BLOCK);
+        CHECK(cfg_peek(h, dv->slot, PCI_DEVICE_ID, 2) ==
+              VIRTIO_PCI_DEVICE_BASE + (dv->net ? VIRTIO_ID_NET : VIRTIO_ID_BLOCK));
         snapshot(h, dv->slot, dv->snapshot, dv->ro);
         dv->bar_assigned = bar_reg_addr(h, d);
         dv->mapped = dv->bar_assigned; /* decoding is on from the start */
@@ -1217,6 +1242,7 @@ static void rig_create(struct harness *h, bool ioeventfd_fails)
 static void rig_destroy(struct harness *h)
 {
     virtio_blk_destroy_all();
+    virtio_net_destroy_all();
     pci_bus_destroy(h->pci);
 }
 
@@ -1240,7 +1266,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Whatever happened, a driver can take each device over again. */
     for (unsigned d = 0; d < NDEV; d++) {
         bring_up(&h, d, TDRV_QSIZE);
-        valid_request(&h, d, d == 1, 1);
+        if (!h.dev[d].net)
+            valid_request(&h, d, d == 1, 1);
     }
     check_all(&h);
     rig_destroy(&h);

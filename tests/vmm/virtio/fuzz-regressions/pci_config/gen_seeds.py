@@ -2,13 +2,14 @@
 """Writes the hand-made seeds of fuzz_pci_config next to this script.
 
 Each seed is a setup byte (bit 0: no ioeventfd) and steps of fuzz_pci_config.c's
-run_steps: an op byte (op % 22), a device byte (% 2), then the op's own bytes.
+run_steps: an op byte (op % 22), a device byte (% 3: disk A, disk B, NIC C), then
+the op's own bytes.
 Run it again after changing the step encoding in fuzz_pci_config.c."""
 import os
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-A, B = 0, 1
+A, B, C = 0, 1, 2
 COMMON_IDX = {'dfselect': 0, 'df': 1, 'gfselect': 2, 'gf': 3, 'msix': 4, 'numq': 5,
               'status': 6, 'cfggen': 7, 'q_select': 8, 'q_size': 9, 'q_msix': 10,
               'q_enable': 11, 'q_noff': 12, 'q_desclo': 13, 'q_deschi': 14,
@@ -62,13 +63,15 @@ def live_request(dev, read, sector): return op(21, dev, read, sector)
 def seed_bringup():
     s = [bringup(A, 0x10 | 4, [0, 1]), bringup(B, 0x28 | 2, [3, 5]), cap_walk(A), cap_walk(B),
          live_request(A, 1, 2), live_request(B, 0, 0), bringup(A, 0x20 | 0, [7, 7, 7]),
-         live_request(A, 0, 0)]
+         live_request(A, 0, 0), bringup(C, 4, []), cap_walk(C), bringup(C, 2, []),
+         common_w(C, 'q_select', 1, 1), common_r(C, 0x18, 1), common_r(C, 0x1c, 1),
+         common_r(C, 0x1e, 1), notify(C, 4, 1, 1), notify(C, 0, 1, 0), notify(C, 8, 1, 2)]
     return bytes([0]) + b''.join(s)
 
 
 def seed_bar_sizing():
     s = []
-    for dev in (A, B):
+    for dev in (A, B, C):
         for bar in range(6):
             for how in (0, 1, 2, 3):
                 s.append(bar_sizing(dev, bar, how))
@@ -80,7 +83,8 @@ def seed_bar_sizing():
           bar_move(A, 8, u16(0x1234)), bar_move(A, 9, u32(0xe0010000)),
           bar_move(B, 2, upper=True),
           command(A, 0), command(A, 2), command(B, 0xffff), command(B, 0, True),
-          command(B, 6), bringup(A, 4, [1]), bringup(B, 4, [2])]
+          command(B, 6), bar_sizing(C, 0, 5), bar_move(C, 1), bar_move(A, 0), command(C, 0),
+          bar_move(C, 0), command(C, 2), bringup(A, 4, [1]), bringup(B, 4, [2]), bringup(C, 4, [])]
     return bytes([0]) + b''.join(s)
 
 
@@ -103,7 +107,9 @@ def seed_msix():
 
 
 def seed_reset():
-    s = [bringup(A, 4, [0]), bringup(B, 4, [0])]
+    s = [bringup(A, 4, [0]), bringup(B, 4, [0]), bringup(C, 4, []), status(C, 0),
+         common_w(C, 'q_select', 1, 1), common_w(C, 'q_size', 1, 7), common_w(C, 'q_enable', 1, 1),
+         status(C, 0xf), status(C, 0), bad_features(C, 0), bad_features(C, 9)]
     for n, how in ((3, 0), (7, 1), (5, 2), (1, 3), (6, 4), (2, 7)):
         s.append(reset_mid(B, n, how))
         s.append(reset_mid(A, n, how))
@@ -142,7 +148,9 @@ def seed_conf1():
         s.append(conf_data(A, 6, 1, 0x1234, True))
     s += [cfg_write(A, 4, 0x34, 2, 0), cfg_write(A, 4, 0x0, 2, 0), cfg_write(B, 5, 0xff, 0, 0xff),
           cfg_write(A, 0, 0, 2, 0xffffffff, host=True), cfg_write(A, 2, 0, 2, 0xffffffff),
-          cfg_write(B, 2, 2, 1, 0xc000), cap_walk(A), cap_walk(B), bringup(A, 4, [0])]
+          cfg_write(B, 2, 2, 1, 0xc000), cfg_write(C, 2, 2, 1, 0xc000), cap_walk(A), cap_walk(B),
+          cap_walk(C), conf_addr(A, 0x80001800), conf_data(A, 4, 2, 0, False),
+          conf_addr(A, 0x80001900), conf_data(A, 4, 2, 0, False), bringup(A, 4, [0])]
     return bytes([0]) + b''.join(s)
 
 
@@ -150,7 +158,8 @@ def seed_window():
     s = [bringup(A, 4, [0])]
     for k in range(0, 0x10):       # reads at the chosen offsets and widths
         s.append(window(A, k))
-    s += [window(B, 0x18 | 0, raw_value(0)),     # write numq: ignored
+    s += [window(C, 0), window(C, 4), window(C, 0x10 | 2, raw_value(0)),
+          window(B, 0x18 | 0, raw_value(0)),     # write numq: ignored
           window(A, 0x10 | 2, raw_value(0)),     # status 0 through the window: a reset
           window(A, 0x80, u32(0x7ffc)), window(A, 0x80 | 0x10, u32(0x3000), raw_value(0)),
           window(A, 0x40, u32(3)), window(A, 0x40 | 0x80, u32(0x7fff), u32(2)),
