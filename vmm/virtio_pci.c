@@ -54,6 +54,7 @@ struct virtio_pci {
     uint16_t queue_select;
     uint8_t isr;
     bool broken_logged;
+    bool route_failure_logged; /* a guest may retry a refused vector at will: once per reset */
     uint64_t resets;
     struct vp_queue queues[VIRTIO_PCI_MAX_QUEUES];
 
@@ -94,9 +95,10 @@ static void vector_fire(struct virtio_pci *vp, unsigned v)
         int rc = vp->svc->set_msi_irqfd ? vp->svc->set_msi_irqfd(vp->svc->vm, vec->irq_fd, addr, data)
                                         : -ENOSYS;
         if (rc < 0) {
-            if (!vp->broken_logged)
-                fprintf(stderr, "vdfs-vm: %s %s: cannot route MSI-X vector %u: %s\n",
-                        vp->params.name, vp->location, v, strerror(-rc));
+            if (!vp->route_failure_logged)
+                fprintf(stderr, "vdfs-vm: %s %s: cannot route MSI-X vector %u: %s (further failures not "
+                                "logged until reset)\n", vp->params.name, vp->location, v, strerror(-rc));
+            vp->route_failure_logged = true;
             vp->msix_pending |= 1ull << v;
             return;
         }
@@ -191,6 +193,7 @@ static void vp_reset_transport(struct virtio_pci *vp)
     vp->queue_select = 0;
     vp->isr = 0;
     vp->broken_logged = false;
+    vp->route_failure_logged = false;
     for (unsigned q = 0; q < vp->params.num_queues; q++) {
         struct vp_queue *vq = &vp->queues[q];
         vq->size = vp->params.queue_max_size;

@@ -105,6 +105,8 @@ static int fake_del_ioeventfd(void *opaque, enum bus_space space, uint64_t addr,
 static int fake_set_msi_irqfd(void *opaque, int efd, uint64_t addr, uint32_t data)
 {
     struct fake_vm *vm = to_vm(opaque);
+    if (vm->msi_routes_fail)
+        return -ENOSPC;
     for (unsigned i = 0; i < vm->nroutes; i++)
         if (vm->routes[i].efd == efd) {
             vm->routes[i].addr = addr;

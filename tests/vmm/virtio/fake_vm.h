@@ -17,6 +17,7 @@ struct fake_vm {
     struct vm_services svc;
     uint8_t *ram;
     bool ioeventfd_fails;  /* make add_ioeventfd return -ENOSYS */
+    bool msi_routes_fail;  /* make set_msi_irqfd return -ENOSPC, as a full KVM routing table does */
     struct { uint64_t addr; uint32_t len; int efd; } ioeventfds[FAKE_MAX_IOEVENTFDS];
     unsigned nioeventfds;
     struct { int efd; uint64_t addr; uint32_t data; } routes[FAKE_MAX_ROUTES];
