@@ -67,6 +67,7 @@
 
 #include "fake_vm.h"
 #include "fuzz_input.h"
+#include "mem_disk.h"
 #include "layout.h"
 #include "pci.h"
 #include "test_driver.h"
@@ -94,91 +95,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static FILE *report;
 
 #define CHECK(cond) FUZZ_CHECK("fuzz_pci_config", report, cond)
-
-/* ---- in-memory disks ---- */
-
-struct mem_disk {
-    struct blk_backend be;
-    uint8_t data[SECTORS_B * VIRTIO_BLK_SECTOR_SIZE];
-    uint64_t capacity;
-    bool async;
-    int efd;
-    struct blk_io *queued[1024];
-    unsigned nqueued;
-};
-
-static struct mem_disk *to_disk(struct blk_backend *be)
-{
-    return (struct mem_disk *)be;
-}
-
-static void mem_do(struct mem_disk *d, struct blk_io *io)
-{
-    size_t done = 0;
-    for (int i = 0; i < io->iovcnt; i++) {
-        if (io->backend_state == 0)
-            memcpy(io->iov[i].iov_base, d->data + io->offset + done, io->iov[i].iov_len);
-        else if (io->backend_state == 1)
-            memcpy(d->data + io->offset + done, io->iov[i].iov_base, io->iov[i].iov_len);
-        done += io->iov[i].iov_len;
-    }
-    io->complete(io, 0);
-}
-
-static int mem_accept(struct blk_backend *be, struct blk_io *io, unsigned op)
-{
-    struct mem_disk *d = to_disk(be);
-    io->backend_state = op;
-    if (op <= 1)
-        CHECK(io->offset <= d->capacity && io->len <= d->capacity - io->offset);
-    if (!d->async) {
-        mem_do(d, io);
-        return 0;
-    }
-    CHECK(d->nqueued < sizeof(d->queued) / sizeof(d->queued[0]));
-    d->queued[d->nqueued++] = io;
-    return 0;
-}
-
-static int mem_read(struct blk_backend *be, struct blk_io *io) { return mem_accept(be, io, 0); }
-static int mem_write(struct blk_backend *be, struct blk_io *io) { return mem_accept(be, io, 1); }
-static int mem_other(struct blk_backend *be, struct blk_io *io) { return mem_accept(be, io, 2); }
-static uint64_t mem_capacity(struct blk_backend *be) { return to_disk(be)->capacity; }
-
-static void mem_close(struct blk_backend *be)
-{
-    struct mem_disk *d = to_disk(be);
-    CHECK(d->nqueued == 0);
-    if (d->efd >= 0)
-        close(d->efd);
-    free(d);
-}
-
-static void mem_submit(struct blk_backend *be) { eventfd_write(to_disk(be)->efd, 1); }
-static int mem_completion_fd(struct blk_backend *be) { return to_disk(be)->efd; }
-
-static void mem_reap(struct blk_backend *be)
-{
-    struct mem_disk *d = to_disk(be);
-    eventfd_t ignored;
-    eventfd_read(d->efd, &ignored);
-    unsigned n = d->nqueued;
-    struct blk_io *batch[1024];
-    memcpy(batch, d->queued, n * sizeof(batch[0]));
-    d->nqueued = 0;
-    for (unsigned i = 0; i < n; i++)
-        mem_do(d, batch[i]);
-}
-
-static const struct blk_backend_ops sync_ops = {
-    .read = mem_read, .write = mem_write, .flush = mem_other, .discard = mem_other,
-    .write_zeroes = mem_other, .capacity = mem_capacity, .close = mem_close,
-};
-static const struct blk_backend_ops async_ops = {
-    .read = mem_read, .write = mem_write, .flush = mem_other, .discard = mem_other,
-    .write_zeroes = mem_other, .capacity = mem_capacity, .close = mem_close,
-    .submit = mem_submit, .completion_fd = mem_completion_fd, .reap = mem_reap,
-};
 
 /* ---- the harness ---- */
 
@@ -1146,18 +1062,9 @@ static void snapshot(struct harness *h, unsigned slot, uint8_t *snap, uint8_t *r
     }
 }
 
-static struct mem_disk *disk_new(bool async, unsigned sectors)
+static uint8_t disk_pattern(size_t at)
 {
-    struct mem_disk *d = calloc(1, sizeof(*d));
-    CHECK(d);
-    d->async = async;
-    d->be.ops = async ? &async_ops : &sync_ops;
-    d->capacity = (uint64_t)sectors * VIRTIO_BLK_SECTOR_SIZE;
-    d->efd = async ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
-    CHECK(!async || d->efd >= 0);
-    for (size_t i = 0; i < sizeof(d->data); i++)
-        d->data[i] = (uint8_t)(i * 7 + i / 512);
-    return d;
+    return (uint8_t)(at * 7 + at / 512);
 }
 
 /* The fake VM (16 MiB of RAM) is kept from one input to the next, the
@@ -1182,7 +1089,7 @@ static void rig_create(struct harness *h, bool ioeventfd_fails)
     CHECK(h->pci);
     static const unsigned sectors[NDISK] = {SECTORS_A, SECTORS_B};
     for (unsigned d = 0; d < NDISK; d++) {
-        h->disk[d] = disk_new(d == 1, sectors[d]);
+        h->disk[d] = mem_disk_create(sectors[d], disk_pattern, false, d == 1, h->vm->ram, FAKE_RAM_SIZE, report);
         struct disk_config cfg = {.readonly = false};
         snprintf(cfg.path, sizeof(cfg.path), "fuzz-disk-%u", d);
         snprintf(cfg.serial, sizeof(cfg.serial), "FUZZ-PCI-%c", 'A' + d);
