@@ -186,7 +186,7 @@ static scmp_filter_ctx build_profile(enum seccomp_profile profile, int *rc_out)
     /* Only Unix sockets, only for the NIC: a new connection to the switch. */
     if (rc == 0 && in_profile(ONLY(NET), profile))
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1,
-                              SCMP_A0(SCMP_CMP_EQ, AF_UNIX));
+                              SCMP_A0(SCMP_CMP_EQ, AF_UNIX, 0));
     /* Threads only, never a new process. */
     if (rc == 0 && in_profile(ONLY(VCPU), profile) && !allowed_outright(SCMP_SYS(clone), profile))
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
@@ -202,11 +202,11 @@ static scmp_filter_ctx build_profile(enum seccomp_profile profile, int *rc_out)
     /* Threads started after setup (the vCPUs) name themselves first. */
     if (rc == 0 && profile == SECCOMP_PROFILE_PROCESS && !allowed_outright(SCMP_SYS(prctl), profile))
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                              SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME));
+                              SCMP_A0(SCMP_CMP_EQ, PR_SET_NAME, 0));
     /* Under the process filter, threads narrow themselves further. */
     if (rc == 0 && profile == SECCOMP_PROFILE_PROCESS)
         rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(seccomp), 1,
-                              SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER));
+                              SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER, 0));
     if (rc < 0 && ctx) {
         seccomp_release(ctx);
         ctx = NULL;
