@@ -44,4 +44,19 @@ static inline uint32_t get32(struct input *in)
     return lo | (uint32_t)get16(in) << 16;
 }
 
+/* The devices log guest errors on stderr: keep them out of the fuzzer's
+ * output (sanitizer reports go to fd 2 directly).  *report, NULL the first
+ * time, becomes the real stderr, where broken invariants are named. */
+static inline void fuzz_quiet_stderr(FILE **report)
+{
+    static FILE *quiet;
+    if (!*report) {
+        *report = stderr;
+        quiet = fopen("/dev/null", "w");
+        if (!quiet)
+            abort();
+    }
+    stderr = quiet;
+}
+
 #endif

@@ -1155,16 +1155,7 @@ static void rig_destroy(struct harness *h)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* The devices log guest errors on stderr: keep them out of the
-     * fuzzer's output (sanitizer reports go to fd 2 directly). */
-    static FILE *quiet;
-    if (!report) {
-        report = stderr;
-        quiet = fopen("/dev/null", "w");
-        if (!quiet)
-            abort();
-    }
-    stderr = quiet;
+    fuzz_quiet_stderr(&report);
     struct input in = {data, size};
     static struct harness h;
     memset(&h, 0, sizeof(h));

@@ -361,16 +361,7 @@ static void clear_zones(uint8_t *ram)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* The device logs guest errors on stderr: keep them out of the
-     * fuzzer's output (sanitizer reports go to fd 2 directly). */
-    static FILE *quiet;
-    if (!report) {
-        report = stderr;
-        quiet = fopen("/dev/null", "w");
-        if (!quiet)
-            abort();
-    }
-    stderr = quiet;
+    fuzz_quiet_stderr(&report);
     struct input in = {data, size};
     rings_aliased = false;
     uint8_t setup = get8(&in);

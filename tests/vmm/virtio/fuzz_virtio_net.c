@@ -1443,15 +1443,10 @@ static struct rig *rig_get(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* The device logs guest errors on stderr: keep them out of the
-     * fuzzer's output (sanitizer reports go to fd 2 directly). */
-    static FILE *quiet;
     static struct harness *h;
-    if (!report) {
-        report = stderr;
-        quiet = fopen("/dev/null", "w");
+    if (!h) {
         h = calloc(1, sizeof(*h));
-        if (!quiet || !h || !(h->got = malloc(600u << 10)))
+        if (!h || !(h->got = malloc(600u << 10)))
             abort();
         trace = getenv("VDFS_NETFUZZ_TRACE") != NULL;
         h->sw = SW_UP; /* rig_get connects the device */
@@ -1459,7 +1454,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         h->connects = 1;
         h->backoff_ms = BACKOFF_FIRST_MS;
     }
-    stderr = quiet;
+    fuzz_quiet_stderr(&report);
     struct input in = {data, size};
     uint8_t setup = get8(&in);
     h->r = rig_get();

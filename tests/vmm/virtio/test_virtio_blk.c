@@ -735,19 +735,29 @@ static uint64_t efd_count(int fd)
     return v;
 }
 
+/* MSI-X table entry 1 at 0xfee00000 with `data`, MSI-X on, and vector 1
+ * for queue 0; returns the entry's address. */
+static uint64_t program_vector1(struct env *e, uint32_t data, unsigned *msix)
+{
+    struct tdrv *t = &e->t;
+    *msix = tdrv_find_cap(e->vm, t->slot, PCI_CAP_ID_MSIX, -1);
+    uint64_t entry = t->bar + VIRTIO_PCI_MSIX_TABLE_OFF + 16;
+    fake_vm_write(e->vm, BUS_MMIO, entry, 0xfee00000u, 4);
+    fake_vm_write(e->vm, BUS_MMIO, entry + 4, 0, 4);
+    fake_vm_write(e->vm, BUS_MMIO, entry + 8, data, 4);
+    tdrv_cfg_write(e->vm, t->slot, *msix + 2, 0x8000 | 1, 2);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_SELECT, 0, 2);
+    tdrv_common_write(t, VIRTIO_COMMON_Q_MSIX, 1, 2);
+    return entry;
+}
+
 static void test_msix_and_event_idx(void **state)
 {
     struct env *e = env_create(false, false);
     struct tdrv *t = &e->t;
-    unsigned msix = tdrv_find_cap(e->vm, t->slot, PCI_CAP_ID_MSIX, -1);
-    /* Program vector 1 for queue 0, masked at first. */
-    uint64_t entry = t->bar + VIRTIO_PCI_MSIX_TABLE_OFF + 16;
-    fake_vm_write(e->vm, BUS_MMIO, entry, 0xfee00000u, 4);
-    fake_vm_write(e->vm, BUS_MMIO, entry + 4, 0, 4);
-    fake_vm_write(e->vm, BUS_MMIO, entry + 8, 0x41, 4);
-    tdrv_cfg_write(e->vm, t->slot, msix + 2, 0x8000 | 1, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_SELECT, 0, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_MSIX, 1, 2);
+    unsigned msix;
+    /* Vector 1 for queue 0, masked at first (a new entry is masked). */
+    uint64_t entry = program_vector1(e, 0x41, &msix);
     assert_int_equal(tdrv_common_read(t, VIRTIO_COMMON_Q_MSIX, 2), 1);
     tdrv_common_write(t, VIRTIO_COMMON_MSIX, 7, 2); /* no such vector */
     assert_int_equal(tdrv_common_read(t, VIRTIO_COMMON_MSIX, 2), VIRTIO_MSI_NO_VECTOR);
@@ -788,15 +798,9 @@ static void test_msix_route_refused(void **state)
 {
     struct env *e = env_create(false, false);
     struct tdrv *t = &e->t;
-    unsigned msix = tdrv_find_cap(e->vm, t->slot, PCI_CAP_ID_MSIX, -1);
-    uint64_t entry = t->bar + VIRTIO_PCI_MSIX_TABLE_OFF + 16;
-    fake_vm_write(e->vm, BUS_MMIO, entry, 0xfee00000u, 4);
-    fake_vm_write(e->vm, BUS_MMIO, entry + 4, 0, 4);
-    fake_vm_write(e->vm, BUS_MMIO, entry + 8, 0x42, 4);
-    fake_vm_write(e->vm, BUS_MMIO, entry + 12, 0, 4);
-    tdrv_cfg_write(e->vm, t->slot, msix + 2, 0x8000 | 1, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_SELECT, 0, 2);
-    tdrv_common_write(t, VIRTIO_COMMON_Q_MSIX, 1, 2);
+    unsigned msix;
+    uint64_t entry = program_vector1(e, 0x42, &msix);
+    fake_vm_write(e->vm, BUS_MMIO, entry + 12, 0, 4); /* unmasked */
     e->vm->msi_routes_fail = true;
     uint64_t buf = tdrv_alloc(t, 512);
     for (int i = 0; i < 5; i++) {
