@@ -44,6 +44,15 @@ static inline uint32_t get32(struct input *in)
     return lo | (uint32_t)get16(in) << 16;
 }
 
+/* A length byte (below `max`) and that many bytes into buf; the length. */
+static inline uint8_t get_bytes(struct input *in, uint8_t *buf, uint8_t max)
+{
+    uint8_t len = get8(in) % max;
+    for (unsigned i = 0; i < len; i++)
+        buf[i] = get8(in);
+    return len;
+}
+
 /* The devices log guest errors on stderr: keep them out of the fuzzer's
  * output (sanitizer reports go to fd 2 directly).  *report, NULL the first
  * time, becomes the real stderr, where broken invariants are named. */

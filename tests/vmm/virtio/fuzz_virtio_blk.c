@@ -235,9 +235,8 @@ static void run_steps(struct harness *h, struct input *in)
         switch (op % 12) {
         case 0: { /* raw bytes */
             uint64_t gpa = get_gpa(in);
-            uint8_t buf[32], len = get8(in) % 32;
-            for (unsigned i = 0; i < len; i++)
-                buf[i] = get8(in);
+            uint8_t buf[32];
+            uint8_t len = get_bytes(in, buf, sizeof(buf));
             ram_write(h, gpa, buf, len);
             break;
         }
