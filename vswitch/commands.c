@@ -358,7 +358,8 @@ static void port_stats_json(struct output *o, const struct port *p)
     out_printf(o, "{\"port\":%d,\"rx_frames\":%llu,\"rx_bytes\":%llu,\"tx_frames\":%llu,\"tx_bytes\":%llu,", p->id,
                (unsigned long long)c->rx_frames, (unsigned long long)c->rx_bytes, (unsigned long long)c->tx_frames,
                (unsigned long long)c->tx_bytes);
-    out_printf(o, "\"unlearned\":%llu,\"drops\":{", (unsigned long long)c->unlearned);
+    out_printf(o, "\"unlearned\":%llu,\"gso_split\":%llu,\"drops\":{", (unsigned long long)c->unlearned,
+               (unsigned long long)c->gso_split);
     for (int i = 0; i < DROP_REASONS; i++)
         out_printf(o, "%s\"%s\":%llu", i ? "," : "", drop_names[i], (unsigned long long)c->drops[i]);
     out_printf(o, "}}");
@@ -508,7 +509,8 @@ static int cmd_port_stats(struct vswitch *sw, struct request *r)
             for (int i = 0; i < DROP_REASONS; i++)
                 out_printf(o, " %s=%llu", drop_names[i], (unsigned long long)c->drops[i]);
             if (p->is_uplink)
-                out_printf(o, "\n  unlearned %llu", (unsigned long long)c->unlearned);
+                out_printf(o, "\n  unlearned %llu gso_split %llu", (unsigned long long)c->unlearned,
+                           (unsigned long long)c->gso_split);
             out_printf(o, "\n");
         }
         first = false;

@@ -37,8 +37,11 @@ int uplink_open(struct vswitch *sw, enum uplink_kind kind, const char *name, cha
     if (fd < 0)
         return -1;
     struct egress_queue *queue = calloc(1, sizeof(*queue));
-    if (!queue) {
+    struct nic_state *nic = kind == UPLINK_NIC ? nic_state_new() : NULL;
+    if (!queue || (kind == UPLINK_NIC && !nic)) {
         snprintf(err, err_len, "out of memory");
+        free(queue);
+        nic_state_free(nic);
         close(fd);
         return -1;
     }
@@ -50,6 +53,7 @@ int uplink_open(struct vswitch *sw, enum uplink_kind kind, const char *name, cha
     up->fd = fd;
     up->is_uplink = true;
     up->queue = queue;
+    up->nic = nic;
     up->attached_at = vsw_now_s();
     up->uplink_kind = kind;
     up->uplink_ifindex = ifindex;
@@ -58,8 +62,10 @@ int uplink_open(struct vswitch *sw, enum uplink_kind kind, const char *name, cha
     if (loop_watch(sw, fd, EPOLLIN, &up->ev) < 0) {
         snprintf(err, err_len, "epoll: %s", strerror(errno));
         free(queue);
+        nic_state_free(nic);
         close(fd);
         up->queue = NULL;
+        up->nic = NULL;
         return -1;
     }
     up->in_use = true;
@@ -75,6 +81,7 @@ void uplink_close(struct vswitch *sw)
     loop_unwatch(sw, up->fd);
     close(up->fd);
     free(up->queue);
+    nic_state_free(up->nic);
     memset(up, 0, sizeof(*up));
     up->fd = -1;
     mac_table_flush_learned(&sw->macs);
@@ -91,10 +98,19 @@ void uplink_receive(struct vswitch *sw)
 {
     struct port *up = &sw->ports[VSW_UPLINK_PORT];
     int gone;
-    unsigned count = up->uplink_kind == UPLINK_NIC ? nic_receive(up->fd, up->uplink_ifindex, sw->in, &gone)
-                                                  : tap_receive(up->fd, sw->in, &gone);
-    if (count)
-        forward_batch(sw, up, count);
+    if (up->uplink_kind == UPLINK_NIC) {
+        /* Until all that one receive got is forwarded: a super-frame can
+         * be more frames than one batch holds. */
+        do {
+            unsigned count = nic_receive(up->nic, up->fd, up->uplink_ifindex, sw->in, &up->counters, &gone);
+            if (count)
+                forward_batch(sw, up, count);
+        } while (!gone && nic_receive_pending(up->nic));
+    } else {
+        unsigned count = tap_receive(up->fd, sw->in, &gone);
+        if (count)
+            forward_batch(sw, up, count);
+    }
     if (gone) {
         /* The interface was deleted (or its namespace destroyed): the
          * descriptor stays in error for good, and polling it would spin. */
@@ -109,7 +125,7 @@ void uplink_flush(struct vswitch *sw, struct port *uplink)
     (void)sw;
     struct egress_queue *q = uplink->queue;
     uint64_t bytes = 0;
-    unsigned sent = uplink->uplink_kind == UPLINK_NIC ? nic_send(uplink->fd, q, &bytes) : tap_send(uplink->fd, q, &bytes);
+    unsigned sent = uplink->uplink_kind == UPLINK_NIC ? nic_send(uplink->nic, uplink->fd, q, &bytes) : tap_send(uplink->fd, q, &bytes);
     uplink->counters.tx_frames += sent;
     uplink->counters.tx_bytes += bytes;
     uplink->counters.drops[DROP_QUEUE_FULL] += q->count - sent;

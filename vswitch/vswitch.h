@@ -45,6 +45,7 @@ struct port_counters {
     uint64_t tx_frames, tx_bytes; /* out of the switch to the port */
     uint64_t drops[DROP_REASONS];
     uint64_t unlearned; /* uplink sources not learned because the table was at its cap */
+    uint64_t gso_split; /* NIC uplink: super-frames (TSO, GRO) taken apart into frames */
 };
 
 /* A tri-state security setting: a port group inherits the switch's value. */
@@ -82,6 +83,8 @@ struct egress_queue {
     uint8_t tag[VSW_BATCH][4];
 };
 
+struct nic_state;
+
 enum event_kind { EV_PORT, EV_LISTEN, EV_HELLO, EV_CONTROL_LISTEN, EV_CONTROL, EV_TIMER, EV_SIGNAL };
 
 struct event_source {
@@ -107,6 +110,7 @@ struct port {
     char uplink_ifname[16]; /* the uplink's TAP or NIC */
     enum uplink_kind uplink_kind;
     int uplink_ifindex; /* a NIC uplink's interface */
+    struct nic_state *nic; /* a NIC uplink's buffers */
     uint64_t attached_at;
     struct port_counters counters;
     struct token_bucket bucket;

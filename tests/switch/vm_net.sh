@@ -12,11 +12,15 @@
 #               real ping from the other end's namespace reaches a VM untagged
 #               and one on VLAN 10; bad NIC names are refused; deleting the
 #               pair drops the uplink and the switch goes on
+#   nic-offload the uplink is a NIC, and the other end's stack sends with
+#               checksum offload and TSO: UDP and a real TCP connection reach
+#               a port (tests/switch/nic_offload.py, no VM) as frames that fit
+#               the MTU, with complete checksums
 # Usage: vm_net.sh CASE VDFS_SWITCH VDFS_VM GUEST_ELF.  Exit 77 without KVM.
 set -euo pipefail
 case=$1 SWITCH=$2 VM=$3 GUEST=$4
 here=$(cd "$(dirname "$0")" && pwd)
-[[ -w /dev/kvm ]] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
+[[ $case == nic-offload || -w /dev/kvm ]] || { echo "SKIP: /dev/kvm not usable"; exit 77; }
 dir=$(mktemp -d /tmp/vdfs-vmnet.XXXXXX)
 export VDFS_VM_RUN_DIR=$dir/run # private VM registry: no admission clash with other tests
 ns=vdfsvm$$ tap=vswv$$
@@ -233,6 +237,25 @@ assert u["stats"]["rx_frames"] >= 6 and u["stats"]["tx_frames"] >= 6, u' || fail
     for _ in $(seq 50); do grep -q "uplink NIC up0 went away" "$dir/switch.err" && break; sleep 0.1; done
     grep -q "uplink NIC up0 went away" "$dir/switch.err" || fail "no message about the lost uplink"
     sw uplink show | grep -q "no uplink" || fail "uplink still shown: $(sw uplink show)"
+    ;;
+nic-offload)
+    ip netns add "$ns"
+    ip netns add "${ns}s"
+    ip -n "${ns}s" link add up0 type veth peer name up1 netns "$ns"
+    ip -n "${ns}s" link set up0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add 10.77.0.1/24 dev up1
+    ip -n "$ns" addr add fd77::1/64 dev up1 nodad
+    ip -n "$ns" link set up1 up
+    SWITCH_PREFIX="ip netns exec ${ns}s" start_switch --uplink-nic up0
+    ip netns exec "$ns" timeout 60 python3 "$here/nic_offload.py" "$dir/sw.sock" up1 >"$dir/offload.out" 2>&1 ||
+        fail "$(cat "$dir/offload.out")"
+    cat "$dir/offload.out"
+    sw --json uplink show | python3 -c '
+import json, sys
+s = json.load(sys.stdin)["stats"]
+assert s["gso_split"] >= 1, "no super-frame was split: %s" % s
+assert s["drops"]["oversize"] == 0, "oversize frames dropped: %s" % s' || fail "uplink stats: $(sw --json uplink show)"
     ;;
 *)
     echo "usage: vm_net.sh vm-ping|vm-blast|vm-restart|host-ping|nic-ping VDFS_SWITCH VDFS_VM GUEST_ELF" >&2
