@@ -15,7 +15,7 @@
 #   nic-offload the uplink is a NIC, and the other end's stack sends with
 #               checksum offload and TSO: UDP and a real TCP connection reach
 #               a port (tests/switch/nic_offload.py, no VM) as frames that fit
-#               the MTU, with complete checksums
+#               the MTU, with complete checksums; then the same through a TAP
 # Usage: vm_net.sh CASE VDFS_SWITCH VDFS_VM GUEST_ELF.  Exit 77 without KVM.
 set -euo pipefail
 case=$1 SWITCH=$2 VM=$3 GUEST=$4
@@ -256,6 +256,17 @@ import json, sys
 s = json.load(sys.stdin)["stats"]
 assert s["gso_split"] >= 1, "no super-frame was split: %s" % s
 assert s["drops"]["oversize"] == 0, "oversize frames dropped: %s" % s' || fail "uplink stats: $(sw --json uplink show)"
+    # The same through a TAP uplink: there the host's stack finishes its
+    # offloads itself (a TAP offers none), and nothing is left to split.
+    ip -n "$ns" link del up1
+    sw uplink set --tap "$tap" >/dev/null
+    ip -n "${ns}s" link set "$tap" netns "$ns"
+    ip -n "$ns" addr add 10.77.0.1/24 dev "$tap"
+    ip -n "$ns" addr add fd77::1/64 dev "$tap" nodad
+    ip -n "$ns" link set "$tap" up
+    ip netns exec "$ns" timeout 60 python3 "$here/nic_offload.py" "$dir/sw.sock" "$tap" >"$dir/offload.out" 2>&1 ||
+        fail "through the TAP: $(cat "$dir/offload.out")"
+    cat "$dir/offload.out"
     ;;
 *)
     echo "usage: vm_net.sh vm-ping|vm-blast|vm-restart|host-ping|nic-ping VDFS_SWITCH VDFS_VM GUEST_ELF" >&2
