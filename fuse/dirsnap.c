@@ -70,6 +70,13 @@ int dir_snapshot_refresh(struct vdfs *fs, uint32_t dir, struct dir_snapshot *sna
     return 0;
 }
 
+void dir_snapshot_clear(struct dir_snapshot *snap)
+{
+    entries_free(snap);
+    snap->entries = NULL;
+    snap->count = snap->cap = 0;
+}
+
 void dir_snapshot_free(struct dir_snapshot *snap)
 {
     if (!snap)

@@ -251,11 +251,14 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
+    removed_dir_forget(ino);
     fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+    for (size_t i = 0; i < count; i++)
+        removed_dir_forget(forgets[i].ino);
     fuse_reply_none(req);
 }
 
@@ -270,6 +273,8 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         rc = -ESTALE; /* freed since the kernel learnt the node, as node_ok says */
     if (rc == 0 && node_of(&vs) != ino)
         rc = -ESTALE;
+    if (rc == -ESTALE && removed_dir_stat(ino, &vs))
+        rc = 0; /* an open or current directory removed here: stat works, as on ext4 */
     if (rc)
         fuse_reply_err(req, -rc);
     else
@@ -377,7 +382,12 @@ static void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     if (!node_ok(req, parent))
         return;
-    fuse_reply_err(req, -vdfs_rmdir(vol(req)->fs, ino_of(parent), name));
+    struct vdfs_stat before;
+    bool known = vdfs_lookup(vol(req)->fs, ino_of(parent), name, &before) == 0;
+    int rc = vdfs_rmdir(vol(req)->fs, ino_of(parent), name);
+    if (rc == 0 && known)
+        removed_dir_note(node_of(&before), &before);
+    fuse_reply_err(req, -rc);
 }
 
 static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
@@ -564,10 +574,17 @@ static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    if (!node_ok(req, ino))
-        return;
-    struct dir_snapshot *snap;
-    int rc = dir_snapshot_take(vol(req)->fs, ino_of(ino), &snap);
+    struct dir_snapshot *snap = NULL;
+    struct vdfs_stat gone;
+    /* node_ok's check, but a working directory removed here still opens,
+     * and lists nothing, as on a local file system. */
+    int rc = ino == FUSE_ROOT_ID ? 0 : vdfs_check_generation(vol(req)->fs, ino_of(ino), (uint32_t)(ino >> 32));
+    if (rc && removed_dir_stat(ino, &gone)) {
+        snap = calloc(1, sizeof(*snap));
+        rc = snap ? 0 : -ENOMEM;
+    } else if (rc == 0) {
+        rc = dir_snapshot_take(vol(req)->fs, ino_of(ino), &snap);
+    }
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -584,7 +601,15 @@ static void reply_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, st
     struct vdfs_fuse *v = vol(req);
     /* Offsets index the copy, so it stays as it was; but a listing read
      * again from the start (rewinddir) shows the directory as it is now. */
-    int rc = off == 0 && snap->served ? dir_snapshot_refresh(v->fs, ino_of(ino), snap) : 0;
+    int rc = 0;
+    if (off == 0 && snap->served) {
+        struct vdfs_stat now;
+        int live = vdfs_getattr(v->fs, ino_of(ino), &now);
+        if (live == -ENOENT || (live == 0 && node_of(&now) != ino))
+            dir_snapshot_clear(snap); /* removed since: it lists nothing, as on ext4 */
+        else
+            rc = live ? live : dir_snapshot_refresh(v->fs, ino_of(ino), snap);
+    }
     if (rc) {
         fuse_reply_err(req, -rc);
         return;

@@ -73,6 +73,17 @@ struct dir_snapshot {
     bool served; /* entries were listed: a read from offset 0 is a rewinddir */
 };
 
+/* Empties the listing: the directory was removed. */
+void dir_snapshot_clear(struct dir_snapshot *snap);
+
+/* Directories removed through this mount that the kernel may still stat
+ * (removed.c).  note: after a successful rmdir, with the attributes the
+ * directory had; stat: true with those attributes (no links, size 0) if
+ * `node` is such a directory; forget: the kernel dropped the node. */
+void removed_dir_note(fuse_ino_t node, const struct vdfs_stat *before);
+bool removed_dir_stat(fuse_ino_t node, struct vdfs_stat *st);
+void removed_dir_forget(fuse_ino_t node);
+
 int dir_snapshot_take(struct vdfs *fs, uint32_t dir, struct dir_snapshot **out);
 /* Replaces the listing with the directory as it is now (rewinddir). */
 int dir_snapshot_refresh(struct vdfs *fs, uint32_t dir, struct dir_snapshot *snap);

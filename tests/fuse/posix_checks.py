@@ -181,6 +181,34 @@ os.close(dfd)
 check(f"rewinddir lists what was created and not what was removed ({first} then {again})",
       first == {"old"} and again == {"new"})
 
+# --- a removed directory that is still open, or still the working directory ---
+# As on ext4 and tmpfs: stat works and shows no links, it lists nothing,
+# and nothing can be created in it.
+gone = p("e", "gone")
+os.mkdir(gone)
+write(os.path.join(gone, "f"), b"")
+dfd = os.open(gone, os.O_RDONLY | os.O_DIRECTORY)
+os.unlink(os.path.join(gone, "f"))
+os.rmdir(gone)
+st = os.fstat(dfd)
+check(f"fstat of an open removed directory: a directory with no links ({st})",
+      stat.S_ISDIR(st.st_mode) and st.st_nlink == 0)
+check("an open removed directory lists nothing", os.listdir(dfd) == [])
+os.close(dfd)
+here = os.getcwd()
+cwd = p("e", "cwd")
+os.mkdir(cwd)
+os.chdir(cwd)
+os.rmdir(cwd)
+try:
+    st = os.stat(".")
+    check(f"stat of a removed working directory: no links ({st})", st.st_nlink == 0 and stat.S_ISDIR(st.st_mode))
+    check("a removed working directory lists nothing", os.listdir(".") == [])
+    expect_errno("create in a removed working directory", errno.ENOENT, write, "new", b"")
+    expect_errno("mkdir in a removed working directory", errno.ENOENT, os.mkdir, "newdir")
+finally:
+    os.chdir(here)
+
 if failures:
     print(f"{len(failures)} checks failed", file=sys.stderr)
     sys.exit(1)
