@@ -27,6 +27,8 @@ import sys
 import threading
 import time
 
+from inet_checksum import checksum
+
 VM_MAC = bytes.fromhex("027700000020")
 VM_IP4, VM_IP6 = "10.77.0.32", "fd77::32"
 HOST_IP4, HOST_IP6 = "10.77.0.1", "fd77::1"
@@ -39,15 +41,6 @@ FIN, SYN, RST, PSH, ACK, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x80
 def fail(msg):
     print("FAIL: " + msg)
     sys.exit(1)
-
-
-def csum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def pseudo(src, dst, proto, length):
@@ -66,7 +59,7 @@ class Packet:
         if self.ethertype == ETH_P_IP and len(frame) >= 34:
             ihl = (frame[14] & 0xF) * 4
             total = struct.unpack("!H", frame[16:18])[0]
-            if csum(frame[14:14 + ihl]) != 0:
+            if checksum(frame[14:14 + ihl]) != 0:
                 fail("IPv4 header checksum wrong in a %d-byte frame" % len(frame))
             if 14 + total != len(frame):
                 fail("IPv4 total length %d in a %d-byte frame" % (total, len(frame)))
@@ -78,7 +71,7 @@ class Packet:
                 fail("IPv6 payload length %d in a %d-byte frame" % (plen, len(frame)))
             self.proto, self.src, self.dst = frame[20], frame[22:38], frame[38:54]
             self.l4 = frame[54:]
-        if self.proto in (6, 17) and csum(pseudo(self.src, self.dst, self.proto, len(self.l4)) + self.l4) != 0:
+        if self.proto in (6, 17) and checksum(pseudo(self.src, self.dst, self.proto, len(self.l4)) + self.l4) != 0:
             kind = "TCP" if self.proto == 6 else "UDP"
             fail("%s checksum wrong in a %d-byte frame from %s" % (kind, len(frame), socket.inet_ntop(
                 socket.AF_INET if len(self.src) == 4 else socket.AF_INET6, self.src)))
@@ -113,7 +106,7 @@ class Port:
     def send_ip(self, host_mac, src, dst, proto, l4):
         if len(src) == 4:
             ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0, 0x4000, 64, proto, 0, src, dst)
-            ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+            ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
             ethertype = ETH_P_IP
         else:
             ip = struct.pack("!IHBB16s16s", 6 << 28, len(l4), proto, 64, src, dst)
@@ -124,7 +117,7 @@ class Port:
 def tcp_segment(src, dst, sport, dport, seq, ack, flags, payload=b"", options=b""):
     head = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, (20 + len(options)) // 4 << 4, flags, 65535, 0, 0)
     seg = head + options + payload
-    check = csum(pseudo(src, dst, 6, len(seg)) + seg)
+    check = checksum(pseudo(src, dst, 6, len(seg)) + seg)
     return seg[:16] + struct.pack("!H", check) + seg[18:]
 
 
@@ -218,10 +211,10 @@ def check_injected(port, iface, host_mac):
     payload = bytes(range(256)) * 37 + bytes(28)  # 9500 bytes
     mss, seq0, ident = 1000, 0xFFFFF000, 0x1234  # the sequence numbers wrap
     tcp = struct.pack("!HHIIBBHHH", 4000, 5000, seq0, 1, 5 << 4, PSH | FIN | ACK | CWR, 512, 0, 0)
-    partial = ~csum(pseudo(src, dst, 6, len(tcp) + len(payload))) & 0xFFFF
+    partial = ~checksum(pseudo(src, dst, 6, len(tcp) + len(payload))) & 0xFFFF
     tcp = tcp[:16] + struct.pack("!H", partial) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp) + len(payload), ident, 0x4000, 64, 6, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     frame = VM_MAC + host_mac + struct.pack("!H", ETH_P_IP) + ip + tcp + payload
     # flags NEEDS_CSUM, gso_type TCPV4, hdr_len, gso_size, csum_start, csum_offset
     vnet = struct.pack("<BBHHHH", 1, 1, 54, mss, 34, 16)

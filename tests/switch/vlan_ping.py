@@ -12,17 +12,10 @@ import struct
 import sys
 import time
 
+from inet_checksum import checksum
+
 SOL_PACKET, PACKET_AUXDATA, TP_STATUS_VLAN_VALID = 263, 8, 0x10
 ETH_P_ALL, ETH_P_ARP, ETH_P_IP, ETH_P_8021Q = 0x0003, 0x0806, 0x0800, 0x8100
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def tagged(dst, src, vlan, ethertype, payload):

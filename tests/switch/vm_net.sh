@@ -55,6 +55,21 @@ start_switch() { # [ip netns exec NS] is put before the switch by SWITCH_PREFIX
     fail "switch did not start"
 }
 
+# veth_uplink [SWITCH ARGS]: a veth pair, up0 in the switch's own namespace
+# as its NIC uplink, up1 in $ns with 10.77.0.1/24 and fd77::1/64; starts
+# the switch there.
+veth_uplink() {
+    ip netns add "$ns"
+    ip netns add "${ns}s"
+    ip -n "${ns}s" link add up0 type veth peer name up1 netns "$ns"
+    ip -n "${ns}s" link set up0 up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add 10.77.0.1/24 dev up1
+    ip -n "$ns" addr add fd77::1/64 dev up1 nodad
+    ip -n "$ns" link set up1 up
+    SWITCH_PREFIX="ip netns exec ${ns}s" start_switch --uplink-nic up0 "$@"
+}
+
 # boot NAME MAC CMDLINE [PORTGROUP]: starts a VM in the background; its console goes to NAME.log.
 boot() {
     local name=$1 mac=$2 cmdline=$3 pg=${4:-default}
@@ -182,14 +197,7 @@ host-ping)
     [[ $(field vm mode=net-responder arp_replies) -ge 1 ]] || fail "the VM answered no ARP"
     ;;
 nic-ping)
-    ip netns add "$ns"
-    ip netns add "${ns}s"
-    ip -n "${ns}s" link add up0 type veth peer name up1 netns "$ns"
-    ip -n "${ns}s" link set up0 up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add 10.77.0.1/24 dev up1
-    ip -n "$ns" link set up1 up
-    SWITCH_PREFIX="ip netns exec ${ns}s" start_switch --uplink-nic up0 --portgroup vl10:10
+    veth_uplink --portgroup vl10:10
     sw --json status | grep -q '"uplink":"up0","uplink_kind":"nic"' || fail "status: $(sw --json status)"
     boot vm 02:77:00:00:00:02 "mode=net-responder ip=10.77.0.2 seconds=30"
     vm_pid=$last_vm
@@ -239,15 +247,7 @@ assert u["stats"]["rx_frames"] >= 6 and u["stats"]["tx_frames"] >= 6, u' || fail
     sw uplink show | grep -q "no uplink" || fail "uplink still shown: $(sw uplink show)"
     ;;
 nic-offload)
-    ip netns add "$ns"
-    ip netns add "${ns}s"
-    ip -n "${ns}s" link add up0 type veth peer name up1 netns "$ns"
-    ip -n "${ns}s" link set up0 up
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add 10.77.0.1/24 dev up1
-    ip -n "$ns" addr add fd77::1/64 dev up1 nodad
-    ip -n "$ns" link set up1 up
-    SWITCH_PREFIX="ip netns exec ${ns}s" start_switch --uplink-nic up0
+    veth_uplink
     ip netns exec "$ns" timeout 60 python3 "$here/nic_offload.py" "$dir/sw.sock" up1 >"$dir/offload.out" 2>&1 ||
         fail "$(cat "$dir/offload.out")"
     cat "$dir/offload.out"
