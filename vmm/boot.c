@@ -4,45 +4,77 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datastore.h"
 #include "layout.h"
 
-static int map_file(const char *path, struct boot_image *image, char *err, size_t errlen)
+/* Largest kernel or initrd read from a datastore (it is read whole into
+ * memory before it is copied into the guest). */
+#define MAX_DATASTORE_BOOT_FILE (UINT64_C(1) << 31)
+
+/* A kernel or initrd: a host file, mapped, or a file in a datastore
+ * (vdfs:IMAGE:/path), read whole. */
+static int load_file(const char *what, const char *path, struct boot_image *image, char *err, size_t errlen)
 {
+    image->malloced = datastore_is_name(path);
+    if (image->malloced) {
+        uint8_t *data;
+        size_t len;
+        char why[1024];
+        if (datastore_read_file(path, MAX_DATASTORE_BOOT_FILE, &data, &len, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s %s", what, why);
+            return -1;
+        }
+        image->data = data;
+        image->size = len;
+        return 0;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "kernel %s: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 64) {
-        snprintf(err, errlen, "kernel %s: not a regular file of plausible size", path);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s %s: not a regular file", what, path);
         close(fd);
         return -1;
     }
-    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    image->size = (size_t)st.st_size;
+    void *p = image->size ? mmap(NULL, image->size, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
     close(fd);
     if (p == MAP_FAILED) {
-        snprintf(err, errlen, "kernel %s: mmap: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s %s: mmap: %s", what, path, strerror(errno));
         return -1;
     }
     image->data = p;
-    image->size = (size_t)st.st_size;
     return 0;
+}
+
+static void unload_file(struct boot_image *image)
+{
+    if (image->malloced)
+        free((void *)image->data);
+    else if (image->size)
+        munmap((void *)image->data, image->size);
 }
 
 int boot_load(struct guest_memory *mem, const struct boot_request *req, struct boot_entry *entry,
               char *err, size_t errlen)
 {
     struct boot_image image;
-    if (map_file(req->kernel, &image, err, errlen) < 0)
+    if (load_file("kernel", req->kernel, &image, err, errlen) < 0)
         return -1;
     int rc;
-    if (memcmp(image.data, "\x7f" "ELF", 4) == 0) {
+    if (image.size < 64) {
+        snprintf(err, errlen, "kernel %s: not a regular file of plausible size", req->kernel);
+        rc = -1;
+    } else if (memcmp(image.data, "\x7f" "ELF", 4) == 0) {
         rc = boot_load_pvh(mem, &image, req, entry, err, errlen);
     } else if (image.size > 0x206 && memcmp(image.data + 0x202, "HdrS", 4) == 0) {
         rc = boot_load_bzimage(mem, &image, req, entry, err, errlen);
@@ -50,58 +82,37 @@ int boot_load(struct guest_memory *mem, const struct boot_request *req, struct b
         snprintf(err, errlen, "kernel %s: neither an ELF (PVH) nor a bzImage", req->kernel);
         rc = -1;
     }
-    munmap((void *)image.data, image.size);
+    unload_file(&image);
     return rc;
 }
 
 int boot_place_initrd(struct guest_memory *mem, const char *path, uint64_t kernel_end,
                       uint64_t limit, uint64_t *addr, uint64_t *size, char *err, size_t errlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errlen, "initrd %s: %s", path, strerror(errno));
+    struct boot_image image;
+    if (load_file("initrd", path, &image, err, errlen) < 0)
         return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errlen, "initrd %s: not a regular file", path);
-        close(fd);
-        return -1;
-    }
-    uint64_t len = (uint64_t)st.st_size;
-    if (len == 0) {
-        snprintf(err, errlen, "initrd %s is empty", path);
-        close(fd);
-        return -1;
-    }
+    int rc = -1;
+    uint64_t len = image.size;
     uint64_t top = limit & ~UINT64_C(0xfff);
     uint64_t start = len <= top ? (top - len) & ~UINT64_C(0xfff) : 0;
-    if (len > top || start < kernel_end) {
-        snprintf(err, errlen, "initrd %s (%llu bytes) does not fit in guest RAM after the kernel",
-                 path, (unsigned long long)len);
-        close(fd);
-        return -1;
-    }
-    uint8_t *dst = guest_memory_at(mem, start, len);
-    if (!dst) {
+    uint8_t *dst = NULL;
+    if (len == 0)
+        snprintf(err, errlen, "initrd %s is empty", path);
+    else if (len > top || start < kernel_end)
+        snprintf(err, errlen, "initrd %s (%llu bytes) does not fit in guest RAM after the kernel", path,
+                 (unsigned long long)len);
+    else if (!(dst = guest_memory_at(mem, start, len)))
         snprintf(err, errlen, "initrd %s: outside guest RAM", path);
-        close(fd);
-        return -1;
+    else
+        rc = 0;
+    if (rc == 0) {
+        memcpy(dst, image.data, len);
+        *addr = start;
+        *size = len;
     }
-    uint64_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, dst + done, len - done, (off_t)done);
-        if (n <= 0) {
-            snprintf(err, errlen, "initrd %s: read: %s", path, n < 0 ? strerror(errno) : "short file");
-            close(fd);
-            return -1;
-        }
-        done += (uint64_t)n;
-    }
-    close(fd);
-    *addr = start;
-    *size = len;
-    return 0;
+    unload_file(&image);
+    return rc;
 }
 
 uint64_t boot_place_cmdline(struct guest_memory *mem, const char *cmdline, size_t max_len,

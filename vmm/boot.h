@@ -3,6 +3,7 @@
 #ifndef VDFS_VMM_BOOT_H
 #define VDFS_VMM_BOOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,7 @@ struct boot_request {
 struct boot_image {
     const uint8_t *data;
     size_t size;
+    bool malloced; /* read from a datastore, not mapped */
 };
 
 /* Detects the kernel format and loads it, the initrd and the cmdline;

@@ -1,6 +1,9 @@
 /* The .vmx-like VM configuration: `key = value` lines, '#' comments,
  * values optionally in double quotes.  Relative paths in a file are taken
- * relative to the file's own directory, as a VM folder on a datastore. */
+ * relative to the file's own directory, as a VM folder on a datastore.
+ * The file may be in a datastore itself (vdfs:IMAGE:/dir/vm.vmx, read
+ * through libvdfs); its relative disk, kernel and initrd paths then name
+ * files in that datastore's folder. */
 #include "config.h"
 
 #include <ctype.h>
@@ -13,6 +16,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datastore.h"
+
+#define MAX_CONFIG_BYTES (1u << 20)
 #define MIN_MEMORY (UINT64_C(4) << 20)
 #define MAX_CMDLINE 4095
 
@@ -262,7 +268,7 @@ static char *trim(char *s)
  * `vdfs:IMAGE:/path` disk, its IMAGE. */
 static int resolve_path(const char *dir, const char *value, char *out, size_t outlen)
 {
-    const char *prefix = strncmp(value, "vdfs:", 5) == 0 ? "vdfs:" : "";
+    const char *prefix = datastore_is_name(value) ? "vdfs:" : "";
     const char *path = value + strlen(prefix);
     if (path[0] == '/' || !dir[0])
         return snprintf(out, outlen, "%s", value) < (int)outlen ? 0 : -1;
@@ -275,13 +281,56 @@ static bool key_is_path(const char *key)
            strcmp(key, "disk") == 0 || strcmp(key, "switch") == 0;
 }
 
-int config_load(struct vm_config *cfg, const char *path, char *err, size_t errlen)
+/* In a config read from a datastore, a relative path can only name a
+ * file in the datastore: the disk, kernel and initrd keys, whose readers
+ * take datastore names. */
+static const char *relative_unusable(bool in_datastore, const char *key, const char *value)
 {
-    FILE *f = fopen(path, "r");
+    if (!in_datastore)
+        return NULL;
+    if (strcmp(key, "serial") == 0)
+        return strncmp(value, "file:", 5) == 0 && value[5] && value[5] != '/'
+                   ? "a console file of a config in a datastore must be an absolute host path"
+                   : NULL;
+    if (!key_is_path(key) || !*value || value[0] == '/')
+        return NULL;
+    if (strcmp(key, "switch") == 0)
+        return "a switch socket of a config in a datastore must be an absolute host path";
+    if (datastore_is_name(value) && value[5] != '/')
+        return "a datastore IMAGE of a config in a datastore must be an absolute host path";
+    return NULL;
+}
+
+static FILE *open_config(const char *path, char **text, char *err, size_t errlen)
+{
+    *text = NULL;
+    if (!datastore_is_name(path)) {
+        FILE *f = fopen(path, "r");
+        if (!f)
+            snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return f;
+    }
+    uint8_t *data;
+    size_t len;
+    if (datastore_read_file(path, MAX_CONFIG_BYTES, &data, &len, err, errlen) < 0)
+        return NULL;
+    FILE *f = len ? fmemopen(data, len, "r") : fopen("/dev/null", "r");
     if (!f) {
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
+        free(data);
+        return NULL;
     }
+    *text = (char *)data;
+    return f;
+}
+
+int config_load(struct vm_config *cfg, const char *path, char *err, size_t errlen)
+{
+    char *text;
+    FILE *f = open_config(path, &text, err, errlen);
+    if (!f)
+        return -1;
+    bool in_datastore = datastore_is_name(path);
     char dir[CONFIG_PATH_MAX] = "";
     const char *slash = strrchr(path, '/');
     if (slash && (size_t)(slash - path) < sizeof(dir)) {
@@ -319,6 +368,12 @@ int config_load(struct vm_config *cfg, const char *path, char *err, size_t errle
             value++;
         }
         char resolved[CONFIG_PATH_MAX + 64];
+        const char *unusable = relative_unusable(in_datastore, key, value);
+        if (unusable) {
+            snprintf(err, errlen, "%s:%u: %s: %s", path, lineno, key, unusable);
+            rc = -1;
+            break;
+        }
         if (key_is_path(key) && *value) {
             if (resolve_path(dir, value, resolved, sizeof(resolved)) < 0) {
                 snprintf(err, errlen, "%s:%u: %s: path too long", path, lineno, key);
@@ -338,6 +393,7 @@ int config_load(struct vm_config *cfg, const char *path, char *err, size_t errle
         }
     }
     fclose(f);
+    free(text);
     return rc;
 }
 
@@ -389,13 +445,15 @@ int config_validate(const struct vm_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "no kernel given (kernel = PATH or --kernel PATH)");
         return -1;
     }
-    if (check_readable_file("kernel", cfg->kernel, err, errlen) < 0)
+    /* Files in a datastore are checked when they are read. */
+    if (!datastore_is_name(cfg->kernel) && check_readable_file("kernel", cfg->kernel, err, errlen) < 0)
         return -1;
-    if (cfg->initrd[0] && check_readable_file("initrd", cfg->initrd, err, errlen) < 0)
+    if (cfg->initrd[0] && !datastore_is_name(cfg->initrd) &&
+        check_readable_file("initrd", cfg->initrd, err, errlen) < 0)
         return -1;
     for (unsigned i = 0; i < cfg->ndisks; i++) {
         const char *p = cfg->disks[i].path;
-        if (strncmp(p, "vdfs:", 5) == 0)
+        if (datastore_is_name(p))
             continue; /* opened through libvdfs by the disk device */
         if (check_readable_file("disk", p, err, errlen) < 0)
             return -1;

@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "datastore.h"
 #include "vdfs.h"
 #include "vmm_seccomp.h"
 
@@ -38,18 +39,6 @@
 #define DISK_WORKERS 8
 /* The device never has more operations in flight than its queue size. */
 #define DISK_JOBS VIRTIO_BLK_QUEUE_SIZE
-
-/* One mount per datastore image, shared by every disk that lives on it. */
-struct datastore {
-    char image[4096];
-    struct vdfs *fs;
-    bool readonly;
-    unsigned users;
-    struct datastore *next;
-};
-
-static pthread_mutex_t datastores_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct datastore *datastores;
 
 static _Atomic uint64_t direct_requests, library_requests;
 
@@ -86,73 +75,6 @@ struct vdfs_disk {
     uint32_t dev_align;
     bool direct_unsubmitted;
 };
-
-int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path, size_t path_len)
-{
-    if (strncmp(spec, "vdfs:", 5) != 0)
-        return -1;
-    const char *rest = spec + 5;
-    const char *sep = strstr(rest, ":/");
-    if (!sep || sep == rest)
-        return -1;
-    size_t ilen = (size_t)(sep - rest);
-    if (ilen >= image_len || strlen(sep + 1) >= path_len)
-        return -1;
-    memcpy(image, rest, ilen);
-    image[ilen] = '\0';
-    strcpy(path, sep + 1);
-    return 0;
-}
-
-static struct datastore *datastore_get(const char *image, bool readonly, char *err, size_t errlen)
-{
-    pthread_mutex_lock(&datastores_lock);
-    struct datastore *ds = datastores;
-    while (ds && strcmp(ds->image, image) != 0)
-        ds = ds->next;
-    if (ds && ds->readonly && !readonly) {
-        snprintf(err, errlen, "datastore %s is already joined read-only", image);
-        ds = NULL;
-        goto out;
-    }
-    if (!ds) {
-        ds = calloc(1, sizeof(*ds));
-        if (!ds) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        snprintf(ds->image, sizeof(ds->image), "%s", image);
-        struct vdfs_mount_opts opts = { .readonly = readonly, .own_host = true };
-        int rc = vdfs_mount(image, &opts, &ds->fs);
-        if (rc < 0) {
-            snprintf(err, errlen, "cannot join datastore %s: %s", image, vdfs_strerror(rc));
-            free(ds);
-            ds = NULL;
-            goto out;
-        }
-        ds->readonly = readonly;
-        ds->next = datastores;
-        datastores = ds;
-    }
-    ds->users++;
-out:
-    pthread_mutex_unlock(&datastores_lock);
-    return ds;
-}
-
-static void datastore_put(struct datastore *ds)
-{
-    pthread_mutex_lock(&datastores_lock);
-    if (--ds->users == 0) {
-        struct datastore **pp = &datastores;
-        while (*pp != ds)
-            pp = &(*pp)->next;
-        *pp = ds->next;
-        vdfs_unmount(ds->fs);
-        free(ds);
-    }
-    pthread_mutex_unlock(&datastores_lock);
-}
 
 static struct vdfs_disk *disk_of(struct blk_backend *be)
 {
@@ -460,7 +382,7 @@ void disk_vdfs_counts(uint64_t *direct, uint64_t *library)
 struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, size_t errlen)
 {
     char image[4096], path[4096];
-    if (disk_vdfs_parse(spec, image, sizeof(image), path, sizeof(path)) < 0) {
+    if (datastore_parse(spec, image, sizeof(image), path, sizeof(path)) < 0) {
         snprintf(err, errlen, "disk %s: expected vdfs:IMAGE:/path/in/datastore", spec);
         return NULL;
     }

@@ -10,10 +10,6 @@
 
 #include "virtio_blk.h"
 
-/* Splits "vdfs:IMAGE:/path" into its parts.  0, or -1 if malformed. */
-int disk_vdfs_parse(const char *spec, char *image, size_t image_len, char *path,
-                    size_t path_len);
-
 /* Mounts IMAGE (once per image, shared by its disks), resolves and opens
  * the file.  NULL with a message in `err`. */
 struct blk_backend *disk_vdfs_open(const char *spec, bool readonly, char *err, size_t errlen);

@@ -15,6 +15,7 @@
 #include "boot.h"
 #include "bus_core.h"
 #include "config.h"
+#include "datastore.h"
 #include "kvm.h"
 #include "memory.h"
 #include "platform.h"
@@ -310,6 +311,9 @@ static int cmd_run(int argc, char **argv)
     struct vm_config cfg;
     config_defaults(&cfg);
     struct run_options opt = { .seccomp = true };
+    /* A config, kernel or initrd read from a datastore keeps it joined
+     * until the VM's disks are open: left at exit if setup fails. */
+    atexit(datastore_leave_files);
     if (parse_run_args(argc, argv, &cfg, &opt) < 0)
         return EXIT_VMM_ERROR;
 
@@ -402,6 +406,8 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "vdfs-vm: %s\n", err);
         return EXIT_VMM_ERROR;
     }
+    /* The disks hold their own references to their datastores now. */
+    datastore_leave_files();
 
     pthread_t sig_thread;
     if (pthread_create(&sig_thread, NULL, signal_thread, vm) != 0) {

@@ -6,13 +6,16 @@
 # call), discard gives space back to the datastore, and while one VM runs a
 # second VM on the same disk is refused with the holder's name, while a VM
 # on another disk of the same datastore runs beside it (each VMM is a host).
-# Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH
+# Then a VM run by the datastore name of its config (vdfs:IMAGE:/vm1/vm1.vmx),
+# with its kernel and disk beside it, and the errors of such configs.
+# Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH FSCK_VDFS
 VDFS_VM=$1
 GUEST=$2
 BLKCHECK=$3
 MKFS=$4
 VDFSCTL=$5
 MKPVH=$6
+FSCK=$7
 . "$(dirname "$0")/lib.sh"
 need_kvm
 
@@ -94,4 +97,37 @@ expect_in "$work/err" "/nosuch.img: " "missing file is named"
 run_vm "$work/out" "$work/err" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds"
 expect_rc "malformed vdfs: disk" 1
 expect_in "$work/err" "expected vdfs:IMAGE:/path" "format is explained"
+
+# A VM folder in the datastore, run by its config's datastore name: config,
+# kernel and disk are read through libvdfs, relative names in the config's
+# folder.
+"$VDFSCTL" mkdir "$ds" /vm1 || fail "vdfsctl mkdir"
+"$VDFSCTL" put "$ds" "$GUEST" /vm1/guest.elf || fail "vdfsctl put guest"
+"$VDFSCTL" put "$ds" "$work/disk.img" /vm1/root.img || fail "vdfsctl put disk"
+printf '%s\n' "name = vm1" "memory = 128M" "kernel = guest.elf" "cmdline = mode=blktest" \
+	"disk = root.img,serial=vdfs-guest-test" >"$work/vm1.vmx"
+"$VDFSCTL" put "$ds" "$work/vm1.vmx" /vm1/vm1.vmx || fail "vdfsctl put config"
+run_vm "$work/out" "$work/err" run "vdfs:$ds:/vm1/vm1.vmx"
+expect_rc "a VM whose config, kernel and disk are in the datastore" 0
+expect_in "$work/out" "^RESULT test=write_readback result=pass" "its guest checks pass"
+"$VDFSCTL" get "$ds" /vm1/root.img "$work/back.img" || fail "vdfsctl get"
+python3 "$BLKCHECK" verify "$work/back.img" && pass "its disk holds what the guest wrote" ||
+	fail "blkcheck verify of /vm1/root.img"
+run_vm "$work/out" "$work/err" run "vdfs:$ds:/vm1/nosuch.vmx"
+expect_rc "a config missing from the datastore" 1
+expect_in "$work/err" "/vm1/nosuch.vmx: " "the missing config is named"
+printf '%s\n' "kernel = nokernel.elf" >"$work/bad.vmx"
+"$VDFSCTL" put "$ds" "$work/bad.vmx" /vm1/bad.vmx || fail "vdfsctl put"
+run_vm "$work/out" "$work/err" run "vdfs:$ds:/vm1/bad.vmx"
+expect_rc "a kernel missing from the datastore" 1
+expect_in "$work/err" "kernel vdfs:.*:/vm1/nokernel.elf: " "the missing kernel is named"
+printf '%s\n' "kernel = guest.elf" "serial = file:console.log" >"$work/bad.vmx"
+"$VDFSCTL" put "$ds" "$work/bad.vmx" /vm1/bad2.vmx || fail "vdfsctl put"
+run_vm "$work/out" "$work/err" run "vdfs:$ds:/vm1/bad2.vmx"
+expect_rc "a relative console file in a datastore config" 1
+expect_in "$work/err" "bad2.vmx:2: serial: a console file of a config in a datastore must be an absolute host path" \
+	"a relative console file is refused with its line"
+# Every VMM above left the datastore as it should: a clean check.
+"$FSCK" -n "$ds" >"$work/fsck.out" 2>&1 && pass "fsck -n is clean after the VMs" ||
+	fail "fsck after the VMs: $(cat "$work/fsck.out")"
 finish
