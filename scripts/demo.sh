@@ -2,7 +2,8 @@
 # The main job, end to end: a thin 1 TiB datastore image is formatted and
 # mounted with vdfs-fuse, a directory tree goes in through the mount and reads
 # back unchanged, du/df/usage show that only written data takes space and a
-# punched hole gives it back, a VM boots from a disk inside the datastore, and
+# punched hole gives it back, a VM boots from its folder inside the datastore
+# (config, kernel and disk read by the VMM through libvdfs), and
 # fsck finds the datastore clean.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -51,14 +52,18 @@ echo "allocated before the punch: ${before} KiB, after: ${after} KiB"
 fallocate --punch-hole --keep-size -o 1G -l 4M "$src/vms/web/web-flat.vmdk"
 cmp "$src/vms/web/web-flat.vmdk" "$mnt/datastore/vms/web/web-flat.vmdk" && echo "the punched range reads as zeros"
 
-step "vdfs-vm: boot the test guest from a disk in the datastore while it stays mounted here"
+step "vdfs-vm: boot the test guest from a VM folder in the datastore while it stays mounted here"
 python3 "$root/guest/tests/blkcheck.py" prepare "$work/disk.img" 64M
 mkdir -p "$mnt/datastore/vms/test"
 cp --sparse=always "$work/disk.img" "$mnt/datastore/vms/test/disk.img"
+cp "$bin/guest/guest.elf" "$mnt/datastore/vms/test/guest.elf"
+printf '%s\n' "name = demo-vm" "cpus = 1" "memory = 128M" "kernel = guest.elf" "cmdline = mode=blktest" \
+    "disk = disk.img,serial=demo-disk" >"$mnt/datastore/vms/test/test.vmx"
+cat "$mnt/datastore/vms/test/test.vmx"
 sync -f "$mnt"
-# The VMM joins the datastore as a host of its own and takes the disk's lock.
-"$bin/vmm/vdfs-vm" run --name demo-vm --cpus 1 --memory 128M --kernel "$bin/guest/guest.elf" \
-    --cmdline mode=blktest --disk "vdfs:$image:/datastore/vms/test/disk.img,serial=demo-disk"
+# The VMM reads the config, the kernel and the disk from the datastore
+# itself, joins it as a host of its own and takes the disk's lock.
+"$bin/vmm/vdfs-vm" run "vdfs:$image:/datastore/vms/test/test.vmx"
 echo "the VM powered off with status $? (0: every virtio-blk check passed)"
 python3 "$root/guest/tests/blkcheck.py" verify "$mnt/datastore/vms/test/disk.img" &&
     echo "read through the mount, the disk holds exactly what the guest wrote"
