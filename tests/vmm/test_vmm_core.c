@@ -1,19 +1,23 @@
 /* Unit tests of the VMM core against real KVM where it matters: guest
  * memory bounds, the I/O bus, ioeventfd (a guest port write signals the
  * eventfd without an exit), MSI irqfd routes (GSIs allocated, updated,
- * freed and reused), and the AML encoder's package lengths. */
+ * freed and reused), the AML encoder's package lengths, and where an
+ * initrd lands in guest RAM. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "aml.h"
+#include "boot.h"
 #include "bus_core.h"
 #include "kvm.h"
 #include "layout.h"
@@ -180,6 +184,52 @@ static void test_aml_package_length(void **state)
     aml_free(&a);
 }
 
+static void write_file(const char *path, const uint8_t *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* The initrd goes, page-aligned, as high as it fits below the limit and
+ * above the kernel, byte for byte; an empty one, one that does not fit
+ * and a missing one are refused with the file named. */
+static void test_initrd_placement(void **state)
+{
+    (void)state;
+    const uint64_t ram = 32u << 20, kernel_end = 2u << 20, limit = 30u << 20;
+    struct guest_memory *mem = guest_memory_create(ram);
+    assert_non_null(mem);
+    char dir[] = "/tmp/vdfs-initrd-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/initrd", dir);
+    size_t len = 3 * 4096 + 123;
+    uint8_t *data = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 13 + 7);
+    write_file(path, data, len);
+    uint64_t addr = 0, size = 0;
+    char err[256];
+    assert_int_equal(boot_place_initrd(mem, path, kernel_end, limit, &addr, &size, err, sizeof(err)), 0);
+    assert_int_equal(size, len);
+    assert_int_equal(addr % 4096, 0);
+    assert_true(addr >= kernel_end && addr + size <= limit && limit - (addr + size) < 4096);
+    assert_memory_equal(guest_memory_at(mem, addr, len), data, len);
+
+    assert_int_equal(boot_place_initrd(mem, path, limit - 4096, limit, &addr, &size, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "does not fit in guest RAM after the kernel"));
+    write_file(path, data, 0);
+    assert_int_equal(boot_place_initrd(mem, path, kernel_end, limit, &addr, &size, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "is empty"));
+    unlink(path);
+    assert_int_equal(boot_place_initrd(mem, path, kernel_end, limit, &addr, &size, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "initrd /tmp/vdfs-initrd-"));
+    rmdir(dir);
+    free(data);
+    guest_memory_destroy(mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +237,7 @@ int main(void)
         cmocka_unit_test(test_bus),
         cmocka_unit_test(test_ioeventfd_and_msi_routes),
         cmocka_unit_test(test_aml_package_length),
+        cmocka_unit_test(test_initrd_placement),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -99,12 +99,14 @@ expect_rc "malformed vdfs: disk" 1
 expect_in "$work/err" "expected vdfs:IMAGE:/path" "format is explained"
 
 # A VM folder in the datastore, run by its config's datastore name: config,
-# kernel and disk are read through libvdfs, relative names in the config's
-# folder.
+# kernel, initrd and disk are read through libvdfs, relative names in the
+# config's folder (where an initrd lands is vmm-core's test).
 "$VDFSCTL" mkdir "$ds" /vm1 || fail "vdfsctl mkdir"
 "$VDFSCTL" put "$ds" "$GUEST" /vm1/guest.elf || fail "vdfsctl put guest"
 "$VDFSCTL" put "$ds" "$work/disk.img" /vm1/root.img || fail "vdfsctl put disk"
-printf '%s\n' "name = vm1" "memory = 128M" "kernel = guest.elf" "cmdline = mode=blktest" \
+head -c 300000 /dev/urandom >"$work/initrd.img"
+"$VDFSCTL" put "$ds" "$work/initrd.img" /vm1/initrd.img || fail "vdfsctl put initrd"
+printf '%s\n' "name = vm1" "memory = 128M" "kernel = guest.elf" "initrd = initrd.img" "cmdline = mode=blktest" \
 	"disk = root.img,serial=vdfs-guest-test" >"$work/vm1.vmx"
 "$VDFSCTL" put "$ds" "$work/vm1.vmx" /vm1/vm1.vmx || fail "vdfsctl put config"
 run_vm "$work/out" "$work/err" run "vdfs:$ds:/vm1/vm1.vmx"
