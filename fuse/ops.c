@@ -579,7 +579,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     /* node_ok's check, but a working directory removed here still opens,
      * and lists nothing, as on a local file system. */
     int rc = ino == FUSE_ROOT_ID ? 0 : vdfs_check_generation(vol(req)->fs, ino_of(ino), (uint32_t)(ino >> 32));
-    if (rc && removed_dir_stat(ino, &gone)) {
+    if ((rc == -ESTALE || rc == -ENOENT) && removed_dir_stat(ino, &gone)) {
         snap = calloc(1, sizeof(*snap));
         rc = snap ? 0 : -ENOMEM;
     } else if (rc == 0) {
