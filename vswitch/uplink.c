@@ -125,7 +125,8 @@ void uplink_flush(struct vswitch *sw, struct port *uplink)
     (void)sw;
     struct egress_queue *q = uplink->queue;
     uint64_t bytes = 0;
-    unsigned sent = uplink->uplink_kind == UPLINK_NIC ? nic_send(uplink->nic, uplink->fd, q, &bytes) : tap_send(uplink->fd, q, &bytes);
+    unsigned sent = uplink->uplink_kind == UPLINK_NIC ? nic_send(uplink->nic, uplink->fd, q, &bytes)
+                                                      : tap_send(uplink->fd, q, &bytes);
     uplink->counters.tx_frames += sent;
     uplink->counters.tx_bytes += bytes;
     uplink->counters.drops[DROP_QUEUE_FULL] += q->count - sent;
