@@ -9,7 +9,8 @@ fd77::1/64.  The host's stack leaves TCP and UDP checksums for the
 device to fill in (veth offers checksum offload), and sends TCP as
 super-frames of up to 64 KiB (TSO); an AF_PACKET socket hands both over
 as they are.  Checked at the port:
-  - UDP over IPv4 and IPv6: every checksum is complete;
+  - UDP over IPv4 and IPv6: every checksum is complete; a UDP_SEGMENT
+    send (one super-frame) arrives as its datagrams;
   - TCP over IPv4 and IPv6, a real connection from the host's stack to a
     minimal TCP responder here: every frame fits the MTU, every IP and TCP
     checksum is right, and the byte stream arrives whole;
@@ -35,6 +36,7 @@ HOST_IP4, HOST_IP6 = "10.77.0.1", "fd77::1"
 MAX_FRAME = 1514  # MTU 1500 + the Ethernet header
 ETH_P_IP, ETH_P_IPV6 = 0x0800, 0x86DD
 SOL_PACKET, PACKET_VNET_HDR = 263, 15
+UDP_SEGMENT = 103
 FIN, SYN, RST, PSH, ACK, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x80
 
 
@@ -139,6 +141,31 @@ def check_udp(port, host_mac, family):
             "IPv4" if family == socket.AF_INET else "IPv6", got, sizes))
     print("UDP over %s: %d datagrams, checksums complete" % (
         "IPv4" if family == socket.AF_INET else "IPv6", len(got)))
+
+
+def check_udp_gso(port, family):
+    """One send of 3500 bytes with UDP_SEGMENT 1000: the stack hands the
+    device one super-frame that must reach the port as four datagrams."""
+    vm = VM_IP4 if family == socket.AF_INET else VM_IP6
+    name = "IPv4" if family == socket.AF_INET else "IPv6"
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, 1000)
+    data = os.urandom(3500)
+    s.sendto(data, (vm, 9100))
+    s.close()
+    got = []
+    for p in port.packets(time.monotonic() + 3):
+        if p.proto == 17 and p.dst == socket.inet_pton(family, vm) and struct.unpack("!H", p.l4[2:4])[0] == 9100:
+            if struct.unpack("!H", p.l4[4:6])[0] != len(p.l4):
+                fail("UDP_SEGMENT over %s: a datagram's UDP length %d in %d bytes" % (
+                    name, struct.unpack("!H", p.l4[4:6])[0], len(p.l4)))
+            got.append(p.l4[8:])
+            if sum(map(len, got)) >= len(data):
+                break
+    if [len(g) for g in got] != [1000, 1000, 1000, 500] or b"".join(got) != data:
+        fail("UDP_SEGMENT over %s: datagrams of %s bytes arrived, want 1000, 1000, 1000, 500 in order" % (
+            name, [len(g) for g in got]))
+    print("UDP_SEGMENT over %s: one send of 3500 bytes arrived as 4 datagrams, checksums complete" % name)
 
 
 def check_tcp(port, host_mac, family, total):
@@ -257,6 +284,8 @@ def main():
     port = Port(path)
     check_udp(port, host_mac, socket.AF_INET)
     check_udp(port, host_mac, socket.AF_INET6)
+    check_udp_gso(port, socket.AF_INET)
+    check_udp_gso(port, socket.AF_INET6)
     check_tcp(port, host_mac, socket.AF_INET, 300000)
     check_tcp(port, host_mac, socket.AF_INET6, 300000)
     check_injected(port, iface, host_mac)

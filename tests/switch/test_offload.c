@@ -187,6 +187,58 @@ static void test_split_tagged_ipv6_with_options(void **state)
     split_and_check(&b, true, 32, 2920, 1428, 0x10 | 0x08);
 }
 
+/* A UDP_SEGMENT super-frame: every segment a datagram of its own, with
+ * its length and a full checksum. */
+static void split_udp_and_check(bool ipv6, size_t payload, uint16_t mss)
+{
+    struct built b;
+    build_tcp(&b, ipv6, false, 20, 0, 0);
+    b.frame[b.l3 + (ipv6 ? 6 : 9)] = 17;
+    memset(b.frame + b.l4, 0, 8);
+    b.frame[b.l4 + 1] = 53; /* ports 53 -> 5353 */
+    b.frame[b.l4 + 2] = 0x14;
+    b.frame[b.l4 + 3] = 0xe9;
+    for (size_t i = 0; i < payload; i++)
+        b.frame[b.l4 + 8 + i] = (uint8_t)(i * 5 + 1);
+    b.len = b.l4 + 8 + payload;
+    struct virtio_net_hdr hdr = {.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM, .gso_type = VIRTIO_NET_HDR_GSO_UDP_L4,
+                                 .gso_size = mss, .csum_start = (uint16_t)b.l4, .csum_offset = 6};
+    struct gso_cursor c;
+    assert_int_equal(gso_begin(&c, b.frame, b.len, &hdr, SEGMENT_CAP), 0);
+    assert_true(c.ipv6 == ipv6);
+    uint8_t seg[SEGMENT_CAP];
+    size_t n, got = 0;
+    unsigned count = 0;
+    while ((n = gso_next(&c, seg)) != 0) {
+        size_t part = n - b.l4 - 8;
+        assert_true(part == (payload - got < mss ? payload - got : mss));
+        assert_int_equal(get16(seg + b.l4 + 4), 8 + part);
+        assert_int_equal(get16(seg + b.l4 + 2), 5353);
+        assert_memory_equal(seg + b.l4 + 8, b.frame + b.l4 + 8 + got, part);
+        if (!ipv6)
+            assert_int_equal(ones_sum(0, seg + b.l3, 20), 0xffff);
+        assert_true(get16(seg + b.l4 + 6) != 0);
+        assert_l4_checksum(seg, n, b.l3, b.l4, ipv6, 17);
+        got += part;
+        count++;
+    }
+    assert_int_equal(got, payload);
+    assert_int_equal(count, (payload + mss - 1) / mss);
+}
+
+static void test_split_udp(void **state)
+{
+    (void)state;
+    split_udp_and_check(false, 3500, 1000);
+    split_udp_and_check(true, 2400, 1200);
+    /* A UDP_L4 header on a TCP frame is refused. */
+    struct built b;
+    build_tcp(&b, false, false, 20, 3000, 0x10);
+    struct virtio_net_hdr hdr = {.gso_type = VIRTIO_NET_HDR_GSO_UDP_L4, .gso_size = 1000};
+    struct gso_cursor c;
+    assert_int_equal(gso_begin(&c, b.frame, b.len, &hdr, SEGMENT_CAP), -EINVAL);
+}
+
 static void test_refused(void **state)
 {
     (void)state;
@@ -270,7 +322,7 @@ static void test_random_frames(void **state)
                 assert_true(n > c.header_len && n <= SEGMENT_CAP);
                 assert_true(n - c.header_len <= hdr.gso_size);
                 assert_memory_equal(seg + c.header_len, frame + c.header_len + carried, n - c.header_len);
-                assert_l4_checksum(seg, n, c.l3, c.l4, c.ipv6, 6);
+                assert_l4_checksum(seg, n, c.l3, c.l4, c.ipv6, c.proto);
                 if (!c.ipv6)
                     assert_int_equal(ones_sum(0, seg + c.l3, c.l4 - c.l3), 0xffff);
                 carried += n - c.header_len;
@@ -288,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_fill_checksum_udp),
         cmocka_unit_test(test_split_ipv4),
         cmocka_unit_test(test_split_tagged_ipv6_with_options),
+        cmocka_unit_test(test_split_udp),
         cmocka_unit_test(test_refused),
         cmocka_unit_test(test_random_frames),
     };
