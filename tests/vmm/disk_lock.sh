@@ -18,11 +18,12 @@ disk=$work/disk.img
 truncate -s 64M "$disk"
 holder=
 
-# hold DISKSPEC: a VM that keeps the disk busy for about 4 s, in the
-# background; returns once its guest is up (its disk is attached by then).
+# hold DISKSPEC [SECONDS]: a VM that keeps the disk busy for SECONDS (4),
+# in the background; returns once its guest is up (its disk is attached by
+# then).
 hold() {
 	"$VDFS_VM" run --kernel "$GUEST" --memory 64M --disk "$1" \
-		--cmdline "mode=blkbench op=randread bs=4096 qd=4 seconds=4 tsc_khz=$khz" \
+		--cmdline "mode=blkbench op=randread bs=4096 qd=4 seconds=${2:-4} tsc_khz=$khz" \
 		>"$work/hold.out" 2>"$work/hold.err" &
 	holder=$!
 	for _ in $(seq 200); do
@@ -77,7 +78,9 @@ try "$disk" "$disk"
 refused "the same disk twice in one VM" "is locked"
 
 if command -v qemu-system-x86_64 >/dev/null; then
-	hold "$disk"
+	# Long enough that QEMU's start, slow when this machine's storage
+	# stalls, still meets the lock (CI once saw it start after 4 s).
+	hold "$disk" 15
 	timeout 30 qemu-system-x86_64 -enable-kvm -M microvm -m 64 -nographic -no-reboot -kernel "$GUEST" \
 		-append "mode=ready" -drive "file=$disk,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0 \
 		>"$work/qemu.out" 2>&1
