@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "departing.h"
 #include "fsck.h"
 #include "journal.h"
 
@@ -70,12 +71,36 @@ static int write_heartbeat(struct fsck *f, uint32_t slot, const struct vdfs_hear
     return rc;
 }
 
+/* A vdfs-fuse host on this machine that has been unmounted but is still
+ * writing back and freeing its slot (umount returns before it is done):
+ * waited for, so that `umount && fsck.vdfs` works.  A host that is still
+ * mounted is left to in_use(), which refuses at once. */
+static void wait_for_departing_hosts(struct fsck *f)
+{
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!buf)
+        return;
+    for (uint32_t slot = 0; slot < f->sb.max_hosts; slot++) {
+        uint64_t addr = vdfs_heartbeat_addr(&f->sb, slot);
+        struct vdfs_heartbeat h;
+        if (vdfs_dev_probe_lock(f->dev, vdfs_liveness_lock_offset(slot), 1) != 1 ||
+            fsck_read(f, buf, VDFS_SECTOR_SIZE, addr) != 0 || vdfs_heartbeat_decode(buf, addr, &h) != 0 ||
+            !vdfs_host_is_departing(f->dev, h.pid))
+            continue;
+        /* On standard error, as the refusal would be: not a finding. */
+        fsck_error(f, "waiting for vdfs-fuse (pid %u, slot %u) to finish unmounting", h.pid, slot);
+        vdfs_wait_departing_host(f->dev, slot, h.pid, VDFS_DEPARTING_WAIT_MS);
+    }
+    vdfs_aligned_free(buf);
+}
+
 /* Refuses a datastore some process on this machine has mounted: a mounted
  * host holds an OFD read lock on its slot's liveness byte.  A repair takes
  * every slot's liveness byte exclusively (as mkfs.vdfs does) and keeps it
  * until the device is closed, so no host can mount while fsck writes. */
 static bool in_use(struct fsck *f)
 {
+    wait_for_departing_hosts(f);
     if (f->opt.fix) {
         int rc = vdfs_dev_try_lock(f->dev, vdfs_liveness_lock_offset(0), VDFS_MAX_HOSTS_LIMIT, true);
         if (rc == 0)

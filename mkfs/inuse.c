@@ -12,22 +12,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "departing.h"
 #include "mkfs.h"
-
-/* mountinfo and /proc/swaps escape blanks and backslashes as \ooo. */
-static void unescape(char *s)
-{
-    char *out = s;
-    while (*s) {
-        if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-            *out++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-            s += 4;
-        } else {
-            *out++ = *s++;
-        }
-    }
-    *out = '\0';
-}
 
 /* The mount point of the first mount whose device number is `devnum` or
  * whose source resolves to `real` (either may be 0/NULL).  1 found, 0 not. */
@@ -47,8 +33,8 @@ static int find_mount(dev_t devnum, const char *real, char *mnt, size_t mnt_len)
         char *sep = strstr(line, " - ");
         if (sep == NULL || sscanf(sep + 3, "%*s %4095s", source) != 1)
             continue;
-        unescape(point);
-        unescape(source);
+        vdfs_unescape_octal(point);
+        vdfs_unescape_octal(source);
         if (devnum != 0 && makedev(maj, min) == devnum)
             found = 1;
         if (!found && real != NULL && source[0] == '/') {
@@ -81,7 +67,7 @@ static int find_swap(dev_t devnum, const char *real)
         }
         if (sscanf(line, "%4095s", name) != 1)
             continue;
-        unescape(name);
+        vdfs_unescape_octal(name);
         struct stat st;
         char name_real[PATH_MAX];
         if (devnum != 0 && stat(name, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == devnum)

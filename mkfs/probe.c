@@ -2,8 +2,10 @@
  * filesystems and partition tables, an earlier vdfs (primary or backup
  * superblock), and vdfs hosts that still have it mounted. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "departing.h"
 #include "mkfs.h"
 
 struct signature {
@@ -105,8 +107,14 @@ static int probe_live_hosts(struct vdfs_dev *dev, uint64_t hb_off, uint32_t slot
             continue;
         /* A mounted host holds the liveness lock of its slot; the lock on
          * the slot's own sectors is the older convention, still honoured. */
-        if (vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1) == 1 ||
-            vdfs_dev_probe_lock(dev, addr, VDFS_SECTOR_SIZE) == 1) {
+        bool held = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1) == 1;
+        /* Unmounted, but its daemon is still writing back (umount returns
+         * before it is done): `umount && mkfs.vdfs -f` waits for it. */
+        if (held && vdfs_host_is_departing(dev, hb.pid)) {
+            fprintf(stderr, "mkfs.vdfs: waiting for vdfs-fuse (pid %u, slot %u) to finish unmounting\n", hb.pid, slot);
+            held = vdfs_wait_departing_host(dev, slot, hb.pid, VDFS_DEPARTING_WAIT_MS) != 0;
+        }
+        if (held || vdfs_dev_probe_lock(dev, addr, VDFS_SECTOR_SIZE) == 1) {
             p->live_host = true;
             p->live_slot = slot;
             p->live_pid = hb.pid;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "departing.h"
 #include "internal.h"
 #include "journal.h"
 
@@ -317,9 +318,6 @@ int heartbeat_recover(struct vdfs *fs, uint32_t slot)
     return recover_slot(fs, slot, raw, &hb);
 }
 
-#define SAME_HOST_RELEASE_WAIT_MS 2000u
-#define SAME_HOST_RELEASE_POLL_MS 20u
-
 /* Mount-time scan: a slot held LIVE by this host's UUID refuses the mount;
  * a LIVE slot whose process is gone from this machine (no OFD liveness
  * lock: kill -9 releases it, SIGSTOP does not) is recovered at once. */
@@ -341,27 +339,38 @@ static int scan_slots(struct vdfs *fs, bool recover)
             return rc;
         bool held = rc == 1;
         bool ours = memcmp(hb.host_uuid, fs->host_uuid, VDFS_UUID_SIZE) == 0;
-        /* This host's previous process, just killed: the kernel drops its
-         * locks when the last reference to its open file goes, which an
-         * exiting process's io_uring requests can hold for a moment after
-         * it is reaped.  A mount that is really still there keeps it. */
-        for (unsigned waited = 0; held && ours && waited < SAME_HOST_RELEASE_WAIT_MS;
-             waited += SAME_HOST_RELEASE_POLL_MS) {
-            struct timespec pause = {0, SAME_HOST_RELEASE_POLL_MS * 1000000L};
-            nanosleep(&pause, NULL);
-            rc = vdfs_dev_probe_lock(fs->dev, vdfs_liveness_lock_offset(slot), 1);
-            if (rc < 0)
-                return rc;
-            held = rc == 1;
-        }
+        /* This host's previous process: unmounted a moment ago and still
+         * writing back (umount returns before a FUSE daemon is done), or
+         * just killed (the kernel drops its locks when the last reference
+         * to its open file goes, which an exiting process's io_uring
+         * requests can hold for a moment after it is reaped).  A mount
+         * that is really still there is refused at once. */
         if (held && ours) {
-            char uuid[37];
-            vdfs_uuid_format(hb.host_uuid, uuid);
-            vdfs_log(VDFS_LOG_ERR,
-                     "datastore is already mounted by host %s (pid %u, slot %u) with the same host UUID %s; "
-                     "each mount of one datastore needs its own host UUID",
-                     hb.hostname, hb.pid, slot, uuid);
-            return -EBUSY;
+            if (vdfs_host_is_departing(fs->dev, hb.pid))
+                vdfs_log(VDFS_LOG_INFO, "waiting for this host's previous mount (pid %u, slot %u) to finish unmounting",
+                         hb.pid, slot);
+            rc = vdfs_wait_departing_host(fs->dev, slot, hb.pid, VDFS_DEPARTING_WAIT_MS);
+            if (rc == -EBUSY || rc == -ETIMEDOUT) {
+                char uuid[37];
+                vdfs_uuid_format(hb.host_uuid, uuid);
+                vdfs_log(VDFS_LOG_ERR,
+                         "datastore is %s by host %s (pid %u, slot %u) with the same host UUID %s; "
+                         "each mount of one datastore needs its own host UUID",
+                         rc == -EBUSY ? "already mounted" : "still being unmounted", hb.hostname, hb.pid, slot, uuid);
+                return -EBUSY;
+            }
+            if (rc)
+                return rc;
+            /* Released: it freed its slot on the way out, or it was killed
+             * and left the slot LIVE, to be recovered below. */
+            rc = heartbeat_read_slot(fs, slot, raw, &hb);
+            if (rc == -EIO)
+                continue;
+            if (rc)
+                return rc;
+            if (hb.state != VDFS_HB_LIVE)
+                continue;
+            held = false;
         }
         if (held || !recover)
             continue;

@@ -1,6 +1,7 @@
 #!/bin/bash
 # How a vdfs-fuse mount starts and ends: SIGTERM, umount, fusermount3 -u,
-# daemon mode, mount -t fuse.vdfs, a second mount refused, bad options.
+# daemon mode, mount -t fuse.vdfs, a second mount refused, bad options;
+# fsck.vdfs, a new mount and mkfs.vdfs right after umount.
 # After each ending the datastore must check clean.
 . "$(dirname "$0")/lib.sh" "$1"
 make_image 1G
@@ -55,6 +56,31 @@ for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; 
 ! kill -0 "$daemon_pid" 2>/dev/null || fail "daemon did not exit after umount"
 fsck_clean
 
+# umount returns before the daemon has written back what it holds and
+# freed its slot.  fsck.vdfs, a new mount by the same host and mkfs.vdfs
+# (at the end) wait for it instead of finding the datastore in use; a
+# datastore that is still mounted is refused at once.
+head -c 67108864 /dev/urandom >"$WORK/held"
+"$VDFS_FUSE" "$IMG" "$MNT" -o hb_timeout_ms=15000 || fail "daemon mode mount failed"
+cp "$WORK/held" "$MNT/held"
+if "$FSCK" -n "$IMG" >"$WORK/fsck.out" 2>&1; then fail "fsck.vdfs -n accepted a mounted datastore"; fi
+grep -q "in use" "$WORK/fsck.out" || { cat "$WORK/fsck.out" >&2; fail "fsck.vdfs -n on a mounted datastore: no clear refusal"; }
+! grep -q "waiting" "$WORK/fsck.out" || fail "fsck.vdfs waited for a host that is still mounted"
+umount "$MNT"
+"$FSCK" -n "$IMG" >"$WORK/fsck.out" 2>&1 ||
+    { cat "$WORK/fsck.out" >&2; fail "fsck.vdfs -n right after umount did not find a clean datastore"; }
+"$VDFS_FUSE" "$IMG" "$MNT" -o hb_timeout_ms=15000 || fail "daemon mode mount failed"
+cp "$WORK/held" "$MNT/held2"
+umount "$MNT"
+"$VDFS_FUSE" "$IMG" "$MNT" -f -o hb_timeout_ms=15000 2>"$WORK/remount.log" &
+FUSE_PID=$!
+wait_mounted "$MNT"
+! grep -q "is gone" "$WORK/remount.log" || { cat "$WORK/remount.log" >&2; fail "the new mount took the unmounting one for a dead host"; }
+cmp "$WORK/held" "$MNT/held" && cmp "$WORK/held" "$MNT/held2" || fail "data held at umount lost"
+rm "$MNT/held" "$MNT/held2"
+unmount_fg
+fsck_clean
+
 # -o ro: writes fail with EROFS, the datastore is left as it was.
 mount_fg -o ro
 [ "$(cat "$MNT/daemon")" = daemon ] || fail "ro: cannot read"
@@ -99,4 +125,15 @@ expect_usage_error "not a datastore" "$WORK/not-vdfs" "$MNT"
 
 mount_fg
 [ "$(cat "$MNT/via-mount")" = via-mount ] || fail "data written via mount -t fuse.vdfs lost"
-finish
+unmount_fg
+fsck_clean
+
+# mkfs.vdfs -f: refused while mounted, waits for the daemon right after umount.
+"$VDFS_FUSE" "$IMG" "$MNT" -o hb_timeout_ms=15000 || fail "daemon mode mount failed"
+cp "$WORK/held" "$MNT/held3"
+if "$MKFS" -q -f "$IMG" 2>"$WORK/mkfs.err"; then fail "mkfs.vdfs -f formatted a mounted datastore"; fi
+grep -q "mounted" "$WORK/mkfs.err" || { cat "$WORK/mkfs.err" >&2; fail "mkfs.vdfs -f on a mounted datastore: no clear refusal"; }
+umount "$MNT"
+"$MKFS" -q -f "$IMG" 2>"$WORK/mkfs.err" || { cat "$WORK/mkfs.err" >&2; fail "mkfs.vdfs -f right after umount refused"; }
+fsck_clean
+echo "PASS"
