@@ -84,4 +84,5 @@ expect_in "$work/c.log" "MKPVH HELLO" "--serial overrides serial = stdout"
 run_vm "$work/out" "$work/err" --help
 expect_rc "--help" 0
 expect_in "$work/out" "vdfs-vm run" "--help shows usage"
+expect_in "$work/out" "cache=none" "--help names the disk options"
 finish
