@@ -1,19 +1,80 @@
 /* vdfsctl put and get: copying files and trees between the host and the
- * datastore, keeping holes as holes. */
+ * datastore, keeping holes as holes, hard links as links, and extended
+ * attributes. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "ctl.h"
 #include "device.h"
 
 #define COPY_CHUNK (8u << 20)
+/* The largest extended attribute value, or list of names, Linux has. */
+#define XATTR_BUF XATTR_SIZE_MAX
+
+/* One put or get: the options, the hard links met so far, and whether an
+ * extended attribute could not be copied (said at once; the copy goes on
+ * and the command fails at the end, as cp -a does). */
+struct copy {
+    const struct ctl *c;
+    struct hardlinks links;
+    bool xattr_lost;
+};
+
+static void xattr_lost(struct copy *cp, const char *what, const char *name, int err)
+{
+    fprintf(stderr, "vdfsctl: %s: extended attribute %s not copied: %s\n", what, name, vdfs_strerror(err));
+    cp->xattr_lost = true;
+}
+
+/* A local file's extended attributes onto datastore file `ino`. */
+static int put_xattrs(struct vdfs *fs, struct copy *cp, const char *local, uint32_t ino)
+{
+    char *names = malloc(XATTR_BUF), *value = malloc(XATTR_BUF);
+    ssize_t len = names && value ? llistxattr(local, names, XATTR_BUF) : -1;
+    int rc = names && value ? 0 : -ENOMEM;
+    if (rc == 0 && len < 0 && errno != ENOTSUP)
+        xattr_lost(cp, local, "list", -errno);
+    for (ssize_t at = 0; rc == 0 && at < len; at += (ssize_t)strlen(names + at) + 1) {
+        const char *name = names + at;
+        ssize_t n = lgetxattr(local, name, value, XATTR_BUF);
+        int xrc = n < 0 ? -errno : vdfs_setxattr(fs, ino, name, value, (size_t)n, 0);
+        if (xrc == -ENOMEM || xrc == -EIO)
+            rc = xrc;
+        else if (xrc)
+            xattr_lost(cp, local, name, xrc);
+    }
+    free(names);
+    free(value);
+    return rc;
+}
+
+/* Datastore file `ino`'s extended attributes onto a local file. */
+static int get_xattrs(struct vdfs *fs, struct copy *cp, uint32_t ino, const char *local)
+{
+    char *names = malloc(XATTR_BUF), *value = malloc(XATTR_BUF);
+    ssize_t len = names && value ? vdfs_listxattr(fs, ino, names, XATTR_BUF) : -ENOMEM;
+    int rc = len < 0 ? (int)len : 0;
+    for (ssize_t at = 0; rc == 0 && at < len; at += (ssize_t)strlen(names + at) + 1) {
+        const char *name = names + at;
+        ssize_t n = vdfs_getxattr(fs, ino, name, value, XATTR_BUF);
+        if (n < 0)
+            rc = (int)n;
+        else if (lsetxattr(local, name, value, (size_t)n, 0) != 0)
+            xattr_lost(cp, local, name, -errno);
+    }
+    free(names);
+    free(value);
+    return rc;
+}
 
 static bool all_zero(const uint8_t *p, size_t n)
 {
@@ -82,9 +143,9 @@ out:
     return rc;
 }
 
-static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint32_t parent, const char *name);
+static int put_one(struct vdfs *fs, struct copy *cp, const char *local, uint32_t parent, const char *name);
 
-static int put_tree(struct vdfs *fs, const struct ctl *c, const char *local, uint32_t dir)
+static int put_tree(struct vdfs *fs, struct copy *cp, const char *local, uint32_t dir)
 {
     DIR *d = opendir(local);
     if (!d) {
@@ -98,14 +159,30 @@ static int put_tree(struct vdfs *fs, const struct ctl *c, const char *local, uin
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         snprintf(child, PATH_MAX, "%s/%s", local, e->d_name);
-        rc = put_one(fs, c, child, dir, e->d_name);
+        rc = put_one(fs, cp, child, dir, e->d_name);
     }
     free(child);
     closedir(d);
     return rc;
 }
 
-static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint32_t parent, const char *name)
+/* Another name of a file already copied in as `ino`: a link to it, in
+ * place of whatever non-directory had that name. */
+static int put_link(struct vdfs *fs, uint32_t ino, uint32_t parent, const char *name)
+{
+    struct vdfs_stat vs;
+    int rc = vdfs_link(fs, ino, parent, name, &vs);
+    if (rc != -EEXIST || (rc = vdfs_lookup(fs, parent, name, &vs)) != 0)
+        return rc;
+    if (vs.ino == ino)
+        return 0;
+    if (S_ISDIR(vs.mode))
+        return -EEXIST;
+    rc = vdfs_unlink(fs, parent, name);
+    return rc ? rc : vdfs_link(fs, ino, parent, name, &vs);
+}
+
+static int put_one(struct vdfs *fs, struct copy *cp, const char *local, uint32_t parent, const char *name)
 {
     struct stat st;
     if (lstat(local, &st) != 0) {
@@ -115,8 +192,12 @@ static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint
     struct vdfs_cred cred = {st.st_uid, st.st_gid};
     struct vdfs_stat vs;
     int rc;
-    if (S_ISDIR(st.st_mode)) {
-        if (!c->recursive) {
+    bool linked = !S_ISDIR(st.st_mode) && st.st_nlink > 1;
+    const struct hardlink *first = linked ? hardlinks_find(&cp->links, st.st_dev, st.st_ino) : NULL;
+    if (first) {
+        rc = put_link(fs, first->ino, parent, name);
+    } else if (S_ISDIR(st.st_mode)) {
+        if (!cp->c->recursive) {
             fprintf(stderr, "vdfsctl: %s is a directory (use -r)\n", local);
             return -EISDIR;
         }
@@ -124,7 +205,7 @@ static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint
         if (rc == -EEXIST)
             rc = vdfs_lookup(fs, parent, name, &vs);
         if (rc == 0)
-            rc = put_tree(fs, c, local, vs.ino);
+            rc = put_tree(fs, cp, local, vs.ino);
     } else if (S_ISLNK(st.st_mode)) {
         char target[PATH_MAX];
         ssize_t n = readlink(local, target, sizeof(target) - 1);
@@ -171,6 +252,10 @@ static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint
     } else {
         rc = vdfs_create(fs, parent, name, st.st_mode, (uint32_t)st.st_rdev, &cred, &vs);
     }
+    if (rc == 0 && !first && !S_ISLNK(st.st_mode))
+        rc = put_xattrs(fs, cp, local, vs.ino);
+    if (rc == 0 && linked && !first)
+        rc = hardlinks_add(&cp->links, st.st_dev, st.st_ino, vs.ino, NULL);
     if (rc && rc != -ENOSPC && rc != -EIO)
         fprintf(stderr, "vdfsctl: %s -> %s: %s\n", local, name, vdfs_strerror(rc));
     else if (rc)
@@ -178,7 +263,15 @@ static int put_one(struct vdfs *fs, const struct ctl *c, const char *local, uint
     return rc;
 }
 
-int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char *path)
+/* The result of a whole copy: its first error, else -ENOTSUP when some
+ * extended attribute could not be copied. */
+static int copy_end(struct copy *cp, int rc)
+{
+    hardlinks_free(&cp->links);
+    return rc ? rc : cp->xattr_lost ? -ENOTSUP : 0;
+}
+
+static int put_named(struct vdfs *fs, struct copy *cp, const char *local, const char *path)
 {
     struct vdfs_stat st;
     const char *base = strrchr(local, '/');
@@ -189,7 +282,7 @@ int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char 
             fprintf(stderr, "vdfsctl: cannot name %s inside %s\n", local, path);
             return -EINVAL;
         }
-        return put_one(fs, c, local, st.ino, base);
+        return put_one(fs, cp, local, st.ino, base);
     }
     uint32_t parent;
     const char *name;
@@ -198,7 +291,13 @@ int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char 
         fprintf(stderr, "vdfsctl: %s: %s\n", path, vdfs_strerror(rc));
         return rc;
     }
-    return put_one(fs, c, local, parent, name);
+    return put_one(fs, cp, local, parent, name);
+}
+
+int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char *path)
+{
+    struct copy cp = {.c = c};
+    return copy_end(&cp, put_named(fs, &cp, local, path));
 }
 
 static int get_file(struct vdfs *fs, const struct vdfs_stat *st, int dst, const char *what)
@@ -267,11 +366,22 @@ int ctl_collect_name(void *ctx, const char *name, uint32_t ino, uint32_t mode, u
     return l->names[l->n++] ? 0 : -ENOMEM;
 }
 
-static int get_one(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat *st, const char *local)
+static int get_one(struct vdfs *fs, struct copy *cp, const struct vdfs_stat *st, const char *local)
 {
     int rc = 0;
+    bool to_stdout = strcmp(local, "-") == 0;
+    bool linked = !S_ISDIR(st->mode) && st->nlink > 1 && !to_stdout;
+    const struct hardlink *first = linked ? hardlinks_find(&cp->links, st->ino, 0) : NULL;
+    if (first) {
+        /* Another name of a file already copied out: a link to that copy. */
+        if ((unlink(local) != 0 && errno != ENOENT) || link(first->path, local) != 0) {
+            fprintf(stderr, "vdfsctl: link %s to %s: %s\n", local, first->path, strerror(errno));
+            return -errno;
+        }
+        return 0;
+    }
     if (S_ISDIR(st->mode)) {
-        if (!c->recursive) {
+        if (!cp->c->recursive) {
             fprintf(stderr, "vdfsctl: %s is a directory (use -r)\n", local);
             return -EISDIR;
         }
@@ -288,7 +398,7 @@ static int get_one(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat 
                 snprintf(child, PATH_MAX, "%s/%s", local, l.names[i]);
                 rc = vdfs_lookup(fs, st->ino, l.names[i], &cs);
                 if (rc == 0)
-                    rc = get_one(fs, c, &cs, child);
+                    rc = get_one(fs, cp, &cs, child);
             }
             free(l.names[i]);
         }
@@ -304,8 +414,7 @@ static int get_one(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat 
         if (symlink(target, local) != 0)
             rc = -errno;
     } else if (S_ISREG(st->mode)) {
-        int dst = strcmp(local, "-") == 0 ? STDOUT_FILENO
-                                           : open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st->mode & 07777);
+        int dst = to_stdout ? STDOUT_FILENO : open(local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, st->mode & 07777);
         if (dst < 0) {
             fprintf(stderr, "vdfsctl: %s: %s\n", local, strerror(errno));
             return -errno;
@@ -317,10 +426,13 @@ static int get_one(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat 
         if (mknod(local, st->mode, st->rdev) != 0 && errno != EEXIST)
             rc = -errno;
     }
-    if (rc == 0 && strcmp(local, "-") != 0 && !S_ISLNK(st->mode)) {
+    if (rc == 0 && !to_stdout && !S_ISLNK(st->mode)) {
+        rc = get_xattrs(fs, cp, st->ino, local);
         struct timespec times[2] = {st->atime, st->mtime};
         utimensat(AT_FDCWD, local, times, 0);
     }
+    if (rc == 0 && linked)
+        rc = hardlinks_add(&cp->links, st->ino, 0, 0, local);
     return rc;
 }
 
@@ -332,5 +444,6 @@ int ctl_get(struct vdfs *fs, const struct ctl *c, const char *path, const char *
         fprintf(stderr, "vdfsctl: %s: %s\n", path, vdfs_strerror(rc));
         return rc;
     }
-    return get_one(fs, c, &st, local);
+    struct copy cp = {.c = c};
+    return copy_end(&cp, get_one(fs, &cp, &st, local));
 }

@@ -31,4 +31,22 @@ struct ctl_names {
 };
 int ctl_collect_name(void *ctx, const char *name, uint32_t ino, uint32_t mode, uint64_t next);
 
+/* Files with several links met during one tree copy (hardlinks.c), keyed
+ * by (a, b): the local (st_dev, st_ino), or the datastore ino and 0.  The
+ * entry holds what the first copy became: its datastore ino, or its local
+ * path. */
+struct hardlink {
+    uint64_t a, b;
+    uint32_t ino;
+    char *path;
+    bool used;
+};
+struct hardlinks {
+    struct hardlink *slots;
+    size_t cap, n;
+};
+struct hardlink *hardlinks_find(struct hardlinks *h, uint64_t a, uint64_t b);
+int hardlinks_add(struct hardlinks *h, uint64_t a, uint64_t b, uint32_t ino, const char *path);
+void hardlinks_free(struct hardlinks *h);
+
 #endif
