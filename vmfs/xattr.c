@@ -8,8 +8,15 @@
 
 #define XATTR_FIXED 3u
 
+/* No POSIX ACLs, as on VMFS: a file's permissions are its mode bits.  The
+ * kernel enforces a FUSE file system's ACLs only when the daemon keeps
+ * them in step with the mode and with default-ACL inheritance itself, so
+ * an ACL stored here would grant or deny access on paper only.  Refused as
+ * by a file system mounted noacl; other system. names are plain data. */
 static bool namespace_ok(const char *name)
 {
+    if (strcmp(name, "system.posix_acl_access") == 0 || strcmp(name, "system.posix_acl_default") == 0)
+        return false;
     return strncmp(name, "user.", 5) == 0 || strncmp(name, "trusted.", 8) == 0 ||
            strncmp(name, "security.", 9) == 0 || strncmp(name, "system.", 7) == 0;
 }

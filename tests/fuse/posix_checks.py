@@ -5,6 +5,7 @@ import ctypes
 import errno
 import os
 import stat
+import struct
 import sys
 
 from checklib import check, expect_errno, failures
@@ -91,6 +92,14 @@ os.removexattr(f, "user.k")
 check("removexattr", "user.k" not in os.listxattr(f))
 os.setxattr(f, "user.empty", b"")
 check("empty xattr value", os.getxattr(f, "user.empty") == b"")
+# POSIX ACLs are refused, as on VMFS or on ext4 mounted noacl: the kernel
+# would not enforce them, so one denying user nobody must not be stored.
+acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, ident) for tag, perm, ident in
+                                      ((1, 6, 0xFFFFFFFF), (2, 0, 65534), (4, 4, 0xFFFFFFFF), (0x10, 4, 0xFFFFFFFF),
+                                       (0x20, 4, 0xFFFFFFFF)))
+expect_errno("POSIX access ACL refused", errno.EOPNOTSUPP, os.setxattr, f, "system.posix_acl_access", acl)
+expect_errno("POSIX default ACL refused", errno.EOPNOTSUPP, os.setxattr, p("e"), "system.posix_acl_default", acl)
+check("no ACL stored", not any(n.startswith("system.posix_acl") for n in os.listxattr(f)))
 
 # --- O_APPEND and O_TRUNC ---
 a = p("e", "append")

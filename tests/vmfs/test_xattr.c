@@ -65,6 +65,10 @@ static void test_flags_and_errors(void **state)
     assert_int_equal(vdfs_listxattr(f->fs, ino, buf, 3), -ERANGE);
     assert_int_equal(vdfs_setxattr(f->fs, ino, "unknown.k", "v", 1, 0), -EOPNOTSUPP);
     assert_int_equal(vdfs_setxattr(f->fs, ino, "nonamespace", "v", 1, 0), -EOPNOTSUPP);
+    /* No POSIX ACLs (xattr.c): stored, they would not be enforced. */
+    assert_int_equal(vdfs_setxattr(f->fs, ino, "system.posix_acl_access", "\2\0\0\0", 4, 0), -EOPNOTSUPP);
+    assert_int_equal(vdfs_setxattr(f->fs, ino, "system.posix_acl_default", "\2\0\0\0", 4, 0), -EOPNOTSUPP);
+    assert_int_equal(vdfs_setxattr(f->fs, ino, "system.other", "v", 1, 0), 0);
     assert_int_equal(vdfs_getxattr(f->fs, ino, "user.missing", buf, sizeof(buf)), -ENODATA);
 }
 
