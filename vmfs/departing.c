@@ -68,7 +68,8 @@ static bool is_vdfs_fuse(uint32_t pid)
         return false;
     bool got = fgets(comm, sizeof(comm), f) != NULL;
     fclose(f);
-    return got && strcmp(comm, "vdfs-fuse\n") == 0;
+    /* mount(8) runs it as mount.fuse.vdfs, a link to vdfs-fuse. */
+    return got && (strcmp(comm, "vdfs-fuse\n") == 0 || strcmp(comm, "mount.fuse.vdfs\n") == 0);
 }
 
 static bool has_open(uint32_t pid, const struct file_id *id)

@@ -100,10 +100,13 @@ unshare -m --propagation private bash -eu -c '
     findmnt -n -o FSTYPE,SOURCE "$3" | grep -q "^fuse.vdfs $2\$"
     [ "$(cat "$3/daemon")" = daemon ]
     echo via-mount >"$3/via-mount"
+    cp "$5" "$3/held-mount8"
     umount "$3"
+    # The daemon runs as mount.fuse.vdfs: fsck waits for it all the same.
+    "$4" -n "$2" >/dev/null || { echo "fsck.vdfs -n right after umount of a mount(8) mount" >&2; exit 1; }
     for _ in $(seq 100); do pgrep -f "mount.fuse.vdfs $2 $3" >/dev/null || exit 0; sleep 0.05; done
     echo "helper daemon did not exit" >&2; exit 1
-' _ "$helper_dir" "$IMG" "$MNT" || fail "mount -t fuse.vdfs"
+' _ "$helper_dir" "$IMG" "$MNT" "$FSCK" "$WORK/held" || fail "mount -t fuse.vdfs"
 fsck_clean
 
 # Bad input: a clear message and a non-zero exit, nothing mounted.
