@@ -256,6 +256,17 @@ static int cmd_mkdir(struct vdfs *fs, const struct ctl *c, const char *path)
     return rc;
 }
 
+/* A file that another host has open for writing (a running VM's disk)
+ * is not removed (EBUSY): say which host holds it. */
+static int unlink_file(struct vdfs *fs, uint32_t parent, const char *name, uint32_t ino)
+{
+    int rc = vdfs_unlink(fs, parent, name);
+    char host[256];
+    if (rc == -EBUSY && vdfs_lock_holder(fs, ino, host, sizeof(host)) == 1)
+        fprintf(stderr, "vdfsctl: %s is locked by host %s\n", name, host);
+    return rc;
+}
+
 static int rm_tree(struct vdfs *fs, uint32_t parent, const char *name)
 {
     struct vdfs_stat st;
@@ -263,7 +274,7 @@ static int rm_tree(struct vdfs *fs, uint32_t parent, const char *name)
     if (rc)
         return rc;
     if (!S_ISDIR(st.mode))
-        return vdfs_unlink(fs, parent, name);
+        return unlink_file(fs, parent, name, st.ino);
     struct ctl_names l = {0};
     rc = vdfs_readdir(fs, st.ino, 0, ctl_collect_name, &l);
     for (size_t i = 0; i < l.n; i++) {
@@ -287,7 +298,7 @@ static int cmd_rm(struct vdfs *fs, const struct ctl *c, const char *path)
         if (S_ISDIR(st.mode))
             rc = c->recursive ? rm_tree(fs, parent, name) : -EISDIR;
         else
-            rc = vdfs_unlink(fs, parent, name);
+            rc = unlink_file(fs, parent, name, st.ino);
     }
     if (rc)
         fprintf(stderr, "vdfsctl: rm %s: %s%s\n", path, vdfs_strerror(rc), rc == -EISDIR ? " (use -r)" : "");

@@ -1113,6 +1113,15 @@ out:
     return rc;
 }
 
+/* As VMFS refuses to delete a running VM's disk: the last name of a file
+ * another host has open for writing is neither removed nor renamed over
+ * (EBUSY), which would leave that host writing to a file nobody can find.
+ * A reader elsewhere keeps POSIX semantics: it reads on until it closes. */
+static bool last_name_of_written_file(struct vdfs *fs, const struct vdfs_fd *fd)
+{
+    return S_ISREG(fd->mode) && fd->nlink <= 1 && filelock_written_elsewhere(fs, fd->ino);
+}
+
 static int remove_locked(struct vdfs *fs, uint32_t dir, const char *name, bool want_dir)
 {
     struct vdfs_fd *dirfd = malloc(sizeof(*dirfd)), *fd = malloc(sizeof(*fd));
@@ -1148,6 +1157,9 @@ static int remove_locked(struct vdfs *fs, uint32_t dir, const char *name, bool w
             rc = -ENOTEMPTY;
             goto out;
         }
+    } else if (last_name_of_written_file(fs, fd)) {
+        rc = -EBUSY;
+        goto out;
     }
     if ((rc = dir_remove(fs, dirfd, name)))
         goto out;
@@ -1282,6 +1294,8 @@ static int rename_locked(struct vdfs *fs, uint32_t olddir, const char *oldname, 
                 return rc;
             if (rc == 0)
                 return -ENOTEMPTY;
+        } else if (last_name_of_written_file(fs, &s->dst)) {
+            return -EBUSY;
         }
     }
     if (src_dir && newdir != olddir) {

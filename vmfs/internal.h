@@ -170,6 +170,9 @@ int filelock_close(struct vdfs *fs, uint32_t ino);
 void filelock_fresh(struct vdfs *fs, uint32_t ino);
 /* True when another live host holds ino's file lock (unlink keeps it). */
 bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino);
+/* True when another live host holds it open for writing (exclusive or
+ * multi-writer): its last name may not be removed (EBUSY). */
+bool filelock_written_elsewhere(struct vdfs *fs, uint32_t ino);
 
 /* Writes back file-lock records changed at least LOCK_PUBLISH_MS ago
  * (all of them with 0).  Caller holds fs->lock and the metadata lock. */

@@ -812,18 +812,31 @@ int filelock_close(struct vdfs *fs, uint32_t ino)
     return 0;
 }
 
-bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino)
+/* The mode of a file's lock when a live host other than this one holds
+ * it, after the holders of gone hosts are dropped; else VDFS_LOCK_FREE. */
+static uint32_t mode_held_elsewhere(struct vdfs *fs, uint32_t ino)
 {
     if (!fs->cluster)
-        return false;
+        return VDFS_LOCK_FREE;
     struct lock_entry *e;
     if (entry_get(fs, ino, &e) != 0)
-        return false;
+        return VDFS_LOCK_FREE;
     struct vdfs_lock_rec l = e->cur;
     bool changed;
     if (prune_holders(fs, &l, &changed) == -EBUSY)
-        return true;
-    return l.mode != VDFS_LOCK_FREE && has_other_holders(fs, &l);
+        return l.mode;
+    return l.mode != VDFS_LOCK_FREE && has_other_holders(fs, &l) ? l.mode : VDFS_LOCK_FREE;
+}
+
+bool filelock_held_elsewhere(struct vdfs *fs, uint32_t ino)
+{
+    return mode_held_elsewhere(fs, ino) != VDFS_LOCK_FREE;
+}
+
+bool filelock_written_elsewhere(struct vdfs *fs, uint32_t ino)
+{
+    uint32_t mode = mode_held_elsewhere(fs, ino);
+    return mode == VDFS_LOCK_EXCLUSIVE || mode == VDFS_LOCK_MULTI_WRITER;
 }
 
 /* ---- naming a holder, for "file is locked by host X" messages ---- */

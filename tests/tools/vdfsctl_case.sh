@@ -252,7 +252,7 @@ host-full)
 cluster)
     # vdfsctl beside a mounted vdfs-fuse host: it joins as a second host,
     # sees the mount's changes, its own changes reach the mount, and a file
-    # the mount holds open for write is refused with the holder named.
+    # the mount holds open for write is refused (put, rm) with the holder named.
     { [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ] && [ -n "$VDFS_FUSE" ]; } ||
         { echo "cluster needs root, /dev/fuse and vdfs-fuse"; exit 77; }
     make_image 1G
@@ -290,6 +290,9 @@ locks = json.load(open(sys.argv[1]))
 files = [l for l in locks if l["object"].startswith("file ")]
 assert any(l["mode"] == "exclusive" and l["owner_host"] == "fuse-host" for l in files), locks
 PY
+    # Nor removed, as VMFS refuses to delete a running VM's disk.
+    expect_exit 1 ctl rm "$img" /a
+    grep -q "a is locked by host fuse-host" "$work/err" || { cat "$work/err" >&2; fail "rm of a locked file: holder not named"; }
     exec 3>&-
     [ "$(cat "$fusemnt/a")" = "from the mount" ] || fail "the refused put changed the file"
     ok ctl put "$img" "$work/b" /a

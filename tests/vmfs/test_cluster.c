@@ -236,6 +236,25 @@ static void test_file_lock_modes(void **state)
     assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
     assert_int_equal(vdfs_lock_holder(b, st.ino, host, sizeof(host)), 0);
 
+    /* The last name of a file another host writes is neither removed nor
+     * renamed over (a running VM's disk); another name of it may go, and
+     * the writer itself may remove it, as POSIX lets a process do. */
+    struct vdfs_stat other, link_st;
+    assert_int_equal(vdfs_create(b, root, "other", S_IFREG | 0644, 0, NULL, &other), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_unlink(b, root, "disk.img"), -EBUSY);
+    assert_int_equal(vdfs_rename(b, root, "other", root, "disk.img", 0), -EBUSY);
+    assert_int_equal(vdfs_link(b, st.ino, root, "disk.link", &link_st), 0);
+    assert_int_equal(vdfs_unlink(b, root, "disk.img"), 0);
+    assert_int_equal(vdfs_unlink(b, root, "disk.link"), -EBUSY);
+    assert_int_equal(vdfs_rename(a, root, "disk.link", root, "disk.img", 0), 0);
+    assert_int_equal(vdfs_release(a, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_open(b, st.ino, O_RDWR | VDFS_OPEN_MULTIWRITER), 0);
+    assert_int_equal(vdfs_unlink(a, root, "disk.img"), -EBUSY);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDWR), 0);
+    assert_int_equal(vdfs_unlink(b, root, "other"), 0);
+    assert_int_equal(vdfs_getattr(a, st.ino, &st), 0);
+
     /* A file another host has open survives its unlink until that host closes it. */
     assert_int_equal(vdfs_open(b, st.ino, O_RDONLY), 0);
     assert_int_equal(vdfs_unlink(a, root, "disk.img"), 0);
