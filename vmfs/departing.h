@@ -22,7 +22,9 @@
 #define VDFS_DEPARTING_WAIT_MS 120000u
 
 /* Whether process `pid` of this machine is a vdfs-fuse daemon that has the
- * datastore on `dev` open but no mount of it any more. */
+ * datastore on `dev` open but no mount of it: no more (unmounting), or not
+ * yet (between joining the datastore and mounting, when waiting ends with
+ * a mounted host, which is refused). */
 bool vdfs_host_is_departing(struct vdfs_dev *dev, uint32_t pid);
 
 /* Waits while heartbeat slot `slot`'s liveness lock is held by `pid`, a

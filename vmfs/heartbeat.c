@@ -318,6 +318,15 @@ int heartbeat_recover(struct vdfs *fs, uint32_t slot)
     return recover_slot(fs, slot, raw, &hb);
 }
 
+/* Until the slot is ours, recovery writes are bounded by a provisional
+ * lease too: a mount that stalls must not replay over a newer state. */
+static void arm_provisional_lease(struct vdfs *fs)
+{
+    uint64_t now = vdfs_monotonic_ms();
+    atomic_store(&fs->hb_renewed_ms, now);
+    vdfs_dev_set_write_deadline(fs->dev, now + fs->lease_ms);
+}
+
 /* Mount-time scan: a slot held LIVE by this host's UUID refuses the mount;
  * a LIVE slot whose process is gone from this machine (no OFD liveness
  * lock: kill -9 releases it, SIGSTOP does not) is recovered at once. */
@@ -349,7 +358,9 @@ static int scan_slots(struct vdfs *fs, bool recover)
             if (vdfs_host_is_departing(fs->dev, hb.pid))
                 vdfs_log(VDFS_LOG_INFO, "waiting for this host's previous mount (pid %u, slot %u) to finish unmounting",
                          hb.pid, slot);
-            rc = vdfs_wait_departing_host(fs->dev, slot, hb.pid, VDFS_DEPARTING_WAIT_MS);
+            /* Once the slot is claimed (the second scan) its heartbeat is
+             * not renewed yet: no more waiting than the lease allows. */
+            rc = vdfs_wait_departing_host(fs->dev, slot, hb.pid, recover ? VDFS_DEPARTING_WAIT_MS : fs->lease_ms / 2);
             if (rc == -EBUSY || rc == -ETIMEDOUT) {
                 char uuid[37];
                 vdfs_uuid_format(hb.host_uuid, uuid);
@@ -362,7 +373,11 @@ static int scan_slots(struct vdfs *fs, bool recover)
             if (rc)
                 return rc;
             /* Released: it freed its slot on the way out, or it was killed
-             * and left the slot LIVE, to be recovered below. */
+             * and left the slot LIVE, to be recovered below.  The wait may
+             * have outlasted the provisional lease; what follows is decided
+             * on what is read from here on. */
+            if (recover)
+                arm_provisional_lease(fs);
             rc = heartbeat_read_slot(fs, slot, raw, &hb);
             if (rc == -EIO)
                 continue;
@@ -544,10 +559,7 @@ int heartbeat_mount(struct vdfs *fs)
 {
     vdfs_dev_set_lock_patience(fs->dev, fs->hb_timeout_ms);
     vdfs_dev_set_wait_hook(fs->dev, window_holders_dead, fs);
-    /* Until the slot is ours, recovery writes are bounded by a provisional
-     * lease too: a mount that stalls must not replay over a newer state. */
-    atomic_store(&fs->hb_renewed_ms, vdfs_monotonic_ms());
-    vdfs_dev_set_write_deadline(fs->dev, atomic_load(&fs->hb_renewed_ms) + fs->lease_ms);
+    arm_provisional_lease(fs);
     int rc = scan_slots(fs, true);
     if (rc == 0)
         rc = claim_slot(fs);

@@ -132,6 +132,44 @@ static void test_departing_wait_is_bounded(void **state)
     vdfs_dev_close(dev);
 }
 
+/* The same host mounting again while its previous process is still on its
+ * way out, for longer than the lease a mount has before its slot is its
+ * own: it waits, then joins (before, the wait used up that lease and the
+ * claim of the slot failed with EIO). */
+static void test_remount_waits_out_a_slow_departure(void **state)
+{
+    struct fixture *f = *state;
+    const char *uuid = "7e57e57e-0000-4000-8000-00000000de01";
+    struct vdfs_mount_opts o = {.host_uuid = uuid, .host_name = "departing", .hb_timeout_ms = 3000};
+    int ready[2];
+    assert_int_equal(pipe(ready), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        close(ready[0]);
+        prctl(PR_SET_NAME, "vdfs-fuse", 0, 0, 0);
+        struct vdfs *fs = NULL;
+        if (vdfs_mount(f->image, &o, &fs) != 0 || write(ready[1], "r", 1) != 1)
+            _exit(1);
+        struct timespec linger = {3, 500000000L};
+        nanosleep(&linger, NULL);
+        _exit(vdfs_unmount(fs) == 0 ? 0 : 2);
+    }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    uint64_t t0 = now_ms();
+    struct vdfs *fs = NULL;
+    assert_int_equal(vdfs_mount(f->image, &o, &fs), 0);
+    assert_true(now_ms() - t0 >= 2000);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(vdfs_unmount(fs), 0);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
 static int setup(void **state)
 {
     return fixture_setup(state, "1G", NULL, false);
@@ -145,6 +183,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_other_holder_is_not_departing, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_departing_daemon_is_waited_for, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_departing_wait_is_bounded, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_remount_waits_out_a_slow_departure, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
