@@ -15,6 +15,7 @@
 
 #include "departing.h"
 #include "format.h"
+#include "internal.h"
 
 #define POLL_MS 20u
 /* A holder that has closed the datastore, or exited, keeps its lock only
@@ -145,8 +146,9 @@ int vdfs_wait_departing_host(struct vdfs_dev *dev, uint32_t slot, uint32_t pid, 
     int rc = file_id_of(dev, &id);
     if (rc)
         return rc;
+    uint64_t start = vdfs_monotonic_ms();
     unsigned gone_ms = 0;
-    for (unsigned waited = 0;; waited += POLL_MS) {
+    for (;;) {
         rc = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1);
         if (rc <= 0)
             return rc;
@@ -161,7 +163,7 @@ int vdfs_wait_departing_host(struct vdfs_dev *dev, uint32_t slot, uint32_t pid, 
                 return -EBUSY;
             break;
         }
-        if (waited >= timeout_ms)
+        if (vdfs_monotonic_ms() - start >= timeout_ms)
             return -ETIMEDOUT;
         struct timespec pause = {0, POLL_MS * 1000000L};
         nanosleep(&pause, NULL);
