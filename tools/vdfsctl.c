@@ -623,8 +623,13 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
      * persistent host UUID.  --host-uuid or VDFS_HOST_UUID names it. */
     struct vdfs_mount_opts o = {.readonly = false, .commit_ms = 60000, .host_uuid = host_uuid,
                                 .host_name = "vdfsctl", .own_host = true};
+    /* An image this user may only read, or on a read-only file system:
+     * commands that only read still work, read-only (as debugfs does),
+     * without joining the cluster, as below. */
+    if (!write && access(image, W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+        o.readonly = true;
     int rc = vdfs_mount(image, &o, fs);
-    if (rc == -EBUSY && !write) {
+    if (rc == -EBUSY && !write && !o.readonly) {
         /* Mounted by a live host: read without recovery, which is safe but
          * may show data a few seconds old. */
         o.readonly = true;

@@ -182,6 +182,26 @@ EOT
     ctl get "$img" /big | grep -qx big || fail "data not copied beside a lost xattr"
     fsck_clean "$img"
     ;;
+readonly-image)
+    # An image on a read-only file system: the commands that only read
+    # work (read-only, without joining the cluster); a write is refused.
+    [ "$(id -u)" -eq 0 ] || { echo "readonly-image needs root (a read-only tmpfs)"; exit 77; }
+    make_image 1G
+    echo "kept" >"$work/f"
+    ok ctl put "$img" "$work/f" /f
+    hostmnt=$work/ro
+    mkdir -p "$hostmnt"
+    mount -t tmpfs -o size=64M tmpfs "$hostmnt" || fail "tmpfs mount"
+    cp --sparse=always "$img" "$hostmnt/ds.img"
+    mount -o remount,ro "$hostmnt" || fail "remount ro"
+    ctl ls "$hostmnt/ds.img" / >"$work/ls" || fail "ls of a read-only image"
+    grep -qx f "$work/ls" || fail "ls of a read-only image misses /f"
+    [ "$(ctl get "$hostmnt/ds.img" /f)" = kept ] || fail "get from a read-only image"
+    ctl stat --json "$hostmnt/ds.img" /f | json_ok
+    ctl usage "$hostmnt/ds.img" >/dev/null || fail "usage of a read-only image"
+    expect_exit 1 ctl put "$hostmnt/ds.img" "$work/f" /g
+    grep -q "Read-only file system" "$work/err" || { cat "$work/err" >&2; fail "put into a read-only image: no clear error"; }
+    ;;
 rm-mkdir)
     make_image
     ok ctl mkdir -p "$img" /a/b/c/d
