@@ -164,6 +164,16 @@ int main(int argc, char **argv)
         fuse_config_free(&o);
         return 0;
     }
+    /* As mount(8) mounts a write-protected device: read-only, with a word. */
+    if (!o.readonly && access(o.device, W_OK) != 0 && (errno == EROFS || errno == EACCES || errno == EPERM)) {
+        fprintf(stderr, "vdfs-fuse: %s is write-protected (%s): mounting read-only\n", o.device, strerror(errno));
+        o.readonly = true;
+        if (fuse_opt_add_arg(&args, "-oro") != 0) {
+            fuse_opt_free_args(&args);
+            fuse_config_free(&o);
+            return 1;
+        }
+    }
     int status = 1;
     struct fuse_cmdline_opts cl;
     memset(&cl, 0, sizeof(cl));

@@ -25,6 +25,8 @@ cleanup() {
         kill "$FUSE_PID" 2>/dev/null || true
         wait "$FUSE_PID" 2>/dev/null || true
     fi
+    # Whatever else a test mounted in its directory (a tmpfs, say).
+    findmnt -rn -o TARGET | grep "^$WORK/" | sort -r | xargs -r umount -l 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT

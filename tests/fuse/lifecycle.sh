@@ -88,6 +88,22 @@ if echo x 2>/dev/null >"$MNT/new-in-ro"; then fail "ro: write succeeded"; fi
 unmount_fg
 fsck_clean
 
+# A write-protected image (here on a read-only tmpfs) is mounted read-only
+# with a warning, as mount(8) mounts a write-protected device.
+mkdir -p "$WORK/rofs"
+mount -t tmpfs -o size=1100M tmpfs "$WORK/rofs" || fail "tmpfs mount"
+cp --sparse=always "$IMG" "$WORK/rofs/img"
+mount -o remount,ro "$WORK/rofs" || fail "remount ro"
+"$VDFS_FUSE" "$WORK/rofs/img" "$MNT" -f 2>"$WORK/wp.err" &
+FUSE_PID=$!
+wait_mounted "$MNT"
+grep -q "write-protected.*mounting read-only" "$WORK/wp.err" || { cat "$WORK/wp.err" >&2; fail "write-protected image: no warning"; }
+findmnt -n -o OPTIONS "$MNT" | grep -q '^ro,' || fail "write-protected image: the kernel mount is not read-only"
+[ "$(cat "$MNT/daemon")" = daemon ] || fail "write-protected image: cannot read"
+if echo x 2>/dev/null >"$MNT/new-in-wp"; then fail "write-protected image: write succeeded"; fi
+unmount_fg
+umount "$WORK/rofs"
+
 # mount -t fuse.vdfs: mount(8) only looks for /sbin/mount.fuse.vdfs, so a
 # private mount namespace lays the build tree's helper over /usr/sbin.
 helper_dir=$WORK/helper
