@@ -63,6 +63,11 @@ bool volume_is_fenced(struct vdfs *fs)
     return false;
 }
 
+bool vdfs_is_fenced(struct vdfs *fs)
+{
+    return !fs->readonly && volume_is_fenced(fs);
+}
+
 static void fill_live(struct vdfs *fs, struct vdfs_heartbeat *hb, uint32_t slot)
 {
     hb->hdr.kind = VDFS_KIND_HEARTBEAT;

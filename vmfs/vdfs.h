@@ -64,6 +64,12 @@ struct vdfs_stat {
 
 uint32_t vdfs_root_ino(const struct vdfs *fs);
 uint32_t vdfs_block_size(const struct vdfs *fs);
+/* Whether this host has fenced itself: its heartbeat lease ran out, or a
+ * metadata write failed.  Every write then fails with EIO, and other hosts
+ * may take its locks once its heartbeat has been silent for the timeout:
+ * a user of this mount should stop (a VMM, its VM).  A read-only mount is
+ * never fenced. */
+bool vdfs_is_fenced(struct vdfs *fs);
 /* Whether another host may be changing the datastore: a live heartbeat
  * slot of another host at the last watch, or always on a read-only mount
  * (it does not watch).  For caches above the library (a kernel's). */

@@ -162,3 +162,15 @@ void datastore_leave_files(void)
     while (nfile_joins)
         datastore_put(file_joins[--nfile_joins]);
 }
+
+bool datastore_fenced(char *image, size_t image_len)
+{
+    pthread_mutex_lock(&datastores_lock);
+    struct datastore *ds = datastores;
+    while (ds && !(!ds->readonly && vdfs_is_fenced(ds->fs)))
+        ds = ds->next;
+    if (ds)
+        snprintf(image, image_len, "%s", ds->image);
+    pthread_mutex_unlock(&datastores_lock);
+    return ds != NULL;
+}

@@ -38,4 +38,9 @@ int datastore_read_file(const char *name, size_t max_len, uint8_t **data, size_t
 /* Drops the joins that only datastore_read_file() made. */
 void datastore_leave_files(void);
 
+/* Whether this process's host on some joined datastore has fenced itself
+ * (docs/clustering.md); its image is copied to `image`.  Safe from any
+ * thread while others join and leave. */
+bool datastore_fenced(char *image, size_t image_len);
+
 #endif

@@ -198,6 +198,10 @@ static void confine_device_thread(uint32_t device_type)
 }
 #endif
 
+/* Stops the VM on SIGINT, SIGTERM or SIGHUP, and when this VMM's host on a
+ * datastore holding its disks has fenced itself: its disks' locks may then
+ * go to another host, which may start the same VM, so this one must not
+ * run on (as ESXi ends a VM whose lock on its files was lost). */
 static void *signal_thread(void *arg)
 {
     struct vm *vm = arg;
@@ -207,11 +211,23 @@ static void *signal_thread(void *arg)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
-    int sig;
-    if (sigwait(&set, &sig) == 0) {
-        fprintf(stderr, "vdfs-vm: stopping the VM on signal %d\n", sig);
-        vm_request_stop(vm, VM_STOP_ERROR, 0);
+    const struct timespec fence_poll = {0, 100 * 1000000L};
+    for (;;) {
+        int sig = sigtimedwait(&set, NULL, &fence_poll);
+        if (sig > 0) {
+            fprintf(stderr, "vdfs-vm: stopping the VM on signal %d\n", sig);
+            break;
+        }
+        char image[4096];
+        if (datastore_fenced(image, sizeof(image))) {
+            fprintf(stderr,
+                    "vdfs-vm: this VMM's host on datastore %s has fenced itself (its heartbeat lease ran out "
+                    "or a metadata write failed): stopping the VM, whose disk locks other hosts may now take\n",
+                    image);
+            break;
+        }
     }
+    vm_request_stop(vm, VM_STOP_ERROR, 0);
     return NULL;
 }
 

@@ -7,7 +7,8 @@
 # second VM on the same disk is refused with the holder's name, while a VM
 # on another disk of the same datastore runs beside it (each VMM is a host).
 # Then a VM run by the datastore name of its config (vdfs:IMAGE:/vm1/vm1.vmx),
-# with its kernel and disk beside it, and the errors of such configs.
+# with its kernel and disk beside it, and the errors of such configs; and a
+# VM whose VMM's host fences itself is stopped.
 # Usage: vdfs_disk.sh VDFS_VM GUEST_ELF BLKCHECK_PY MKFS_VDFS VDFSCTL MKPVH FSCK_VDFS
 VDFS_VM=$1
 GUEST=$2
@@ -129,6 +130,30 @@ run_vm "$work/out" "$work/err" run "vdfs:$ds:/vm1/bad2.vmx"
 expect_rc "a relative console file in a datastore config" 1
 expect_in "$work/err" "bad2.vmx:2: serial: a console file of a config in a datastore must be an absolute host path" \
 	"a relative console file is refused with its line"
+# A VMM whose host on the datastore fences itself (here: stopped past its
+# heartbeat timeout, 3 s) stops its VM at once, with the reason: other hosts
+# may take its disk's lock from then on and start the same VM. The next VM
+# on that disk then starts (the stale host is recovered).
+"$VDFS_VM" run --kernel "$work/idle.elf" --memory 32M --disk "vdfs:$ds:/disk.img" >"$work/fenced.out" 2>"$work/fenced.err" &
+fenced=$!
+i=0
+until grep -q "MKPVH HELLO" "$work/fenced.out" 2>/dev/null || [ $i -ge 50 ]; do sleep 0.1; i=$((i + 1)); done
+kill -STOP $fenced
+sleep 4.5
+kill -CONT $fenced
+i=0
+while kill -0 $fenced 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if kill -0 $fenced 2>/dev/null; then
+	fail "the VM of a fenced host still runs 10 s after it was continued"
+	kill -KILL $fenced
+fi
+wait $fenced
+rc=$?
+err=$work/fenced.err
+expect_rc "the VM of a fenced host stops" 1
+expect_in "$work/fenced.err" "has fenced itself.*stopping the VM" "the VMM says why it stopped the VM"
+run_vm "$work/out" "$work/err" run --kernel "$GUEST" --memory 64M --cmdline mode=ready --disk "vdfs:$ds:/disk.img"
+expect_rc "the same disk starts again after the fenced VM stopped" 0
 # Every VMM above left the datastore as it should: a clean check.
 "$FSCK" -n "$ds" >"$work/fsck.out" 2>&1 && pass "fsck -n is clean after the VMs" ||
 	fail "fsck after the VMs: $(cat "$work/fsck.out")"
