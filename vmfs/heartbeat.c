@@ -365,14 +365,16 @@ static int scan_slots(struct vdfs *fs, bool recover)
                          hb.pid, slot);
             /* Once the slot is claimed (the second scan) its heartbeat is
              * not renewed yet: no more waiting than the lease allows. */
-            rc = vdfs_wait_departing_host(fs->dev, slot, hb.pid, recover ? VDFS_DEPARTING_WAIT_MS : fs->lease_ms / 2);
+            unsigned patience = recover ? VDFS_DEPARTING_WAIT_MS : fs->lease_ms / 2;
+            rc = vdfs_wait_departing_host(fs->dev, slot, hb.pid, patience);
             if (rc == -EBUSY || rc == -ETIMEDOUT) {
                 char uuid[37];
                 vdfs_uuid_format(hb.host_uuid, uuid);
+                const char *how = rc == -EBUSY ? "already mounted" : "still held, while mounting or unmounting,";
                 vdfs_log(VDFS_LOG_ERR,
                          "datastore is %s by host %s (pid %u, slot %u) with the same host UUID %s; "
                          "each mount of one datastore needs its own host UUID",
-                         rc == -EBUSY ? "already mounted" : "still being unmounted", hb.hostname, hb.pid, slot, uuid);
+                         how, hb.hostname, hb.pid, slot, uuid);
                 return -EBUSY;
             }
             if (rc)
