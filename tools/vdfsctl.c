@@ -28,6 +28,7 @@ static void usage(FILE *out)
             "  put    IMAGE LOCAL PATH   copy in (-r for trees); holes stay holes\n"
             "  rm     IMAGE PATH         remove (-r for trees)\n"
             "  mkdir  IMAGE PATH         make a directory (-p: parents too)\n"
+            "  mv     IMAGE OLD NEW      rename, or move into directory NEW\n"
             "  usage  IMAGE              provisioned against allocated space\n"
             "  map    IMAGE PATH         a file's allocated ranges and holes\n"
             "  digest IMAGE PATH         SHA-256 of a file (holes are not read)\n"
@@ -302,6 +303,37 @@ static int cmd_rm(struct vdfs *fs, const struct ctl *c, const char *path)
     }
     if (rc)
         fprintf(stderr, "vdfsctl: rm %s: %s%s\n", path, vdfs_strerror(rc), rc == -EISDIR ? " (use -r)" : "");
+    return rc;
+}
+
+/* As mv(1): into NEW when it is a directory, else renamed to NEW (an
+ * existing file there is replaced). */
+static int cmd_mv(struct vdfs *fs, const char *from, const char *to)
+{
+    uint32_t old_parent, new_parent;
+    const char *name;
+    char old_name[256], new_name[256];
+    int rc = ctl_parent(fs, from, &old_parent, &name);
+    if (rc == 0 && strlen(name) >= sizeof(old_name))
+        rc = -ENAMETOOLONG;
+    if (rc) {
+        fprintf(stderr, "vdfsctl: mv %s: %s\n", from, vdfs_strerror(rc));
+        return rc;
+    }
+    snprintf(old_name, sizeof(old_name), "%s", name); /* ctl_parent reuses its buffer */
+    struct vdfs_stat st;
+    if (vdfs_resolve(fs, to, true, &st) == 0 && S_ISDIR(st.mode)) {
+        new_parent = st.ino;
+        snprintf(new_name, sizeof(new_name), "%s", old_name);
+    } else if ((rc = ctl_parent(fs, to, &new_parent, &name)) == 0 && strlen(name) < sizeof(new_name)) {
+        snprintf(new_name, sizeof(new_name), "%s", name);
+    } else {
+        rc = rc ? rc : -ENAMETOOLONG;
+    }
+    if (rc == 0)
+        rc = vdfs_rename(fs, old_parent, old_name, new_parent, new_name, 0);
+    if (rc)
+        fprintf(stderr, "vdfsctl: mv %s %s: %s\n", from, to, vdfs_strerror(rc));
     return rc;
 }
 
@@ -688,7 +720,8 @@ int main(int argc, char **argv)
         bool write;
     } table[] = {{"info", 0, 0, false},   {"ls", 0, 1, false},    {"stat", 1, 1, false},  {"get", 1, 2, false},
                  {"put", 2, 2, true},     {"rm", 1, 1, true},     {"mkdir", 1, 1, true},  {"usage", 0, 0, false},
-                 {"map", 1, 1, false},    {"digest", 1, 1, false}, {"hosts", 0, 0, false}, {"locks", 0, 0, false}};
+                 {"map", 1, 1, false},    {"digest", 1, 1, false}, {"hosts", 0, 0, false}, {"locks", 0, 0, false},
+                 {"mv", 2, 2, true}};
     int which = -1;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(cmd, table[i].name))
@@ -726,6 +759,8 @@ int main(int argc, char **argv)
         rc = cmd_rm(fs, &c, args[1]);
     else if (!strcmp(cmd, "mkdir"))
         rc = cmd_mkdir(fs, &c, args[1]);
+    else if (!strcmp(cmd, "mv"))
+        rc = cmd_mv(fs, args[1], args[2]);
     else if (!strcmp(cmd, "usage"))
         rc = cmd_usage(fs, &c);
     else if (!strcmp(cmd, "map"))

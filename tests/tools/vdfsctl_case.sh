@@ -211,6 +211,22 @@ rm-mkdir)
     echo data >"$work/f"
     ok ctl put "$img" "$work/f" /a/b/c/d/f
     ok ctl put "$img" "$work/f" /a/f2
+    # mv: into an existing directory under its own name, a rename, a
+    # replaced file, and refusals (missing source, a directory into itself).
+    ok ctl mv "$img" /a/f2 /a/b
+    [ "$(ctl get "$img" /a/b/f2)" = data ] || fail "mv into a directory"
+    ok ctl mv "$img" /a/b/f2 /a/renamed
+    [ "$(ctl get "$img" /a/renamed)" = data ] || fail "mv to a new name"
+    expect_exit 1 ctl stat "$img" /a/b/f2
+    echo other >"$work/g"
+    ok ctl put "$img" "$work/g" /a/g
+    ok ctl mv "$img" /a/g /a/renamed
+    [ "$(ctl get "$img" /a/renamed)" = other ] || fail "mv over an existing file"
+    ok ctl mv "$img" /a/renamed /a/f2
+    expect_exit 1 ctl mv "$img" /a/missing /a/x
+    grep -q "No such file" "$work/err" || fail "mv of a missing file: no clear error"
+    expect_exit 1 ctl mv "$img" /a /a/b/c
+    expect_exit 2 ctl mv "$img" /a/f2
     expect_exit 1 ctl rm "$img" /a
     grep -q -- '-r' "$work/err" || fail "rm of a directory does not suggest -r"
     ok ctl rm "$img" /a/f2
