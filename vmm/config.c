@@ -125,7 +125,8 @@ static int parse_disk(struct vm_config *cfg, const char *value, char *err, size_
         return fail(err, errlen, "disk: value too long: %.64s...", value);
     strcpy(buf, value);
     char *save = NULL;
-    char *part = strtok_r(buf, ",", &save);
+    /* strtok_r skips leading commas: ",ro" would make "ro" the path. */
+    char *part = buf[0] == ',' ? NULL : strtok_r(buf, ",", &save);
     if (!part || !*part)
         return fail(err, errlen, "disk: missing path in '%s'", value);
     if (copy_string(d.path, sizeof(d.path), part, "disk", err, errlen) < 0)
@@ -164,7 +165,7 @@ static int parse_nic(struct vm_config *cfg, const char *value, char *err, size_t
         return fail(err, errlen, "nic: value too long: %.64s...", value);
     strcpy(buf, value);
     char *save = NULL;
-    char *part = strtok_r(buf, ",", &save);
+    char *part = buf[0] == ',' ? NULL : strtok_r(buf, ",", &save);
     if (!part || !*part)
         return fail(err, errlen, "nic: missing port group in '%s'", value);
     if (copy_string(n.portgroup, sizeof(n.portgroup), part, "nic port group", err, errlen) < 0)
@@ -374,7 +375,9 @@ int config_load(struct vm_config *cfg, const char *path, char *err, size_t errle
             rc = -1;
             break;
         }
-        if (key_is_path(key) && *value) {
+        /* A value with no path before its options (",ro") is left for
+         * config_set to refuse, not made into "DIR/,ro". */
+        if (key_is_path(key) && *value && *value != ',') {
             if (resolve_path(dir, value, resolved, sizeof(resolved)) < 0) {
                 snprintf(err, errlen, "%s:%u: %s: path too long", path, lineno, key);
                 rc = -1;
