@@ -71,27 +71,10 @@ static int write_heartbeat(struct fsck *f, uint32_t slot, const struct vdfs_hear
     return rc;
 }
 
-/* A vdfs-fuse host on this machine that has been unmounted but is still
- * writing back and freeing its slot (umount returns before it is done):
- * waited for, so that `umount && fsck.vdfs` works.  A host that is still
- * mounted is left to in_use(), which refuses at once. */
-static void wait_for_departing_hosts(struct fsck *f)
+static void say_waiting(uint32_t slot, uint32_t pid, void *arg)
 {
-    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
-    if (!buf)
-        return;
-    for (uint32_t slot = 0; slot < f->sb.max_hosts; slot++) {
-        uint64_t addr = vdfs_heartbeat_addr(&f->sb, slot);
-        struct vdfs_heartbeat h;
-        if (vdfs_dev_probe_lock(f->dev, vdfs_liveness_lock_offset(slot), 1) != 1 ||
-            fsck_read(f, buf, VDFS_SECTOR_SIZE, addr) != 0 || vdfs_heartbeat_decode(buf, addr, &h) != 0 ||
-            !vdfs_host_is_departing(f->dev, h.pid))
-            continue;
-        /* On standard error, as the refusal would be: not a finding. */
-        fsck_error(f, "waiting for vdfs-fuse (pid %u, slot %u) to finish unmounting", h.pid, slot);
-        vdfs_wait_departing_host(f->dev, slot, h.pid, VDFS_DEPARTING_WAIT_MS);
-    }
-    vdfs_aligned_free(buf);
+    /* On standard error, as the refusal would be: not a finding. */
+    fsck_error(arg, "waiting for vdfs-fuse (pid %u, slot %u) to finish unmounting", pid, slot);
 }
 
 /* Refuses a datastore some process on this machine has mounted: a mounted
@@ -100,7 +83,9 @@ static void wait_for_departing_hosts(struct fsck *f)
  * until the device is closed, so no host can mount while fsck writes. */
 static bool in_use(struct fsck *f)
 {
-    wait_for_departing_hosts(f);
+    /* umount returns before a vdfs-fuse daemon has written back and freed
+     * its slot: `umount && fsck.vdfs` waits for it, not refuses. */
+    vdfs_wait_departing_hosts(f->dev, f->sb.heartbeat_offset, f->sb.max_hosts, say_waiting, f);
     if (f->opt.fix) {
         int rc = vdfs_dev_try_lock(f->dev, vdfs_liveness_lock_offset(0), VDFS_MAX_HOSTS_LIMIT, true);
         if (rc == 0)

@@ -91,8 +91,17 @@ static int probe_vdfs_at(struct block_reader *r, uint64_t off, struct mkfs_probe
     return 0;
 }
 
+static void say_waiting(uint32_t slot, uint32_t pid, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "mkfs.vdfs: waiting for vdfs-fuse (pid %u, slot %u) to finish unmounting\n", pid, slot);
+}
+
 static int probe_live_hosts(struct vdfs_dev *dev, uint64_t hb_off, uint32_t slots, struct mkfs_probe *p)
 {
+    /* umount returns before a vdfs-fuse daemon has written back and freed
+     * its slot: `umount && mkfs.vdfs -f` waits for it, not refuses. */
+    vdfs_wait_departing_hosts(dev, hb_off, slots, say_waiting, NULL);
     size_t len = ((size_t)slots * VDFS_SECTOR_SIZE + VDFS_META_SIZE - 1) & ~(size_t)(VDFS_META_SIZE - 1);
     if (hb_off % VDFS_META_SIZE != 0 || hb_off + len > vdfs_dev_size(dev))
         return 0;
@@ -107,14 +116,8 @@ static int probe_live_hosts(struct vdfs_dev *dev, uint64_t hb_off, uint32_t slot
             continue;
         /* A mounted host holds the liveness lock of its slot; the lock on
          * the slot's own sectors is the older convention, still honoured. */
-        bool held = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1) == 1;
-        /* Unmounted, but its daemon is still writing back (umount returns
-         * before it is done): `umount && mkfs.vdfs -f` waits for it. */
-        if (held && vdfs_host_is_departing(dev, hb.pid)) {
-            fprintf(stderr, "mkfs.vdfs: waiting for vdfs-fuse (pid %u, slot %u) to finish unmounting\n", hb.pid, slot);
-            held = vdfs_wait_departing_host(dev, slot, hb.pid, VDFS_DEPARTING_WAIT_MS) != 0;
-        }
-        if (held || vdfs_dev_probe_lock(dev, addr, VDFS_SECTOR_SIZE) == 1) {
+        if (vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1) == 1 ||
+            vdfs_dev_probe_lock(dev, addr, VDFS_SECTOR_SIZE) == 1) {
             p->live_host = true;
             p->live_slot = slot;
             p->live_pid = hb.pid;

@@ -169,3 +169,36 @@ int vdfs_wait_departing_host(struct vdfs_dev *dev, uint32_t slot, uint32_t pid, 
         nanosleep(&pause, NULL);
     }
 }
+
+/* The slot's heartbeat as it is now; false if it cannot be read or decoded. */
+static bool read_heartbeat(struct vdfs_dev *dev, uint64_t addr, struct vdfs_heartbeat *hb)
+{
+    uint8_t raw[VDFS_SECTOR_SIZE];
+    return vdfs_dev_read_any(dev, raw, sizeof(raw), addr) == 0 && vdfs_heartbeat_decode(raw, addr, hb) == 0;
+}
+
+void vdfs_wait_departing_hosts(struct vdfs_dev *dev, uint64_t heartbeat_offset, uint32_t slots,
+                               void (*notice)(uint32_t slot, uint32_t pid, void *arg), void *arg)
+{
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        uint64_t addr = heartbeat_offset + (uint64_t)slot * VDFS_SECTOR_SIZE;
+        struct vdfs_heartbeat hb;
+        for (unsigned waited = 0; vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1) == 1;
+             waited += POLL_MS) {
+            bool known = read_heartbeat(dev, addr, &hb) && hb.state != VDFS_HB_FREE;
+            if (known && vdfs_host_is_departing(dev, hb.pid)) {
+                if (notice)
+                    notice(slot, hb.pid, arg);
+                vdfs_wait_departing_host(dev, slot, hb.pid, VDFS_DEPARTING_WAIT_MS);
+                break;
+            }
+            /* LIVE and staying: the caller's to refuse.  FREE (or being
+             * written) and held: a host between freeing its slot and
+             * letting go, or one claiming it, which turns LIVE at once. */
+            if (known || waited >= GONE_GRACE_MS / 2)
+                break;
+            struct timespec pause = {0, POLL_MS * 1000000L};
+            nanosleep(&pause, NULL);
+        }
+    }
+}

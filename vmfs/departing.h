@@ -33,6 +33,16 @@ bool vdfs_host_is_departing(struct vdfs_dev *dev, uint32_t pid);
  * or another -errno. */
 int vdfs_wait_departing_host(struct vdfs_dev *dev, uint32_t slot, uint32_t pid, unsigned timeout_ms);
 
+/* Waits until no heartbeat slot's liveness lock is held by a host of this
+ * machine that is leaving: a departing vdfs-fuse daemon (above; at most
+ * VDFS_DEPARTING_WAIT_MS each), or a host that has already written its
+ * slot FREE and is about to let go of the lock (a moment).  Hosts that stay
+ * (mounted, or claiming a slot) are left for the caller's own check, which
+ * refuses them.  `notice`, if given, is called before waiting for a
+ * departing daemon (for a message). */
+void vdfs_wait_departing_hosts(struct vdfs_dev *dev, uint64_t heartbeat_offset, uint32_t slots,
+                               void (*notice)(uint32_t slot, uint32_t pid, void *arg), void *arg);
+
 /* Undoes the \ooo escapes of /proc/PID/mountinfo and /proc/swaps (blanks,
  * backslashes), in place. */
 void vdfs_unescape_octal(char *s);

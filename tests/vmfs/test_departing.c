@@ -120,6 +120,22 @@ static void test_departing_daemon_is_waited_for(void **state)
     vdfs_dev_close(dev);
 }
 
+/* A slot already written FREE whose liveness lock is still held: its host
+ * is letting go this moment (or claiming it); waited for, briefly. */
+static void test_freed_slot_still_locked_is_waited_for(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs_dev *dev = open_image(f);
+    pid_t holder = spawn_holder(f, "vdfsctl", 2, 400);
+    uint64_t t0 = now_ms();
+    vdfs_wait_departing_hosts(dev, VDFS_HEARTBEAT_OFFSET, VDFS_DEFAULT_MAX_HOSTS, NULL, NULL);
+    uint64_t waited = now_ms() - t0;
+    assert_true(waited >= 200 && waited < 5000);
+    assert_int_equal(vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(2), 1), 0);
+    reap(holder);
+    vdfs_dev_close(dev);
+}
+
 static void test_departing_wait_is_bounded(void **state)
 {
     struct fixture *f = *state;
@@ -182,6 +198,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_free_slot_needs_no_wait, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_other_holder_is_not_departing, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_departing_daemon_is_waited_for, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_freed_slot_still_locked_is_waited_for, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_departing_wait_is_bounded, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_remount_waits_out_a_slow_departure, setup, fixture_teardown),
     };
