@@ -167,7 +167,7 @@ bool datastore_fenced(char *image, size_t image_len)
 {
     pthread_mutex_lock(&datastores_lock);
     struct datastore *ds = datastores;
-    while (ds && !(!ds->readonly && vdfs_is_fenced(ds->fs)))
+    while (ds && !vdfs_is_fenced(ds->fs))
         ds = ds->next;
     if (ds)
         snprintf(image, image_len, "%s", ds->image);
