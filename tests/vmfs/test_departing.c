@@ -156,7 +156,12 @@ static void test_remount_waits_out_a_slow_departure(void **state)
 {
     struct fixture *f = *state;
     const char *uuid = "7e57e57e-0000-4000-8000-00000000de01";
+    /* The leaver renews with a long timeout, so that a storage stall on a
+     * busy machine cannot fence it; the new mount's lease is the default
+     * 2 s, which the 3.5 s departure outlasts. */
     struct vdfs_mount_opts o = {.host_uuid = uuid, .host_name = "departing", .hb_timeout_ms = 3000};
+    struct vdfs_mount_opts leaver = o;
+    leaver.hb_timeout_ms = 15000;
     int ready[2];
     assert_int_equal(pipe(ready), 0);
     pid_t child = fork();
@@ -165,7 +170,7 @@ static void test_remount_waits_out_a_slow_departure(void **state)
         close(ready[0]);
         prctl(PR_SET_NAME, "vdfs-fuse", 0, 0, 0);
         struct vdfs *fs = NULL;
-        if (vdfs_mount(f->image, &o, &fs) != 0 || write(ready[1], "r", 1) != 1)
+        if (vdfs_mount(f->image, &leaver, &fs) != 0 || write(ready[1], "r", 1) != 1)
             _exit(1);
         struct timespec linger = {3, 500000000L};
         nanosleep(&linger, NULL);
