@@ -11,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "departing.h"
 #include "format.h"
@@ -165,8 +164,7 @@ int vdfs_wait_departing_host(struct vdfs_dev *dev, uint32_t slot, uint32_t pid, 
         }
         if (vdfs_monotonic_ms() - start >= timeout_ms)
             return -ETIMEDOUT;
-        struct timespec pause = {0, POLL_MS * 1000000L};
-        nanosleep(&pause, NULL);
+        vdfs_sleep_ms(POLL_MS);
     }
 }
 
@@ -197,8 +195,7 @@ void vdfs_wait_departing_hosts(struct vdfs_dev *dev, uint64_t heartbeat_offset, 
              * letting go, or one claiming it, which turns LIVE at once. */
             if (known || waited >= GONE_GRACE_MS / 2)
                 break;
-            struct timespec pause = {0, POLL_MS * 1000000L};
-            nanosleep(&pause, NULL);
+            vdfs_sleep_ms(POLL_MS);
         }
     }
 }

@@ -7,14 +7,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "departing.h"
 #include "internal.h"
 #include "journal.h"
 
-static void sleep_ms(uint32_t ms);
 
 /* Reads a slot without an OFD lock: a process stopped inside a read under
  * a shared lock of another host's slot would hold up that host's renewal
@@ -32,7 +30,7 @@ int heartbeat_read_slot(struct vdfs *fs, uint32_t slot, uint8_t *raw, struct vdf
         rc = vdfs_heartbeat_decode(raw, addr, hb);
         if (rc == 0 || tries == 3)
             break;
-        sleep_ms(1);
+        vdfs_sleep_ms(1);
     }
     if (rc)
         vdfs_log(VDFS_LOG_ERR, "heartbeat slot %u at 0x%llx is corrupt; fsck.vdfs repairs it", slot,
@@ -495,13 +493,6 @@ static void watch_all(struct vdfs *fs)
     vdfs_aligned_free(buf);
 }
 
-static void sleep_ms(uint32_t ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
 /* How often the other slots are read.  A silence is timed from when this
  * host first saw the last counter, up to one watch period after it was
  * written: a quarter interval bounds that lag, so a stopped host is dead
@@ -528,7 +519,7 @@ static void *heartbeat_main(void *arg)
                 continue;
             }
             uint64_t until = next_watch < renew_at ? next_watch : renew_at;
-            sleep_ms(until - now < 20 ? (uint32_t)(until - now) : 20);
+            vdfs_sleep_ms(until - now < 20 ? (uint32_t)(until - now) : 20);
         }
         if (atomic_load(&fs->hb_stopping) || volume_is_fenced(fs))
             break;

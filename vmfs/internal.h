@@ -15,6 +15,8 @@
 void vdfs_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 uint64_t vdfs_now_ns(void);
 uint64_t vdfs_monotonic_ms(void);
+/* Sleeps `ms` milliseconds, through signals. */
+void vdfs_sleep_ms(uint32_t ms);
 void vdfs_random_bytes(void *buf, size_t len);
 /* VDFS_HOST_UUID from the environment; otherwise a new random UUID if
  * `fresh`, else the persistent one in /etc/vdfs/host-uuid (created on

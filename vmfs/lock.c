@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -38,12 +37,6 @@ static void entry_refresh(struct vdfs *fs, uint64_t index, const struct vdfs_loc
 static uint64_t meta_lock_index(const struct vdfs *fs)
 {
     return vdfs_fd_lock_index(&fs->sb, 0);
-}
-
-static void nap_ms(uint32_t ms)
-{
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 static int lock_read(struct vdfs *fs, uint64_t index, uint8_t *raw, struct vdfs_lock_rec *l)
@@ -182,7 +175,7 @@ static int meta_lock_acquire(struct vdfs *fs)
             if ((l.waiters & ~mybit) && !(l.waiters & mybit)) {
                 l.waiters |= mybit;
                 lock_write(fs, raw, &l);
-                nap_ms(POLL_MS);
+                vdfs_sleep_ms(POLL_MS);
                 continue;
             }
             uint64_t version = l.version;
@@ -234,7 +227,7 @@ static int meta_lock_acquire(struct vdfs *fs)
             lock_write(fs, raw, &l); /* best effort: do not leave a stale request */
             return -EIO;
         }
-        nap_ms(POLL_MS);
+        vdfs_sleep_ms(POLL_MS);
     }
 }
 
