@@ -690,11 +690,14 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     }
     struct statvfs st;
     memset(&st, 0, sizeof(st));
+    /* Counted in sub-blocks, so that df's used space takes in small
+     * files and directories, as du does. */
+    uint64_t per_block = sf.block_size / sf.subblock_size;
     st.f_bsize = sf.block_size;
-    st.f_frsize = sf.block_size;
-    st.f_blocks = sf.total_blocks;
-    st.f_bfree = sf.free_blocks;
-    st.f_bavail = sf.free_blocks;
+    st.f_frsize = sf.subblock_size;
+    st.f_blocks = sf.total_blocks * per_block + sf.total_subblocks;
+    st.f_bfree = sf.free_blocks * per_block + sf.free_subblocks;
+    st.f_bavail = st.f_bfree;
     st.f_files = sf.total_files;
     st.f_ffree = sf.free_files;
     st.f_favail = sf.free_files;

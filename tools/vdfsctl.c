@@ -436,18 +436,20 @@ static int cmd_info(struct vdfs *fs, const struct ctl *c)
         ctl_json_string(in.label);
         printf(", \"version\": %u, \"size\": %" PRIu64 ", \"block_size\": %u, \"subblock_size\": %u, "
                "\"max_hosts\": %u, \"journal_bytes\": %" PRIu64 ", \"blocks\": %" PRIu64 ", \"free_blocks\": %" PRIu64
-               ", \"files\": %" PRIu64 ", \"free_files\": %" PRIu64 "}\n",
+               ", \"subblocks\": %" PRIu64 ", \"free_subblocks\": %" PRIu64 ", \"files\": %" PRIu64
+               ", \"free_files\": %" PRIu64 "}\n",
                in.uuid[0] ? in.version : 0, in.total_bytes, in.block_size, in.subblock_size, in.max_hosts,
-               (uint64_t)in.journal_blocks * VDFS_META_SIZE, sf.total_blocks, sf.free_blocks, sf.total_files,
-               sf.free_files);
+               (uint64_t)in.journal_blocks * VDFS_META_SIZE, sf.total_blocks, sf.free_blocks, sf.total_subblocks,
+               sf.free_subblocks, sf.total_files, sf.free_files);
         return 0;
     }
     printf("uuid           %s\nlabel          %s\nformat         v%u\nsize           %" PRIu64 "\n"
            "block size     %u\nsub-block size %u\nmax hosts      %u\njournal        %" PRIu64 " bytes per host\n"
-           "file blocks    %" PRIu64 " (%" PRIu64 " free)\ndescriptors    %" PRIu64 " (%" PRIu64 " free)\n",
+           "file blocks    %" PRIu64 " (%" PRIu64 " free)\nsub-blocks     %" PRIu64 " (%" PRIu64 " free)\n"
+           "descriptors    %" PRIu64 " (%" PRIu64 " free)\n",
            in.uuid, in.label, in.version, in.total_bytes, in.block_size, in.subblock_size, in.max_hosts,
-           (uint64_t)in.journal_blocks * VDFS_META_SIZE, sf.total_blocks, sf.free_blocks, sf.total_files,
-           sf.free_files);
+           (uint64_t)in.journal_blocks * VDFS_META_SIZE, sf.total_blocks, sf.free_blocks, sf.total_subblocks,
+           sf.free_subblocks, sf.total_files, sf.free_files);
     return 0;
 }
 

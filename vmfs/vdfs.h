@@ -219,16 +219,20 @@ ssize_t vdfs_getxattr(struct vdfs *fs, uint32_t ino, const char *name, void *val
 ssize_t vdfs_listxattr(struct vdfs *fs, uint32_t ino, char *list, size_t size);
 int vdfs_removexattr(struct vdfs *fs, uint32_t ino, const char *name);
 
+/* File data lives in file blocks and, for files up to one block, in
+ * sub-blocks: both regions count as the datastore's data space. */
 struct vdfs_statfs {
     uint64_t block_size;
     uint64_t total_blocks, free_blocks;
+    uint64_t subblock_size;
+    uint64_t total_subblocks, free_subblocks;
     uint64_t total_files, free_files;
     uint32_t name_max;
 };
 int vdfs_statfs(struct vdfs *fs, struct vdfs_statfs *sf);
 
 struct vdfs_usage {
-    uint64_t capacity_bytes;    /* the file-block region */
+    uint64_t capacity_bytes;    /* the file-block and sub-block regions: all data space */
     uint64_t free_bytes;
     uint64_t provisioned_bytes; /* sum of file sizes: what thin files promise */
     uint64_t allocated_bytes;   /* data space actually handed out */

@@ -350,6 +350,9 @@ int vdfs_statfs(struct vdfs *fs, struct vdfs_statfs *sf)
     sf->block_size = fs->sb.block_size;
     sf->total_blocks = fs->sb.region[VDFS_RT_FB].count;
     sf->free_blocks = fs->pools[VDFS_RT_FB].free + resources_pending_free(fs, VDFS_RT_FB);
+    sf->subblock_size = fs->sb.subblock_size;
+    sf->total_subblocks = fs->sb.region[VDFS_RT_SB].count;
+    sf->free_subblocks = fs->pools[VDFS_RT_SB].free + resources_pending_free(fs, VDFS_RT_SB);
     sf->total_files = fs->sb.region[VDFS_RT_FD].count - 1;
     sf->free_files = fs->pools[VDFS_RT_FD].free;
     sf->name_max = VDFS_NAME_MAX;
@@ -375,8 +378,11 @@ int vdfs_usage(struct vdfs *fs, struct vdfs_usage *u)
         u->total[rt] = fs->sb.region[rt].count;
         u->used[rt] = fs->sb.region[rt].count - fs->pools[rt].free;
     }
-    u->capacity_bytes = fs->sb.region[VDFS_RT_FB].count * fs->sb.block_size;
-    u->free_bytes = (fs->pools[VDFS_RT_FB].free + resources_pending_free(fs, VDFS_RT_FB)) * fs->sb.block_size;
+    for (unsigned rt = VDFS_RT_FB; rt <= VDFS_RT_SB; rt++) {
+        uint64_t unit = fs->sb.region[rt].unit_size;
+        u->capacity_bytes += fs->sb.region[rt].count * unit;
+        u->free_bytes += (fs->pools[rt].free + resources_pending_free(fs, rt)) * unit;
+    }
     for (uint64_t ino = 1; ino < fs->sb.region[VDFS_RT_FD].count; ino++) {
         if (!resource_is_allocated(fs, VDFS_RT_FD, ino))
             continue;

@@ -74,6 +74,16 @@ for _ in $(seq 40); do
 done
 [ $((free0 - free2)) -le 2 ] || fail "space not returned after rm: $free0 -> $free2 MiB"
 
+# Small files live in 64 KiB sub-blocks; df counts them as used, as du does.
+free3=$(df -B64K --output=avail "$MNT" | tail -1 | tr -d ' ')
+mkdir "$MNT/small"
+for i in $(seq 100); do head -c 20000 /dev/urandom >"$MNT/small/f$i"; done
+free4=$(df -B64K --output=avail "$MNT" | tail -1 | tr -d ' ')
+[ $((free3 - free4)) -ge 100 ] && [ $((free3 - free4)) -le 102 ] ||
+    fail "df free dropped by $((free3 - free4)) sub-blocks for 100 small files"
+[ "$(du -s -B64K "$MNT/small" | cut -f1)" -ge 100 ] || fail "du of 100 small files"
+rm -r "$MNT/small"
+
 # fallocate modes: default allocates and extends, KEEP_SIZE does not
 # extend, ZERO_RANGE zeros.
 fallocate -l 10M "$MNT/fa"

@@ -70,7 +70,9 @@ assert u["provisioned"] == 10 << 30, u
 # 3 MiB of data plus the directories' sub-blocks.
 assert 3 << 20 <= u["allocated"] < (3 << 20) + (1 << 20), u
 assert u["files"] == 1 and u["directories"] == 2, u
-assert u["capacity"] - u["free"] == 3 << 20, u
+# Capacity and free take in the sub-blocks (small files, directories).
+assert u["capacity"] - u["free"] == u["allocated"], u
+assert u["capacity"] == (u["file_blocks"]["total"] << 20) + (u["sub_blocks"]["total"] << 16), u
 PY
     ctl usage "$img" | grep -q '^provisioned' || fail "usage text"
     fsck_clean "$img"
