@@ -20,6 +20,11 @@
 #define DOUBLE_SPAN (SINGLE_SPAN * SINGLE_SPAN)
 #define MAX_UNITS (DOUBLE_BASE + VDFS_DOUBLE_SLOTS * DOUBLE_SPAN)
 
+uint64_t filemap_max_size(const struct vdfs *fs)
+{
+    return MAX_UNITS * fs->sb.block_size;
+}
+
 uint64_t filemap_unit_size(const struct vdfs *fs, const struct vdfs_fd *fd)
 {
     return fd->addr_mode == VDFS_AM_SUB ? fs->sb.subblock_size : fs->sb.block_size;

@@ -722,7 +722,7 @@ static ssize_t write_locked(struct vdfs *fs, struct vdfs_fd *fd, const void *buf
 {
     if (len == 0)
         return 0;
-    if (off + len < off)
+    if (off + len < off || off >= filemap_max_size(fs))
         return -EFBIG;
     size_t done = 0;
     int rc = 0;
@@ -1380,6 +1380,10 @@ int vdfs_setattr(struct vdfs *fs, uint32_t ino, const struct vdfs_setattr *sa, s
         /* A truncate (open with O_TRUNC arrives as one before the open)
          * must not destroy a file another host has open: a running VM's
          * disk.  Multi-writer sharers may truncate. */
+        if (sa->size > filemap_max_size(fs)) {
+            rc = -EFBIG;
+            goto out;
+        }
         if ((rc = truncate_allowed(fs, ino)))
             goto out;
         if ((rc = filemap_truncate(fs, fd, sa->size)))
@@ -1527,7 +1531,7 @@ int vdfs_fallocate(struct vdfs *fs, uint32_t ino, int mode, uint64_t off, uint64
 {
     if (len == 0)
         return -EINVAL;
-    if (off + len < off)
+    if (off + len < off || (!(mode & FALLOC_FL_PUNCH_HOLE) && off + len > filemap_max_size(fs)))
         return -EFBIG;
     int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
     if (mode & ~known)

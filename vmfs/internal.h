@@ -227,6 +227,8 @@ int filemap_walk(struct vdfs *fs, struct vdfs_fd *fd, vdfs_map_fn fn, void *ctx)
 /* SEEK_DATA / SEEK_HOLE within the map. */
 int64_t filemap_seek(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off, int whence);
 uint64_t filemap_unit_size(const struct vdfs *fs, const struct vdfs_fd *fd);
+/* The largest file size the block map can address (EFBIG beyond, as ext4's s_maxbytes). */
+uint64_t filemap_max_size(const struct vdfs *fs);
 
 /* ---- dir.c ---- */
 struct dir_index;

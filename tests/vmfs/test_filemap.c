@@ -246,6 +246,35 @@ static void test_one_tib_sparse_file(void **state)
     free(buf);
 }
 
+/* (256 + 64 x 1008 + 128 x 1008^2) blocks of 1 MiB (docs/format.md): no
+ * size, write or allocation past it, as ext4 refuses past s_maxbytes. */
+static void test_past_the_largest_file_is_efbig(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t max = (256ull + 64 * 1008 + 128ull * 1008 * 1008) * MiB;
+    uint32_t ino = fixture_create(f, vdfs_root_ino(f->fs), "max", S_IFREG | 0644);
+    struct vdfs_stat st;
+    struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE, .size = max + 1};
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &st), -EFBIG);
+    sa.size = UINT64_MAX / 2;
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &st), -EFBIG);
+    assert_int_equal(stat_of(f, ino).size, 0);
+    sa.size = max;
+    assert_int_equal(vdfs_setattr(f->fs, ino, &sa, &st), 0);
+    assert_int_equal(st.size, max);
+    assert_int_equal(vdfs_pwrite(f->fs, ino, "x", 1, max), -EFBIG);
+    fixture_write(f, ino, "y", 1, max - 1);
+    uint64_t before = free_blocks(f);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, 0, max - 2 * MiB, 3 * MiB), -EFBIG);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_KEEP_SIZE, max, MiB), -EFBIG);
+    assert_int_equal(free_blocks(f), before);
+    assert_int_equal(vdfs_fallocate(f->fs, ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, max - MiB, 4 * MiB), 0);
+    st = stat_of(f, ino);
+    assert_int_equal(st.size, max);
+    assert_int_equal(st.alloc_bytes, 0);
+    unmount_and_check(f);
+}
+
 static void test_mode_transitions_keep_content(void **state)
 {
     struct fixture *f = *state;
@@ -507,6 +536,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fallocate_allocates_unwritten_zero_blocks, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_seek_data_and_hole, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_one_tib_sparse_file, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_past_the_largest_file_is_efbig, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_mode_transitions_keep_content, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_single_and_double_indirect, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_fallocate_commit_midway_is_consistent, setup_small_journal,
