@@ -381,10 +381,6 @@ static int get_one(struct vdfs *fs, struct copy *cp, const struct vdfs_stat *st,
         return 0;
     }
     if (S_ISDIR(st->mode)) {
-        if (!cp->c->recursive) {
-            fprintf(stderr, "vdfsctl: %s is a directory (use -r)\n", local);
-            return -EISDIR;
-        }
         if (mkdir(local, st->mode & 07777) != 0 && errno != EEXIST) {
             fprintf(stderr, "vdfsctl: mkdir %s: %s\n", local, strerror(errno));
             return -errno;
@@ -443,6 +439,10 @@ int ctl_get(struct vdfs *fs, const struct ctl *c, const char *path, const char *
     if (rc) {
         fprintf(stderr, "vdfsctl: %s: %s\n", path, vdfs_strerror(rc));
         return rc;
+    }
+    if (S_ISDIR(st.mode) && !c->recursive) {
+        fprintf(stderr, "vdfsctl: %s is a directory (use -r)\n", path);
+        return -EISDIR;
     }
     struct copy cp = {.c = c};
     return copy_end(&cp, get_one(fs, &cp, &st, local));

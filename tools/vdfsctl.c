@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -123,12 +124,26 @@ static int cmd_stat(struct vdfs *fs, const struct ctl *c, const char *path)
         fprintf(stderr, "vdfsctl: %s: %s\n", path, vdfs_strerror(rc));
         return rc;
     }
+    /* What stat(1) adds for these types: the device number, the target. */
+    bool device = S_ISCHR(st.mode) || S_ISBLK(st.mode);
+    char target[4096] = "";
+    if (S_ISLNK(st.mode)) {
+        ssize_t n = vdfs_readlink(fs, st.ino, target, sizeof(target) - 1);
+        target[n > 0 ? n : 0] = '\0';
+    }
     if (c->json) {
         printf("{\"path\": ");
         ctl_json_string(path);
         printf(", \"ino\": %u, \"type\": \"%s\", \"mode\": \"%04o\", \"nlink\": %u, \"uid\": %u, \"gid\": %u, "
                "\"size\": %" PRIu64 ", \"allocated\": %" PRIu64 ", ",
                st.ino, type_name(st.mode), st.mode & 07777, st.nlink, st.uid, st.gid, st.size, st.alloc_bytes);
+        if (device)
+            printf("\"major\": %u, \"minor\": %u, ", major(st.rdev), minor(st.rdev));
+        if (S_ISLNK(st.mode)) {
+            printf("\"target\": ");
+            ctl_json_string(target);
+            printf(", ");
+        }
         print_time("atime", st.atime, true, false);
         print_time("mtime", st.mtime, true, false);
         print_time("ctime", st.ctime, true, false);
@@ -139,6 +154,10 @@ static int cmd_stat(struct vdfs *fs, const struct ctl *c, const char *path)
     printf("path     %s\nino      %u\ntype     %s\nmode     %04o\nnlink    %u\nuid      %u\ngid      %u\n"
            "size     %" PRIu64 "\nallocated %" PRIu64 "\n",
            path, st.ino, type_name(st.mode), st.mode & 07777, st.nlink, st.uid, st.gid, st.size, st.alloc_bytes);
+    if (device)
+        printf("device   %u,%u\n", major(st.rdev), minor(st.rdev));
+    if (S_ISLNK(st.mode))
+        printf("target   %s\n", target);
     print_time("atime", st.atime, false, false);
     print_time("mtime", st.mtime, false, false);
     print_time("ctime", st.ctime, false, false);

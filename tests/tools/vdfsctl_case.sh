@@ -54,6 +54,18 @@ roundtrip)
     ctl ls "$img" /tree | grep -q small || fail "ls misses a file"
     ctl ls --json "$img" /tree | json_ok
     ctl stat --json "$img" /tree/a/medium | json_ok
+    # stat shows a link's target and a device's number, as stat(1) does.
+    ctl stat "$img" /tree/a/link | grep -qx 'target   ../small' || fail "stat of a symlink: no target"
+    ctl stat --json "$img" /tree/a/link | python3 -c 'import json,sys; assert json.load(sys.stdin)["target"] == "../small"' ||
+        fail "stat --json of a symlink: no target"
+    if [ "$(id -u)" -eq 0 ]; then
+        mknod "$work/null" c 1 3
+        ok ctl put "$img" "$work/null" /null
+        ctl stat "$img" /null | grep -qx 'device   1,3' || fail "stat of a char device: no device number"
+        ctl stat --json "$img" /null |
+            python3 -c 'import json,sys; d=json.load(sys.stdin); assert (d["major"], d["minor"]) == (1, 3), d' ||
+            fail "stat --json of a char device"
+    fi
     ctl info --json "$img" | json_ok
     fsck_clean "$img"
     ;;
@@ -253,6 +265,14 @@ bad-args)
     expect_exit 2 ctl ls --bogus "$img"
     expect_exit 0 ctl --help
     grep -q usage "$work/out" || fail "--help prints no usage"
+    # A directory without -r: the message names the datastore's directory,
+    # not the local name, and nothing is made.
+    expect_exit 1 ctl get "$img" /lost+found "$work/not-made"
+    grep -q '/lost+found is a directory (use -r)' "$work/err" || fail "get of a directory: $(cat "$work/err")"
+    [ ! -e "$work/not-made" ] || fail "get of a directory without -r made $work/not-made"
+    mkdir "$work/local-dir"
+    expect_exit 1 ctl put "$img" "$work/local-dir" /d
+    grep -q "local-dir is a directory (use -r)" "$work/err" || fail "put of a directory: $(cat "$work/err")"
     fsck_clean "$img"
     ;;
 missing-image)
