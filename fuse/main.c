@@ -105,6 +105,10 @@ static int mount_volume(const struct fuse_config_opts *o, struct vdfs **fs)
         .hb_interval_ms = o->hb_interval_ms,
         .hb_timeout_ms = o->hb_timeout_ms,
         .multiwriter = o->multiwriter,
+        /* A read-only mount joins under a UUID of its own, so that it
+         * can sit beside this machine's read-write mount. */
+        .own_host = o->readonly,
+        .no_host = o->no_host,
     };
     sigset_t block, old;
     sigemptyset(&block);
@@ -114,6 +118,12 @@ static int mount_volume(const struct fuse_config_opts *o, struct vdfs **fs)
     sigaddset(&block, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int rc = vdfs_mount(o->device, &mo, fs);
+    if (rc == -EBUSY && o->readonly) {
+        fprintf(stderr, "vdfs-fuse: %s: cannot join as a host (%s): mounting as a reader that takes no slot "
+                "and does not see what hosts change while it is mounted\n", o->device, vdfs_strerror(rc));
+        mo.no_host = true;
+        rc = vdfs_mount(o->device, &mo, fs);
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc) {
         fprintf(stderr, "vdfs-fuse: cannot mount %s: %s\n", o->device, vdfs_strerror(rc));
@@ -166,13 +176,23 @@ int main(int argc, char **argv)
     }
     /* As mount(8) mounts a write-protected device: read-only, with a word. */
     if (!o.readonly && access(o.device, W_OK) != 0 && (errno == EROFS || errno == EACCES || errno == EPERM)) {
-        fprintf(stderr, "vdfs-fuse: %s is write-protected (%s): mounting read-only\n", o.device, strerror(errno));
+        fprintf(stderr,
+                "vdfs-fuse: %s is write-protected (%s): mounting read-only, without joining the cluster "
+                "(changes that hosts make while it is mounted are not seen)\n",
+                o.device, strerror(errno));
         o.readonly = true;
+        o.no_host = true;
         if (fuse_opt_add_arg(&args, "-oro") != 0) {
             fuse_opt_free_args(&args);
             fuse_config_free(&o);
             return 1;
         }
+    }
+    if (o.no_host && !o.readonly) {
+        fprintf(stderr, "vdfs-fuse: -o nohost: only with -o ro (a host that writes must join the cluster)\n");
+        fuse_opt_free_args(&args);
+        fuse_config_free(&o);
+        return 1;
     }
     int status = 1;
     struct fuse_cmdline_opts cl;

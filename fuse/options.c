@@ -23,6 +23,7 @@ static const struct fuse_opt config_spec[] = {
     FUSE_OPT_KEY("writeback_mb=", KEY_NUMBER),
     FUSE_OPT_KEY("writeback_expire_ms=", KEY_NUMBER),
     OPT("multiwriter", multiwriter),
+    OPT("nohost", no_host),
     FUSE_OPT_KEY("ro", KEY_RO),
     FUSE_OPT_KEY("-r", KEY_RO),
     FUSE_OPT_KEY("-h", KEY_HELP),
@@ -42,7 +43,10 @@ void fuse_config_usage(const char *prog)
            "  -f                 stay in the foreground\n"
            "  -d                 debug output (implies -f)\n"
            "  -s                 single-threaded\n"
-           "  -o ro              read-only: no heartbeat slot, no journal\n"
+           "  -o ro              read-only: joins as a host (a heartbeat slot, the metadata\n"
+           "                     lock to read) but writes no metadata and no data\n"
+           "  -o ro,nohost       read-only without joining: writes nothing at all, and\n"
+           "                     does not see what hosts change while it is mounted\n"
            "  -o host_uuid=UUID  this host's UUID (default: the persistent host UUID)\n"
            "  -o host_name=NAME  the name shown in `vdfsctl hosts` (default: hostname)\n"
            "  -o commit_ms=N     journal commit interval in ms (default 5000)\n"

@@ -22,6 +22,7 @@ struct fuse_config_opts {
     unsigned hb_interval_ms; /* -o hb_interval_ms= (0: the datastore's) */
     unsigned hb_timeout_ms;  /* -o hb_timeout_ms= (0: the datastore's) */
     bool multiwriter;    /* -o multiwriter: write opens share the file lock */
+    bool no_host;        /* -o nohost (with ro): take no slot and no lock */
     unsigned max_background; /* -o max_background= (0: the kernel's default, 12) */
     unsigned writeback_mb; /* -o writeback_mb= (when writeback_set) */
     bool writeback_set;

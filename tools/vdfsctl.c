@@ -679,13 +679,16 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
     /* An image this user may only read, or on a read-only file system:
      * commands that only read still work, read-only (as debugfs does),
      * without joining the cluster, as below. */
-    if (!write && access(image, W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM))
+    if (!write && access(image, W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         o.readonly = true;
+        o.no_host = true;
+    }
     int rc = vdfs_mount(image, &o, fs);
     if (rc == -EBUSY && !write && !o.readonly) {
         /* Mounted by a live host: read without recovery, which is safe but
          * may show data a few seconds old. */
         o.readonly = true;
+        o.no_host = true;
         rc = vdfs_mount(image, &o, fs);
     }
     if (rc)

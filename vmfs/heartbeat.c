@@ -51,7 +51,7 @@ bool volume_is_fenced(struct vdfs *fs)
 {
     if (atomic_load(&fs->fenced))
         return true;
-    if (fs->dev && !fs->readonly && vdfs_dev_is_fenced(fs->dev)) {
+    if (fs->dev && fs->cluster && vdfs_dev_is_fenced(fs->dev)) {
         char why[96];
         snprintf(why, sizeof(why), "heartbeat lease expired (last renewal began %llu ms ago, lease %u ms)",
                  (unsigned long long)(vdfs_monotonic_ms() - atomic_load(&fs->hb_renewed_ms)), fs->lease_ms);
@@ -63,7 +63,7 @@ bool volume_is_fenced(struct vdfs *fs)
 
 bool vdfs_is_fenced(struct vdfs *fs)
 {
-    return !fs->readonly && volume_is_fenced(fs);
+    return fs->cluster && volume_is_fenced(fs);
 }
 
 static void fill_live(struct vdfs *fs, struct vdfs_heartbeat *hb, uint32_t slot)

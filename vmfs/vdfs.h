@@ -22,7 +22,16 @@ struct vdfs;
 #define VDFS_HB_TIMEOUT_MAX_MS 600000u
 
 struct vdfs_mount_opts {
+    /* Read-only: metadata and data are never written.  The mount still
+     * joins the cluster as a host (a heartbeat slot, the metadata lock
+     * taken to read), so it sees what other hosts change while it is
+     * mounted; it can only write its slot, lock records and, when it
+     * recovers a dead host, that host's journal.  A device it cannot
+     * write, or `no_host`, makes it a reader that takes no slot and no
+     * lock: it sees the datastore as the hosts have left it in place, and
+     * not what they change later. */
     bool readonly;
+    bool no_host;
     const char *host_uuid;   /* 36-char UUID string; NULL: the persistent host UUID */
     const char *host_name;   /* shown in `vdfsctl hosts`; NULL: gethostname() */
     bool no_direct;          /* do not try O_DIRECT */

@@ -163,12 +163,20 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
     pthread_condattr_destroy(&monotonic);
     pthread_cond_init(&fs->io_idle, NULL);
     fs->readonly = opts->readonly;
-    fs->cluster = !opts->readonly;
+    fs->cluster = !(opts->readonly && opts->no_host);
     fs->multiwriter = opts->multiwriter;
     fs->commit_ms = opts->commit_ms ? opts->commit_ms : 5000;
     fs->slot = VDFS_NO_SLOT;
-    unsigned flags = (opts->readonly ? VDFS_DEV_RDONLY : 0) | (opts->no_direct ? 0 : VDFS_DEV_DIRECT);
+    unsigned flags = (fs->cluster ? 0 : VDFS_DEV_RDONLY) | (opts->no_direct ? 0 : VDFS_DEV_DIRECT);
     int rc = vdfs_dev_open(device, flags, &fs->dev);
+    if (fs->readonly && fs->cluster && (rc == -EROFS || rc == -EACCES || rc == -EPERM)) {
+        vdfs_log(VDFS_LOG_WARN,
+                 "%s is write-protected (%s): reading it without joining the cluster; changes that hosts "
+                 "make while it is mounted are not seen",
+                 device, vdfs_strerror(rc));
+        fs->cluster = false;
+        rc = vdfs_dev_open(device, flags | VDFS_DEV_RDONLY, &fs->dev);
+    }
     if (rc) {
         vdfs_log(VDFS_LOG_ERR, "cannot open %s: %s", device, vdfs_strerror(rc));
         fs->dev = NULL;
@@ -199,9 +207,9 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
         goto fail;
     }
     memset(fs->zero_block, 0, fs->sb.block_size);
-    if (fs->readonly) {
-        /* A read-only mount is no cluster host: it reads what the hosts
-         * have written in place and never takes a lock. */
+    if (!fs->cluster) {
+        /* A reader that is no cluster host: it reads what the hosts have
+         * written in place and never takes a lock. */
         if ((rc = alloc_load(fs)))
             goto fail;
         *out = fs;
@@ -269,7 +277,7 @@ int vdfs_unmount(struct vdfs *fs)
     if (fs->committer_running)
         pthread_join(fs->committer, NULL);
     int rc = 0;
-    if (!fs->readonly) {
+    if (fs->cluster) {
         bool release_slot = true;
         pthread_mutex_lock(&fs->lock);
         if (!volume_is_fenced(fs)) {
