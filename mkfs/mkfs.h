@@ -14,6 +14,8 @@
 
 /* ---- options.c: the command line ---------------------------------------- */
 
+#define MIN_JOURNAL_BYTES (1u << 20)
+
 struct mkfs_options {
     const char *path;
     uint64_t size; /* 0: use the file's or device's size */
@@ -23,6 +25,7 @@ struct mkfs_options {
     uint32_t subblock_size;
     uint32_t max_hosts;
     uint32_t journal_blocks;
+    bool journal_given; /* -J: else a device too small for the default gets a smaller journal */
     uint64_t fd_count; /* 0: automatic */
     bool force;
     bool dry_run;

@@ -11,7 +11,6 @@
 
 #define MIN_BLOCK_SIZE (4u << 10)
 #define MAX_BLOCK_SIZE (64u << 20)
-#define MIN_JOURNAL_BYTES (1u << 20)
 #define MAX_JOURNAL_BYTES (1u << 30)
 #define MIN_FD_COUNT 16u
 #define MAX_FD_COUNT 0x7fffffffu /* a pointer holds a 31-bit index */
@@ -160,6 +159,7 @@ enum mkfs_parse_result mkfs_parse_options(int argc, char **argv, struct mkfs_opt
                 v > MAX_JOURNAL_BYTES)
                 return usage_error("journal size \"%s\" must be a multiple of 4K from 1M to 1G", optarg);
             o->journal_blocks = (uint32_t)(v / VDFS_META_SIZE);
+            o->journal_given = true;
             break;
         case 'N':
             if (parse_count(optarg, MIN_FD_COUNT, MAX_FD_COUNT, &v) != 0)

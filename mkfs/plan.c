@@ -71,9 +71,29 @@ static bool layout_usable(const struct vdfs_super *sb)
            sb->backup_offset % VDFS_META_SIZE == 0 && sb->backup_offset != VDFS_SUPER_OFFSET;
 }
 
+/* Without -J, a device too small for the default 16 MiB journals gets
+ * the largest journal, halving down to 1 MiB, that lets it fit: the
+ * journals of 32 hosts would otherwise take 512 MiB of any datastore, as
+ * mke2fs picks a smaller journal for a small file system. */
+static uint32_t fitting_journal(const struct mkfs_options *o, uint64_t total)
+{
+    struct mkfs_options smaller = *o;
+    const uint32_t least = MIN_JOURNAL_BYTES / VDFS_META_SIZE;
+    while (smaller.journal_blocks / 2 >= least) {
+        smaller.journal_blocks /= 2;
+        if (fits(&smaller, total))
+            return smaller.journal_blocks;
+    }
+    return least;
+}
+
 int mkfs_plan(const struct mkfs_options *o, uint64_t total, uint64_t now_ns, struct vdfs_super *sb,
               uint64_t *min_bytes)
 {
+    struct mkfs_options chosen = *o;
+    if (!o->journal_given && !fits(o, total))
+        chosen.journal_blocks = fitting_journal(o, total);
+    o = &chosen;
     fill_request(o, total, now_ns, sb);
     int rc = vdfs_layout(sb, o->fd_count);
     if (rc == -ENOSPC) {

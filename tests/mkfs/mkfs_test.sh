@@ -189,6 +189,22 @@ too-small)
     [ ! -e "$WORK/below.img" ] || fail "a refused SIZE left an image behind"
     echo "minimum $min bytes confirmed"
     ;;
+small-journal)
+    # Without -J, a device too small for 32 journals of 16 MiB gets the
+    # largest smaller journal that fits (down to 1 MiB); with -J it is refused.
+    for want in 100M:1048576 200M:4194304 400M:8388608 2G:16777216; do
+        size=${want%%:*} journal=${want#*:}
+        run "$MKFS" -q --json -f "$WORK/j.img" "$size"
+        expect_rc 0 mkfs.vdfs "$size" without -J
+        got=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["journal_bytes_per_host"])' <<<"$OUT")
+        [ "$got" = "$journal" ] || fail "$size: journal of $got bytes per host, wanted $journal"
+        run "$CHECK" "$WORK/j.img"; expect_rc 0 check_image of "$size"
+        rm -f "$WORK/j.img"
+    done
+    run "$MKFS" -q -J 16M "$WORK/j.img" 200M
+    expect_rc 1 mkfs.vdfs 200M -J 16M
+    expect_err "device too small"
+    ;;
 dry-run)
     img=$WORK/dry.img
     run "$MKFS" -n "$img" 1G
