@@ -44,6 +44,17 @@ head -c 3000000 /dev/urandom >"$WORK/big"
 cp "$WORK/big" "$MNT/big" || fail "rw host: write beside a read-only host"
 wait_for "does not see a 3 MB file" cmp -s "$WORK/big" "$RO/big"
 
+# Its opens share the file locks as any host's: a file held open for
+# writing on the other host is EBUSY here, and the other way round.
+exec 3>>"$MNT/during"
+if cat "$RO/during" 2>"$WORK/busy.err" >/dev/null; then fail "ro: read a file another host has open for writing"; fi
+grep -q "Device or resource busy" "$WORK/busy.err" || { cat "$WORK/busy.err" >&2; fail "ro: not EBUSY"; }
+exec 3>&-
+wait_for "cannot read a file once the writer closed it" cmp -s "$MNT/during" "$RO/during"
+exec 4<"$RO/during"
+if echo x 2>/dev/null >>"$MNT/during"; then fail "rw host wrote a file the read-only host has open"; fi
+exec 4<&-
+
 umount "$RO"
 for _ in $(seq 100); do [ "$(live_hosts)" = 1 ] && break; sleep 0.05; done
 [ "$(live_hosts)" = 1 ] || fail "the read-only host's slot was not given back at unmount"
