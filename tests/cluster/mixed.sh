@@ -2,9 +2,10 @@
 # Four hosts (four vdfs-fuse mounts of one image) run workload.py at once
 # for VDFS_CLUSTER_SECONDS (60): create, write+fsync, truncate, rename,
 # unlink, mkdir, rmdir in private and shared directories, and O_EXCL claims
-# of names all hosts compete for.  Then every mount must show exactly what
-# the per-host logs say was fsync'ed; after all unmount, fsck -n is clean
-# and a fresh mount shows the same tree.
+# of names all hosts compete for.  A fifth, read-only mount (-o ro) keeps
+# walking the tree and stating every name meanwhile.  Then every mount, the read-only
+# one too, must show exactly what the per-host logs say was fsync'ed; after
+# all unmount, fsck -n is clean and a fresh mount shows the same tree.
 # Usage: mixed.sh BUILD_ROOT     (VDFS_CLUSTER_SEED picks the op sequence)
 . "$(dirname "$0")/lib.sh" "$1"
 seconds=${VDFS_CLUSTER_SECONDS:-60}
@@ -28,6 +29,8 @@ want = sorted("00000000-0000-4000-8000-%012d" % int(h) for h in hosts)
 assert live == want, f"live hosts {live}, expected {want}"
 PY
 
+reader=5
+mount_host "$reader" "$hb,ro"
 mkdir "$(mnt 1)/shared" "$(mnt 1)/shared/claims"
 python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$(mnt 1)/shared"
 python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$(mnt 1)"
@@ -39,20 +42,34 @@ for n in "${hosts[@]}"; do
         --log "$WORK/log$n" &
     wl[$n]=$!
 done
+# The reader walks and stats (it opens no file: its read share of a file's
+# lock would make the writers' opens EBUSY, as on any host).  Names vanish
+# under it (ENOENT), which is fine; it must neither hang nor take the hosts
+# down.
+(
+    while [ ! -e "$WORK/stop-reader" ]; do
+        find "$(mnt "$reader")" -printf '%s %m %n\n' >/dev/null 2>&1 || :
+        sleep 0.2
+    done
+) &
+reader_pid=$!
 bad=
 for n in "${hosts[@]}"; do
     wait "${wl[$n]}" || bad="$bad $n"
 done
+touch "$WORK/stop-reader"
+wait "$reader_pid" || fail "the read-only host's reader loop failed"
+mountpoint -q "$(mnt "$reader")" || fail "the read-only host's mount went away"
 [ -z "$bad" ] || fail "workload failed on host(s)$bad (seed $seed)"
 
 # Attribute and entry caches expire within a second: then every host must
 # see every other host's durable state.
 sleep 1.5
 mounts=()
-for n in "${hosts[@]}"; do mounts+=(--mount "$(mnt "$n")"); done
+for n in "${hosts[@]}" "$reader"; do mounts+=(--mount "$(mnt "$n")"); done
 python3 "$HERE/verify.py" "${mounts[@]}" "$WORK"/log? || fail "the hosts do not show what was fsync'ed (seed $seed)"
 
-for n in "${hosts[@]}"; do unmount_host "$n"; done
+for n in "${hosts[@]}" "$reader"; do unmount_host "$n"; done
 fsck_clean
 mount_host 1 "$hb"
 python3 "$HERE/verify.py" --mount "$(mnt 1)" "$WORK"/log? || fail "after remount the tree differs (seed $seed)"
