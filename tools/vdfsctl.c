@@ -673,8 +673,10 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
     /* Each run joins the cluster as a host of its own (its own slot, the
      * metadata lock taken as needed), so it works beside mounted hosts,
      * including a vdfs-fuse mount on this machine that uses the machine's
-     * persistent host UUID.  --host-uuid or VDFS_HOST_UUID names it. */
-    struct vdfs_mount_opts o = {.readonly = false, .commit_ms = 60000, .host_uuid = host_uuid,
+     * persistent host UUID.  --host-uuid or VDFS_HOST_UUID names it.
+     * Commands that only read join as a read-only host: they see what
+     * the other hosts have changed and can write no metadata. */
+    struct vdfs_mount_opts o = {.readonly = !write, .commit_ms = 60000, .host_uuid = host_uuid,
                                 .host_name = "vdfsctl", .own_host = true};
     /* An image this user may only read, or on a read-only file system:
      * commands that only read still work, read-only (as debugfs does),
@@ -684,10 +686,9 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
         o.no_host = true;
     }
     int rc = vdfs_mount(image, &o, fs);
-    if (rc == -EBUSY && !write && !o.readonly) {
-        /* Mounted by a live host: read without recovery, which is safe but
+    if (rc == -EBUSY && !write && !o.no_host) {
+        /* No slot to join with: read without joining, which is safe but
          * may show data a few seconds old. */
-        o.readonly = true;
         o.no_host = true;
         rc = vdfs_mount(image, &o, fs);
     }
