@@ -509,8 +509,8 @@ static int cmd_hosts(const struct ctl *c)
     if (c->json)
         printf("[");
     else
-        printf("%-4s %-9s %-36s %-20s %8s %10s %12s\n", "slot", "state", "host uuid", "hostname", "pid", "gen",
-               "age");
+        printf("%-4s %-9s %-4s %-36s %-20s %8s %10s %12s\n", "slot", "state", "mode", "host uuid", "hostname", "pid",
+               "gen", "age");
     for (uint32_t slot = 0; slot < sb.max_hosts && rc == 0; slot++) {
         struct vdfs_heartbeat hb;
         uint64_t addr = vdfs_heartbeat_addr(&sb, slot);
@@ -537,6 +537,7 @@ static int cmd_hosts(const struct ctl *c)
         bool stale = hb.state != VDFS_HB_FREE && age * 1000.0 > (double)timeout_ms;
         int local = vdfs_dev_probe_lock(dev, vdfs_liveness_lock_offset(slot), 1);
         const char *state = hb.state <= 2 ? states[hb.state] : "?";
+        bool readonly = hb.state != VDFS_HB_FREE && (hb.flags & VDFS_HB_FLAG_READONLY);
         if (hb.state == VDFS_HB_LIVE && stale)
             state = "stale";
         if (c->json) {
@@ -545,14 +546,14 @@ static int cmd_hosts(const struct ctl *c)
             ctl_json_string(hb.hostname);
             printf(", \"pid\": %u, \"hb_gen\": %" PRIu64 ", \"counter\": %" PRIu64 ", \"age_seconds\": %.3f, "
                    "\"age_ms\": %" PRIu64 ", \"timeout_ms\": %u, \"live\": %s, \"stale\": %s, "
-                   "\"local_process\": %s}",
+                   "\"local_process\": %s, \"readonly\": %s}",
                    hb.pid, hb.hb_gen, hb.counter, hb.state == VDFS_HB_FREE ? 0.0 : age,
                    hb.state == VDFS_HB_FREE ? 0 : (uint64_t)(age * 1000.0), timeout_ms,
                    hb.state == VDFS_HB_LIVE && !stale ? "true" : "false", stale ? "true" : "false",
-                   local == 1 ? "true" : "false");
+                   local == 1 ? "true" : "false", readonly ? "true" : "false");
         } else {
-            printf("%-4u %-9s %-36s %-20s %8u %10" PRIu64 " %11.1fs\n", slot, state, uuid, hb.hostname, hb.pid,
-                   hb.hb_gen, age);
+            printf("%-4u %-9s %-4s %-36s %-20s %8u %10" PRIu64 " %11.1fs\n", slot, state, readonly ? "ro" : "rw", uuid,
+                   hb.hostname, hb.pid, hb.hb_gen, age);
         }
         first = false;
     }

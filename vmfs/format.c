@@ -350,6 +350,7 @@ void vdfs_heartbeat_encode(const struct vdfs_heartbeat *h, uint8_t buf[VDFS_SECT
     d.timeout_ms = vdfs_put32(h->timeout_ms);
     string_to_disk(d.hostname, h->hostname, VDFS_HOSTNAME_SIZE);
     d.replayer_hb_gen = vdfs_put64(h->replayer_hb_gen);
+    d.flags = vdfs_put32(h->flags);
     memcpy(buf, &d, sizeof(d));
     seal_as(buf, sizeof(d), VDFS_KIND_HEARTBEAT, &h->hdr);
 }
@@ -381,6 +382,7 @@ int vdfs_heartbeat_decode(const uint8_t buf[VDFS_SECTOR_SIZE], uint64_t addr, st
     h->timeout_ms = vdfs_get32(d.timeout_ms);
     string_from_disk(h->hostname, d.hostname, VDFS_HOSTNAME_SIZE);
     h->replayer_hb_gen = vdfs_get64(d.replayer_hb_gen);
+    h->flags = vdfs_get32(d.flags);
     if (h->state > VDFS_HB_REPLAYING)
         return -EIO;
     return 0;

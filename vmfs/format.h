@@ -213,9 +213,14 @@ struct vdfs_disk_heartbeat {
     /* REPLAYING: the replayer's slot generation, so others judge the
      * replayer, not the silence of the slot it replays. */
     vdfs_le64 replayer_hb_gen;
-    uint8_t reserved[344];
+    vdfs_le32 flags; /* VDFS_HB_FLAG_*; 0 in older images */
+    uint8_t reserved[340];
 };
 static_assert(sizeof(struct vdfs_disk_heartbeat) == VDFS_SECTOR_SIZE, "heartbeat");
+
+/* A host that writes no metadata or data (vdfs-fuse -o ro, vdfsctl's
+ * read-only commands): informational, for `vdfsctl hosts`. */
+#define VDFS_HB_FLAG_READONLY 1u
 
 struct vdfs_heartbeat {
     struct vdfs_header hdr;
@@ -231,6 +236,7 @@ struct vdfs_heartbeat {
     uint32_t timeout_ms;
     char hostname[VDFS_HOSTNAME_SIZE + 1];
     uint64_t replayer_hb_gen;
+    uint32_t flags;
 };
 
 void vdfs_heartbeat_encode(const struct vdfs_heartbeat *h, uint8_t buf[VDFS_SECTOR_SIZE]);

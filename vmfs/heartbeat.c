@@ -81,6 +81,7 @@ static void fill_live(struct vdfs *fs, struct vdfs_heartbeat *hb, uint32_t slot)
     hb->pid = (uint32_t)getpid();
     hb->replayer_slot = VDFS_NO_SLOT;
     memcpy(hb->hostname, fs->host_name, sizeof(hb->hostname));
+    hb->flags = fs->readonly ? VDFS_HB_FLAG_READONLY : 0;
 }
 
 /* Records what was seen in a slot; returns for how long (on our clock) it

@@ -25,6 +25,7 @@ static inline void sample_heartbeat(struct vdfs_heartbeat *h, uint64_t addr)
     h->pid = 0x7fff1234u;
     h->replayer_slot = 17;
     h->replayer_hb_gen = 0x1122334455667788ull;
+    h->flags = VDFS_HB_FLAG_READONLY;
     strcpy(h->hostname, "esx-host-07.example.org");
 }
 

@@ -188,6 +188,7 @@ static void test_heartbeat_round_trip(void **state)
     assert_int_equal(out.pid, in.pid);
     assert_int_equal(out.replayer_slot, in.replayer_slot);
     assert_int_equal(out.replayer_hb_gen, in.replayer_hb_gen);
+    assert_int_equal(out.flags, in.flags);
     assert_string_equal(out.hostname, in.hostname);
 }
 

@@ -17,6 +17,10 @@ trap 'ro_cleanup; cleanup' EXIT
 
 live_hosts() { "$VDFSCTL" hosts --json "$IMG" | python3 -c 'import json,sys; print(sum(1 for h in json.load(sys.stdin) if h["state"] == "live"))'; }
 [ "$(live_hosts)" = 2 ] || fail "the read-only mount is not a live host: $(live_hosts) live"
+"$VDFSCTL" hosts --json "$IMG" | python3 -c 'import json,sys
+live = [h for h in json.load(sys.stdin) if h["state"] == "live"]
+assert sorted(h["readonly"] for h in live) == [False, True], live' || fail "vdfsctl hosts does not mark the read-only host"
+"$VDFSCTL" hosts "$IMG" | grep -q "^[0-9]* *live *ro " || fail "vdfsctl hosts: no ro mode column"
 [ "$(cat "$RO/before")" = before ] || fail "ro: a file written before it mounted"
 
 # Within the kernel's 1 s attribute and entry cache, plus a hand-over.
