@@ -118,7 +118,7 @@ static int mount_volume(const struct fuse_config_opts *o, struct vdfs **fs)
     sigaddset(&block, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int rc = vdfs_mount(o->device, &mo, fs);
-    if (rc == -EBUSY && o->readonly) {
+    if ((rc == -EBUSY || rc == -EUSERS) && o->readonly && !o->no_host) {
         fprintf(stderr, "vdfs-fuse: %s: cannot join as a host (%s): mounting as a reader that takes no slot "
                 "and does not see what hosts change while it is mounted\n", o->device, vdfs_strerror(rc));
         mo.no_host = true;

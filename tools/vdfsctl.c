@@ -687,8 +687,9 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
         o.no_host = true;
     }
     int rc = vdfs_mount(image, &o, fs);
-    if (rc == -EBUSY && !write && !o.no_host) {
-        /* No slot to join with: read without joining, which is safe but
+    if ((rc == -EBUSY || rc == -EUSERS) && !write && !o.no_host) {
+        /* Its host UUID is live already (--host-uuid), or every slot is
+         * taken: read without joining, which is safe but
          * may show data a few seconds old. */
         o.no_host = true;
         rc = vdfs_mount(image, &o, fs);

@@ -3,7 +3,8 @@
 # a host of its own (a slot, the metadata lock taken to read), so it sees
 # what the other host creates, appends and removes while both are mounted,
 # and refuses every write with EROFS.  `-o ro,nohost` takes no slot, and
-# nohost without ro is refused.  Ends with unmount and a clean fsck.
+# nohost without ro is refused; with every slot taken, -o ro reads without
+# one.  Ends with unmount and a clean fsck.
 . "$(dirname "$0")/lib.sh" "$1"
 VDFSCTL=$BUILD/tools/vdfsctl
 RO=$WORK/ro
@@ -71,4 +72,19 @@ umount "$RO"
 if "$VDFS_FUSE" "$IMG" "$RO" -o nohost 2>"$WORK/nohost.err"; then fail "-o nohost without ro mounted"; fi
 grep -q "nohost: only with -o ro" "$WORK/nohost.err" || { cat "$WORK/nohost.err" >&2; fail "-o nohost: unclear message"; }
 mountpoint -q "$RO" && fail "-o nohost without ro left a mount"
+# Every slot taken (-H 2: one read-write host and one read-only host): a
+# third read-only mount says it cannot join and reads without a slot.
+IMG2=$WORK/img2
+"$MKFS" -q -H 2 "$IMG2" 1G || fail "mkfs.vdfs -H 2"
+mkdir -p "$WORK/m1" "$WORK/m2" "$WORK/m3"
+"$VDFS_FUSE" "$IMG2" "$WORK/m1" -o hb_timeout_ms=15000 || fail "rw mount of a 2-slot datastore"
+echo two >"$WORK/m1/two"
+"$VDFS_FUSE" "$IMG2" "$WORK/m2" -o ro,hb_timeout_ms=15000 || fail "ro mount into the last slot"
+"$VDFS_FUSE" "$IMG2" "$WORK/m3" -o ro 2>"$WORK/full.err" || { cat "$WORK/full.err" >&2; fail "ro mount with every slot taken"; }
+grep -q "cannot join as a host" "$WORK/full.err" || { cat "$WORK/full.err" >&2; fail "ro with every slot taken: no word"; }
+[ "$(cat "$WORK/m3/two")" = two ] || fail "the slotless reader cannot read"
+"$VDFSCTL" ls "$IMG2" / | grep -qx two || fail "vdfsctl ls with every slot taken"
+umount "$WORK/m3"
+umount "$WORK/m2"
+umount "$WORK/m1"
 finish

@@ -149,6 +149,56 @@ static void test_two_hosts_see_each_other(void **state)
     assert_int_equal(fixture_fsck(f), 0);
 }
 
+/* A read-only mount is a host that writes no metadata: it takes a slot
+ * and the metadata lock, so it sees what another host changes after it
+ * mounted; its own changes are EROFS; its read share keeps writers out.
+ * With every slot taken it cannot join (EUSERS), and `no_host` then reads
+ * without a slot. */
+static void test_readonly_host(void **state)
+{
+    struct fixture *f = *state;
+    struct vdfs *a = mount_as(f, UUID_A, "host-a", NULL);
+    struct vdfs_mount_opts ro = {.readonly = true, .host_uuid = UUID_B, .host_name = "reader",
+                                 .hb_interval_ms = HB_INTERVAL, .hb_timeout_ms = HB_TIMEOUT};
+    struct vdfs *b = NULL;
+    assert_int_equal(vdfs_mount(f->image, &ro, &b), 0);
+    uint32_t root = vdfs_root_ino(a);
+    struct vdfs_stat st, bst;
+    assert_int_equal(vdfs_create(a, root, "after", S_IFREG | 0644, 0, NULL, &st), 0);
+    assert_int_equal(vdfs_pwrite(a, st.ino, "written by a", 12, 0), 12);
+    assert_int_equal(vdfs_lookup(b, root, "after", &bst), 0);
+    assert_int_equal(bst.ino, st.ino);
+    char got[16] = {0};
+    assert_int_equal(vdfs_pread(b, st.ino, got, sizeof(got), 0), 12);
+    assert_memory_equal(got, "written by a", 12);
+    assert_int_equal(vdfs_create(b, root, "nope", S_IFREG | 0644, 0, NULL, &bst), -EROFS);
+    assert_int_equal(vdfs_unlink(b, root, "after"), -EROFS);
+    assert_int_equal(vdfs_open(b, st.ino, O_WRONLY), -EROFS);
+    /* b's read share: a cannot open the file for writing meanwhile. */
+    assert_int_equal(vdfs_open(b, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_WRONLY), -EBUSY);
+    assert_int_equal(vdfs_release(b, st.ino, O_RDONLY), 0);
+    assert_int_equal(vdfs_open(a, st.ino, O_WRONLY), 0);
+    assert_int_equal(vdfs_release(a, st.ino, O_WRONLY), 0);
+
+    /* Both slots are taken now: a third reader cannot join, but can read
+     * without a slot what the hosts have written in place. */
+    assert_int_equal(vdfs_sync(a), 0);
+    struct vdfs_mount_opts ro_c = ro;
+    ro_c.host_uuid = UUID_C;
+    struct vdfs *c = NULL;
+    fixture_quiet_log();
+    assert_int_equal(vdfs_mount(f->image, &ro_c, &c), -EUSERS);
+    ro_c.no_host = true;
+    assert_int_equal(vdfs_mount(f->image, &ro_c, &c), 0);
+    assert_int_equal(vdfs_lookup(c, root, "after", &bst), 0);
+    assert_int_equal(vdfs_unmount(c), 0);
+
+    assert_int_equal(vdfs_unmount(b), 0);
+    assert_int_equal(vdfs_unmount(a), 0);
+    assert_int_equal(fixture_fsck(f), 0);
+}
+
 static void test_same_uuid_refused(void **state)
 {
     struct fixture *f = *state;
@@ -638,6 +688,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_two_hosts_see_each_other, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_host, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_same_uuid_refused, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_all_slots_taken, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_file_lock_modes, setup, fixture_teardown),
