@@ -676,16 +676,11 @@ static int mount_for(const char *image, const char *host_uuid, bool write, struc
      * including a vdfs-fuse mount on this machine that uses the machine's
      * persistent host UUID.  --host-uuid or VDFS_HOST_UUID names it.
      * Commands that only read join as a read-only host: they see what
-     * the other hosts have changed and can write no metadata. */
+     * the other hosts have changed and can write no metadata.  On an
+     * image this user may only read, or on a read-only file system, the
+     * library reads without joining (as debugfs reads such an image). */
     struct vdfs_mount_opts o = {.readonly = !write, .commit_ms = 60000, .host_uuid = host_uuid,
                                 .host_name = "vdfsctl", .own_host = true};
-    /* An image this user may only read, or on a read-only file system:
-     * commands that only read still work, read-only (as debugfs does),
-     * without joining the cluster, as below. */
-    if (!write && access(image, W_OK) != 0 && (errno == EACCES || errno == EROFS || errno == EPERM)) {
-        o.readonly = true;
-        o.no_host = true;
-    }
     int rc = vdfs_mount(image, &o, fs);
     if ((rc == -EBUSY || rc == -EUSERS) && !write && !o.no_host) {
         /* Its host UUID is live already (--host-uuid), or every slot is

@@ -170,7 +170,7 @@ int vdfs_mount(const char *device, const struct vdfs_mount_opts *opts, struct vd
     unsigned flags = (fs->cluster ? 0 : VDFS_DEV_RDONLY) | (opts->no_direct ? 0 : VDFS_DEV_DIRECT);
     int rc = vdfs_dev_open(device, flags, &fs->dev);
     if (fs->readonly && fs->cluster && (rc == -EROFS || rc == -EACCES || rc == -EPERM)) {
-        vdfs_log(VDFS_LOG_WARN,
+        vdfs_log(VDFS_LOG_INFO,
                  "%s is write-protected (%s): reading it without joining the cluster; changes that hosts "
                  "make while it is mounted are not seen",
                  device, vdfs_strerror(rc));
