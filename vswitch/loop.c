@@ -4,6 +4,7 @@
 #include "loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,28 @@ static int listen_unix(const char *path, int type, const char *what)
     return fd;
 }
 
+/* The daemon leaves its working directory, so the paths it unlinks at exit
+ * must not be relative to it. */
+static int absolute_path(char *out, size_t len, const char *path, const char *what)
+{
+    char cwd[4096];
+    int n;
+    if (path[0] == '/')
+        n = snprintf(out, len, "%s", path);
+    else if (getcwd(cwd, sizeof(cwd)))
+        n = snprintf(out, len, "%s/%s", cwd, path);
+    else {
+        fprintf(stderr, "vdfs-switch: %s %s: cannot find the working directory: %s\n", what, path, strerror(errno));
+        return -1;
+    }
+    if (n < 0 || (size_t)n >= len) {
+        fprintf(stderr, "vdfs-switch: %s path too long (at most %zu bytes as an absolute path): %s\n", what, len - 1,
+                path);
+        return -1;
+    }
+    return 0;
+}
+
 static int setup(struct vswitch *sw, const struct daemon_options *opts)
 {
     snprintf(sw->name, sizeof(sw->name), "%s", opts->name);
@@ -107,15 +130,17 @@ static int setup(struct vswitch *sw, const struct daemon_options *opts)
         sw->ports[id].fd = -1;
     }
     if (opts->socket_path) {
-        snprintf(sw->socket_path, sizeof(sw->socket_path), "%s", opts->socket_path);
+        if (absolute_path(sw->socket_path, sizeof(sw->socket_path), opts->socket_path, "port socket"))
+            return -1;
     } else {
         mkdir(VDSW_SOCKET_DIR, 0755);
         snprintf(sw->socket_path, sizeof(sw->socket_path), "%s/%s.sock", VDSW_SOCKET_DIR, sw->name);
     }
-    if (opts->control_path)
-        snprintf(sw->control_path, sizeof(sw->control_path), "%s", opts->control_path);
-    else if (snprintf(sw->control_path, sizeof(sw->control_path), "%s.ctl", sw->socket_path) >=
-             (int)sizeof(sw->control_path)) {
+    if (opts->control_path) {
+        if (absolute_path(sw->control_path, sizeof(sw->control_path), opts->control_path, "control socket"))
+            return -1;
+    } else if (snprintf(sw->control_path, sizeof(sw->control_path), "%s.ctl", sw->socket_path) >=
+               (int)sizeof(sw->control_path)) {
         fprintf(stderr, "vdfs-switch: control path too long\n");
         return -1;
     }
@@ -275,6 +300,54 @@ static void teardown(struct vswitch *sw)
     free(sw);
 }
 
+/* Forks into a new session. The parent waits until the child reports that
+ * it has started (detach_end) and exits 0, or 1 if the child exits first, so
+ * a failure at start (a bad uplink, say) reaches the terminal and the exit
+ * status. The child starts everything itself: a signalfd watched by an epoll
+ * set made before a fork would still wait on the parent's signals. Returns
+ * the child's end of the pipe, or -1. */
+static int detach_begin(void)
+{
+    int pipe_fds[2];
+    if (pipe2(pipe_fds, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pipe_fds[0]);
+        close(pipe_fds[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        close(pipe_fds[1]);
+        char status = 1;
+        ssize_t n;
+        do
+            n = read(pipe_fds[0], &status, 1);
+        while (n < 0 && errno == EINTR);
+        _exit(n == 1 && status == 0 ? 0 : 1);
+    }
+    close(pipe_fds[0]);
+    setsid();
+    return pipe_fds[1];
+}
+
+static void detach_end(int ready_fd)
+{
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd >= 0) {
+        for (int fd = 0; fd <= 2; fd++)
+            dup2(null_fd, fd);
+        if (null_fd > 2)
+            close(null_fd);
+    }
+    /* The paths in use are absolute; a failed chdir only keeps the old
+     * directory busy. A failed write means the parent is gone. */
+    (void)!chdir("/");
+    char started = 0;
+    (void)!write(ready_fd, &started, 1);
+    close(ready_fd);
+}
+
 int daemon_run(const struct daemon_options *opts)
 {
     struct vswitch *sw = calloc(1, sizeof(*sw));
@@ -282,19 +355,18 @@ int daemon_run(const struct daemon_options *opts)
         fprintf(stderr, "vdfs-switch: out of memory\n");
         return 1;
     }
-    if (setup(sw, opts)) {
-        teardown(sw);
-        return 1;
-    }
-    if (!opts->foreground && daemon(0, 0) < 0) {
+    int ready_fd = -1;
+    if (!opts->foreground && (ready_fd = detach_begin()) < 0) {
         fprintf(stderr, "vdfs-switch: cannot daemonise: %s\n", strerror(errno));
+        free(sw);
+        return 1;
+    }
+    if (setup(sw, opts) || start_loop(sw, opts)) {
         teardown(sw);
         return 1;
     }
-    if (start_loop(sw, opts)) {
-        teardown(sw);
-        return 1;
-    }
+    if (ready_fd >= 0)
+        detach_end(ready_fd);
     if (opts->foreground)
         fprintf(stderr, "vdfs-switch %s: ports on %s, control on %s\n", sw->name, sw->socket_path, sw->control_path);
     struct epoll_event events[64];

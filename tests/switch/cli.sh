@@ -3,7 +3,7 @@
 # give a clear message and exit 2, refused commands exit 1, an absent switch
 # exits 3.
 set -euo pipefail
-SWITCH=$1
+SWITCH=$(readlink -f "$1")
 dir=$(mktemp -d /tmp/vdfs-switch-cli.XXXXXX)
 sw_pid=
 cleanup() {
@@ -74,6 +74,20 @@ rc=0; "$SWITCH" daemon --mtu 99999 2>"$dir/err" || rc=$?
 [[ $rc == 2 ]] && grep -q "bad --mtu" "$dir/err" || fail "daemon --mtu 99999 exited $rc: $(cat "$dir/err")"
 rc=0; "$SWITCH" daemon -f --name cli --socket "$dir/sw.sock" 2>"$dir/err" || rc=$?
 [[ $rc == 1 ]] && grep -q "already listening" "$dir/err" || fail "second daemon on the same socket: $rc $(cat "$dir/err")"
+# A daemon that detaches reports a failure at start in its exit status and
+# leaves no sockets behind.
+rc=0; "$SWITCH" daemon --name clibad --socket "$dir/bad.sock" --uplink-nic vdfsnosuch0 2>"$dir/err" || rc=$?
+[[ $rc == 1 ]] && grep -q "vdfsnosuch0" "$dir/err" || fail "detaching daemon with a missing uplink NIC exited $rc: $(cat "$dir/err")"
+[[ ! -e $dir/bad.sock && ! -e $dir/bad.sock.ctl ]] || fail "a daemon that failed to start left its sockets"
+# A detached daemon started with relative paths answers, stops on SIGTERM and
+# removes its sockets, though it has left that directory.
+det=clidet$$
+(cd "$dir" && "$SWITCH" daemon --name "$det" --socket det.sock) || fail "detached daemon did not start"
+"$SWITCH" --socket "$dir/det.sock" status >/dev/null || fail "detached daemon does not answer"
+det_pid=$(pgrep -f -- "--name $det --socket") || fail "no detached daemon process"
+kill "$det_pid"
+for _ in $(seq 100); do [[ -e $dir/det.sock || -e $dir/det.sock.ctl ]] || break; sleep 0.05; done
+[[ ! -e $dir/det.sock && ! -e $dir/det.sock.ctl ]] || { kill -9 "$det_pid"; fail "detached daemon left its sockets at SIGTERM"; }
 # The default socket directory may exist already (any start after the
 # first since boot).
 name=clitest$$
