@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "frame.h"
 #include "loop.h"
 #include "mactable.h"
@@ -172,6 +173,11 @@ static int cmd_status(struct vswitch *sw, struct request *r)
         out_json_string(o, sw->socket_path);
         out_printf(o, ",\"control\":");
         out_json_string(o, sw->control_path);
+        out_printf(o, ",\"config\":");
+        if (sw->config_path[0])
+            out_json_string(o, sw->config_path);
+        else
+            out_printf(o, "null");
         out_printf(o, ",\"mtu\":%u,\"ports_attached\":%u,\"max_ports\":%d,\"portgroups\":%u,\"uplink\":",
                    sw->mtu, sw->attached_ports, VSW_MAX_PORTS - 1, portgroup_count(sw));
         if (up->in_use) {
@@ -185,8 +191,8 @@ static int cmd_status(struct vswitch *sw, struct request *r)
                    "\"hello_rejects\":%u}\n",
                    sw->macs.learned, sw->macs.cap, sw->macs.aging_s, sw->macs.statics, sw->hello_failures);
     } else {
-        out_printf(o, "switch      %s\nsocket      %s\ncontrol     %s\nmtu         %u\n", sw->name,
-                   sw->socket_path, sw->control_path, sw->mtu);
+        out_printf(o, "switch      %s\nsocket      %s\ncontrol     %s\nconfig      %s\nmtu         %u\n", sw->name,
+                   sw->socket_path, sw->control_path, sw->config_path[0] ? sw->config_path : "none", sw->mtu);
         out_printf(o, "ports       %u attached (max %d)\nportgroups  %u\n", sw->attached_ports, VSW_MAX_PORTS - 1,
                    portgroup_count(sw));
         if (up->in_use)
@@ -589,26 +595,29 @@ static int cmd_mac_flush(struct vswitch *sw, struct request *r)
     return 0;
 }
 
+/* A setting is a command whose effect commands_write_settings reproduces,
+ * so it is saved to the configuration file and may appear in it. */
 static const struct {
     const char *name;
     int (*run)(struct vswitch *sw, struct request *r);
+    bool setting;
 } commands[] = {
-    {"status", cmd_status},
-    {"portgroup.add", cmd_portgroup_add},
-    {"portgroup.remove", cmd_portgroup_remove},
-    {"portgroup.list", cmd_portgroup_list},
-    {"portgroup.set", cmd_portgroup_set},
-    {"policy.set", cmd_policy_set},
-    {"policy.show", cmd_policy_show},
-    {"uplink.set", cmd_uplink_set},
-    {"uplink.show", cmd_uplink_show},
-    {"mtu.set", cmd_mtu_set},
-    {"mtu.show", cmd_mtu_show},
-    {"port.list", cmd_port_list},
-    {"port.stats", cmd_port_stats},
-    {"mac.list", cmd_mac_list},
-    {"mac.set", cmd_mac_set},
-    {"mac.flush", cmd_mac_flush},
+    {"status", cmd_status, false},
+    {"portgroup.add", cmd_portgroup_add, true},
+    {"portgroup.remove", cmd_portgroup_remove, true},
+    {"portgroup.list", cmd_portgroup_list, false},
+    {"portgroup.set", cmd_portgroup_set, true},
+    {"policy.set", cmd_policy_set, true},
+    {"policy.show", cmd_policy_show, false},
+    {"uplink.set", cmd_uplink_set, true},
+    {"uplink.show", cmd_uplink_show, false},
+    {"mtu.set", cmd_mtu_set, true},
+    {"mtu.show", cmd_mtu_show, false},
+    {"port.list", cmd_port_list, false},
+    {"port.stats", cmd_port_stats, false},
+    {"mac.list", cmd_mac_list, false},
+    {"mac.set", cmd_mac_set, true},
+    {"mac.flush", cmd_mac_flush, false},
 };
 
 static int parse_request(struct request *r, char *line)
@@ -639,24 +648,35 @@ static int parse_request(struct request *r, char *line)
     return 0;
 }
 
-void command_execute(struct vswitch *sw, char *line, struct output *response)
+/* Parses and runs one request. Returns -1 with r->err set, or with
+ * r->body.failed; with settings_only, anything but a setting is refused. */
+static int run_request(struct vswitch *sw, struct request *r, char *line, bool settings_only)
 {
-    struct request r = {0};
-    int rc = -1;
     for (char *c = line; *c; c++)
         if ((unsigned char)*c < 0x20 && *c != '\t')
             *c = '?';
-    if (parse_request(&r, line) == 0) {
-        size_t i;
-        for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-            if (strcmp(commands[i].name, r.command) == 0)
-                break;
-        if (i == sizeof(commands) / sizeof(commands[0]))
-            fail(&r, "unknown command '%.40s'", r.command);
-        else
-            rc = commands[i].run(sw, &r);
-    }
-    if (rc == 0 && !r.body.failed) {
+    if (parse_request(r, line))
+        return -1;
+    size_t i;
+    for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strcmp(commands[i].name, r->command) == 0)
+            break;
+    if (i == sizeof(commands) / sizeof(commands[0]))
+        return fail(r, "unknown command '%.40s'", r->command);
+    if (settings_only && !commands[i].setting)
+        return fail(r, "'%.40s' is not a setting", r->command);
+    if (commands[i].run(sw, r) || r->body.failed)
+        return -1;
+    char reason[ERR_LEN - 64];
+    if (commands[i].setting && !settings_only && sw->config_path[0] && config_save(sw, reason, sizeof(reason)))
+        return fail(r, "set, but not saved: %s (the change lasts until the switch stops)", reason);
+    return 0;
+}
+
+void command_execute(struct vswitch *sw, char *line, struct output *response)
+{
+    struct request r = {0};
+    if (run_request(sw, &r, line, false) == 0) {
         out_printf(response, "OK\n");
         if (r.body.len)
             out_printf(response, "%s", r.body.data);
@@ -664,4 +684,41 @@ void command_execute(struct vswitch *sw, char *line, struct output *response)
         out_printf(response, "ERR %s\n", r.body.failed ? "out of memory" : r.err);
     }
     out_free(&r.body);
+}
+
+int command_apply_setting(struct vswitch *sw, char *line, char *err, size_t err_len)
+{
+    struct request r = {0};
+    int rc = run_request(sw, &r, line, true);
+    if (rc)
+        snprintf(err, err_len, "%s", r.body.failed ? "out of memory" : r.err);
+    out_free(&r.body);
+    return rc;
+}
+
+static void write_portgroup_settings(struct output *o, const struct portgroup *pg)
+{
+    char buf[96];
+    out_printf(o, "portgroup.set name=%s vlan=%u promiscuous=%s mac-changes=%s forged-transmits=%s shaping=%s\n",
+               pg->name, pg->vlan, policy_value_name(pg->security.promiscuous),
+               policy_value_name(pg->security.mac_changes), policy_value_name(pg->security.forged_transmits),
+               shaping_text(&pg->shaping, buf, sizeof(buf)));
+}
+
+void commands_write_settings(const struct vswitch *sw, struct output *o)
+{
+    char buf[96];
+    out_printf(o, "mtu.set mtu=%u\n", sw->mtu);
+    out_printf(o, "mac.set cap=%zu aging=%u\n", sw->macs.cap, sw->macs.aging_s);
+    out_printf(o, "policy.set promiscuous=%s mac-changes=%s forged-transmits=%s shaping=%s\n",
+               policy_value_name(sw->security.promiscuous), policy_value_name(sw->security.mac_changes),
+               policy_value_name(sw->security.forged_transmits), shaping_text(&sw->shaping, buf, sizeof(buf)));
+    for (const struct portgroup *pg = sw->portgroups; pg; pg = pg->next) {
+        if (strcmp(pg->name, VSW_DEFAULT_PORTGROUP) != 0)
+            out_printf(o, "portgroup.add name=%s\n", pg->name);
+        write_portgroup_settings(o, pg);
+    }
+    const struct port *up = &sw->ports[VSW_UPLINK_PORT];
+    if (up->in_use)
+        out_printf(o, "uplink.set %s=%s\n", up->uplink_kind == UPLINK_NIC ? "nic" : "tap", up->uplink_ifname);
 }

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "commands.h"
+#include "config.h"
 #include "control.h"
 #include "hello.h"
 #include "mactable.h"
@@ -150,8 +152,26 @@ static int setup(struct vswitch *sw, const struct daemon_options *opts)
         return -1;
     }
     char err[200];
-    if (portgroup_add(sw, "default", 0, err, sizeof(err)))
+    if (portgroup_add(sw, VSW_DEFAULT_PORTGROUP, 0, err, sizeof(err)))
         return -1;
+    if (opts->config_path &&
+        absolute_path(sw->config_path, sizeof(sw->config_path), opts->config_path, "configuration file"))
+        return -1;
+    sw->listen_fd = listen_unix(sw->socket_path, SOCK_SEQPACKET, "port socket");
+    if (sw->listen_fd < 0)
+        return -1;
+    sw->control_fd = listen_unix(sw->control_path, SOCK_STREAM, "control socket");
+    if (sw->control_fd < 0) {
+        unlink(sw->socket_path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Options given on the command line win over the configuration file. */
+static int apply_options(struct vswitch *sw, const struct daemon_options *opts)
+{
+    char err[200];
     for (unsigned i = 0; i < opts->portgroup_count; i++) {
         char spec[64];
         snprintf(spec, sizeof(spec), "%s", opts->portgroups[i]);
@@ -172,12 +192,24 @@ static int setup(struct vswitch *sw, const struct daemon_options *opts)
             return -1;
         }
     }
-    sw->listen_fd = listen_unix(sw->socket_path, SOCK_SEQPACKET, "port socket");
-    if (sw->listen_fd < 0)
-        return -1;
-    sw->control_fd = listen_unix(sw->control_path, SOCK_STREAM, "control socket");
-    if (sw->control_fd < 0) {
-        unlink(sw->socket_path);
+    char request[64];
+    if (opts->mtu_given) {
+        snprintf(request, sizeof(request), "mtu.set mtu=%u", opts->mtu);
+        if (command_apply_setting(sw, request, err, sizeof(err))) {
+            fprintf(stderr, "vdfs-switch: --mtu: %s\n", err);
+            return -1;
+        }
+    }
+    if (opts->mac_cap_given || opts->mac_aging_given) {
+        snprintf(request, sizeof(request), "mac.set cap=%zu aging=%u", opts->mac_cap_given ? opts->mac_cap : sw->macs.cap,
+                 opts->mac_aging_given ? opts->mac_aging_s : sw->macs.aging_s);
+        if (command_apply_setting(sw, request, err, sizeof(err))) {
+            fprintf(stderr, "vdfs-switch: --mac-cap/--mac-aging: %s\n", err);
+            return -1;
+        }
+    }
+    if (opts->uplink && uplink_open(sw, opts->uplink_kind, opts->uplink, err, sizeof(err))) {
+        fprintf(stderr, "vdfs-switch: %s\n", err);
         return -1;
     }
     return 0;
@@ -208,12 +240,16 @@ static int start_loop(struct vswitch *sw, const struct daemon_options *opts)
         fprintf(stderr, "vdfs-switch: epoll: %s\n", strerror(errno));
         return -1;
     }
-    if (opts->uplink) {
-        char err[200];
-        if (uplink_open(sw, opts->uplink_kind, opts->uplink, err, sizeof(err))) {
-            fprintf(stderr, "vdfs-switch: %s\n", err);
-            return -1;
-        }
+    char err[sizeof(sw->config_path) + 256];
+    if (sw->config_path[0] && config_load(sw, opts->uplink != NULL, err, sizeof(err))) {
+        fprintf(stderr, "vdfs-switch: %s\n", err);
+        return -1;
+    }
+    if (apply_options(sw, opts))
+        return -1;
+    if (sw->config_path[0] && config_save(sw, err, sizeof(err))) {
+        fprintf(stderr, "vdfs-switch: %s\n", err);
+        return -1;
     }
     return 0;
 }

@@ -10,9 +10,11 @@ struct daemon_options {
     const char *control_path;
     const char *uplink; /* a TAP, or a NIC when uplink_kind says so */
     enum uplink_kind uplink_kind;
+    const char *config_path; /* NULL: no configuration file */
     unsigned mtu;
     size_t mac_cap;
     unsigned mac_aging_s;
+    bool mtu_given, mac_cap_given, mac_aging_given; /* on the command line: they win over the file */
     bool foreground;
     const char *portgroups[64]; /* "NAME[:VLAN]" */
     unsigned portgroup_count;

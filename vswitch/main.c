@@ -21,7 +21,9 @@ static void daemon_usage(FILE *out)
             "  --mac-cap N           most learned uplink MACs (default %d)\n"
             "  --mac-aging SECONDS   learned MAC aging time (default %d)\n"
             "  --portgroup NAME[:VLAN]  create a port group at start (repeatable; 'default' VLAN 0 always exists)\n"
-            "  -f, --foreground      stay in the foreground (default: daemonise once the sockets listen)\n",
+            "  --config FILE         keep the settings in FILE: applied at start (created if missing) and\n"
+            "                        rewritten after each change; options above win over it\n"
+            "  -f, --foreground      stay in the foreground (default: detach once started)\n",
             VDSW_SOCKET_DIR, VDSW_MIN_MTU, VDSW_MAX_MTU, VDSW_DEFAULT_MTU, VSW_DEFAULT_MAC_CAP,
             VSW_DEFAULT_MAC_AGING);
 }
@@ -52,7 +54,7 @@ static int daemon_main(int argc, char **argv)
         {"mtu", required_argument, NULL, 'm'},       {"mac-cap", required_argument, NULL, 'C'},
         {"mac-aging", required_argument, NULL, 'A'}, {"portgroup", required_argument, NULL, 'p'},
         {"foreground", no_argument, NULL, 'f'},      {"help", no_argument, NULL, 'h'},
-        {"uplink-nic", required_argument, NULL, 'N'},
+        {"uplink-nic", required_argument, NULL, 'N'}, {"config", required_argument, NULL, 'F'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -88,6 +90,7 @@ static int daemon_main(int argc, char **argv)
                 return 2;
             }
             opts.mtu = (unsigned)v;
+            opts.mtu_given = true;
             break;
         case 'C':
             if (!parse_unsigned(optarg, 1, 1 << 20, &v)) {
@@ -95,6 +98,7 @@ static int daemon_main(int argc, char **argv)
                 return 2;
             }
             opts.mac_cap = v;
+            opts.mac_cap_given = true;
             break;
         case 'A':
             if (!parse_unsigned(optarg, 1, 1000000, &v)) {
@@ -102,6 +106,7 @@ static int daemon_main(int argc, char **argv)
                 return 2;
             }
             opts.mac_aging_s = (unsigned)v;
+            opts.mac_aging_given = true;
             break;
         case 'p':
             if (opts.portgroup_count == sizeof(opts.portgroups) / sizeof(opts.portgroups[0])) {
@@ -109,6 +114,9 @@ static int daemon_main(int argc, char **argv)
                 return 2;
             }
             opts.portgroups[opts.portgroup_count++] = optarg;
+            break;
+        case 'F':
+            opts.config_path = optarg;
             break;
         case 'f':
             opts.foreground = true;

@@ -70,6 +70,10 @@ int portgroup_remove(struct vswitch *sw, const char *name, char *err, size_t err
         struct portgroup *pg = *link;
         if (strcmp(pg->name, name) != 0)
             continue;
+        if (strcmp(name, VSW_DEFAULT_PORTGROUP) == 0) {
+            snprintf(err, err_len, "the port group '%s' always exists", name);
+            return -1;
+        }
         if (pg->attached_ports) {
             snprintf(err, err_len, "port group '%s' has %u attached port(s)", name, pg->attached_ports);
             return -1;

@@ -16,6 +16,7 @@
 #define VSW_BUF_SIZE (VDSW_MAX_MTU + VDSW_FRAME_OVERHEAD + 4)
 #define VSW_VLAN_TRUNK 4095
 #define VSW_NAME_MAX 32
+#define VSW_DEFAULT_PORTGROUP "default" /* always exists */
 #define VSW_DEFAULT_MAC_CAP 4096
 #define VSW_DEFAULT_MAC_AGING 300
 #define VSW_HELLO_TIMEOUT_S 5
@@ -164,6 +165,7 @@ struct vswitch {
     char name[VSW_NAME_MAX];
     char socket_path[108];
     char control_path[108];
+    char config_path[4096]; /* empty: the settings last until the switch stops */
     unsigned mtu;
     struct security_policy security; /* switch defaults: never POLICY_INHERIT */
     struct shaping_policy shaping;   /* switch default: state 0 or 1 */
