@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../vswitch/protocol.h"
 #include "datastore.h"
 
 #define MAX_CONFIG_BYTES (1u << 20)
@@ -184,6 +185,18 @@ static int parse_nic(struct vm_config *cfg, const char *value, char *err, size_t
     return 0;
 }
 
+/* As vdfs-switch daemon --name takes it. */
+static bool switch_name_is_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 31)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i]))
+            return false;
+    return true;
+}
+
 int config_set(struct vm_config *cfg, const char *key, const char *value, char *err,
                size_t errlen)
 {
@@ -235,9 +248,19 @@ int config_set(struct vm_config *cfg, const char *key, const char *value, char *
         return fail(err, errlen, "serial: '%s' is neither 'stdout' nor 'file:PATH'", value);
     }
     if (strcmp(key, "switch") == 0) {
-        if (copy_string(cfg->switch_socket, sizeof(cfg->switch_socket), value, key, err,
-                        errlen) < 0)
-            return -1;
+        if (strchr(value, '/')) {
+            if (copy_string(cfg->switch_socket, sizeof(cfg->switch_socket), value, key, err,
+                            errlen) < 0)
+                return -1;
+        } else if (switch_name_is_valid(value)) {
+            snprintf(cfg->switch_socket, sizeof(cfg->switch_socket), "%s/%s.sock",
+                     VDSW_SOCKET_DIR, value);
+        } else {
+            return fail(err, errlen,
+                        "switch: '%s' is neither a switch name (1-31 of A-Z a-z 0-9 _ . -) "
+                        "nor a path to a switch's port socket",
+                        value);
+        }
         for (unsigned i = 0; i < cfg->nnics; i++)
             memcpy(cfg->nics[i].switch_socket, cfg->switch_socket, sizeof(cfg->switch_socket));
         return 0;
@@ -276,10 +299,11 @@ static int resolve_path(const char *dir, const char *value, char *out, size_t ou
     return snprintf(out, outlen, "%s%s/%s", prefix, dir, path) < (int)outlen ? 0 : -1;
 }
 
-static bool key_is_path(const char *key)
+/* A switch is named by its port socket, or by a bare switch name. */
+static bool is_path(const char *key, const char *value)
 {
     return strcmp(key, "kernel") == 0 || strcmp(key, "initrd") == 0 ||
-           strcmp(key, "disk") == 0 || strcmp(key, "switch") == 0;
+           strcmp(key, "disk") == 0 || (strcmp(key, "switch") == 0 && strchr(value, '/'));
 }
 
 /* In a config read from a datastore, a relative path can only name a
@@ -293,7 +317,7 @@ static const char *relative_unusable(bool in_datastore, const char *key, const c
         return strncmp(value, "file:", 5) == 0 && value[5] && value[5] != '/'
                    ? "a console file of a config in a datastore must be an absolute host path"
                    : NULL;
-    if (!key_is_path(key) || !*value || value[0] == '/')
+    if (!is_path(key, value) || !*value || value[0] == '/')
         return NULL;
     if (strcmp(key, "switch") == 0)
         return "a switch socket of a config in a datastore must be an absolute host path";
@@ -377,7 +401,7 @@ int config_load(struct vm_config *cfg, const char *path, char *err, size_t errle
         }
         /* A value with no path before its options (",ro") is left for
          * config_set to refuse, not made into "DIR/,ro". */
-        if (key_is_path(key) && *value && *value != ',') {
+        if (is_path(key, value) && *value && *value != ',') {
             if (resolve_path(dir, value, resolved, sizeof(resolved)) < 0) {
                 snprintf(err, errlen, "%s:%u: %s: path too long", path, lineno, key);
                 rc = -1;
@@ -460,13 +484,6 @@ int config_validate(const struct vm_config *cfg, char *err, size_t errlen)
             continue; /* opened through libvdfs by the disk device */
         if (check_readable_file("disk", p, err, errlen) < 0)
             return -1;
-    }
-    for (unsigned i = 0; i < cfg->nnics; i++) {
-        if (!cfg->nics[i].switch_socket[0]) {
-            snprintf(err, errlen, "nic %s: no switch socket (switch = PATH)",
-                     cfg->nics[i].portgroup);
-            return -1;
-        }
     }
     return 0;
 }

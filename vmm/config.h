@@ -23,7 +23,7 @@ struct nic_config {
     char portgroup[32];
     uint8_t mac[6];
     bool mac_set;
-    char switch_socket[CONFIG_PATH_MAX]; /* vdfs-switch control socket */
+    char switch_socket[CONFIG_PATH_MAX]; /* vdfs-switch port socket; empty: sw0's */
 };
 
 enum serial_sink { SERIAL_STDOUT = 0, SERIAL_FILE = 1 };

@@ -6,6 +6,10 @@
 #               frame is accounted for by the receiver or the switch's drops
 #   vm-restart  the responder VM powers off and boots again with the same MAC:
 #               its port re-attaches and the peer reaches it again
+#   daemon-restart  the switch, started with --config and named by the VMs
+#               (--switch NAME), restarts under a running responder VM in a
+#               port group made by the CLI: the group comes back from the file,
+#               the VM's NIC attaches again by itself, and a peer reaches it
 #   host-ping   the real ping, from a network namespace holding the switch's
 #               TAP uplink, to a responder VM
 #   nic-ping    the uplink is a NIC: one end of a veth pair (AF_PACKET); the
@@ -37,6 +41,7 @@ cleanup() {
     wait 2>/dev/null || true
     ip netns del "$ns" 2>/dev/null || true
     ip netns del "${ns}s" 2>/dev/null || true
+    rm -f "/run/vdfs-switch/vmnet$$.sock" "/run/vdfs-switch/vmnet$$.sock.ctl"
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -46,12 +51,15 @@ fail() {
     exit 1
 }
 tsc_khz=$(awk -F: '/^cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
-sw() { "$SWITCH" --socket "$dir/sw.sock" "$@"; }
+# The switch's name and port socket, and what the VMs' --switch names.
+swname=vmnet sock=$dir/sw.sock switch_arg=$dir/sw.sock
+sw() { "$SWITCH" --socket "$sock" "$@"; }
 
 start_switch() { # [ip netns exec NS] is put before the switch by SWITCH_PREFIX
-    ${SWITCH_PREFIX:-} "$SWITCH" daemon -f --name vmnet --socket "$dir/sw.sock" "$@" 2>"$dir/switch.err" &
-    pids+=($!)
-    for _ in $(seq 100); do [[ -S $dir/sw.sock.ctl ]] && return; sleep 0.05; done
+    ${SWITCH_PREFIX:-} "$SWITCH" daemon -f --name "$swname" --socket "$sock" "$@" 2>>"$dir/switch.err" &
+    switch_pid=$!
+    pids+=($switch_pid)
+    for _ in $(seq 100); do [[ -S $sock.ctl ]] && return; sleep 0.05; done
     fail "switch did not start"
 }
 
@@ -73,7 +81,7 @@ veth_uplink() {
 # boot NAME MAC CMDLINE [PORTGROUP]: starts a VM in the background; its console goes to NAME.log.
 boot() {
     local name=$1 mac=$2 cmdline=$3 pg=${4:-default}
-    timeout -k 5 60 "$VM" run --name "$name" --memory 64M --kernel "$GUEST" --switch "$dir/sw.sock" \
+    timeout -k 5 60 "$VM" run --name "$name" --memory 64M --kernel "$GUEST" --switch "$switch_arg" \
         --nic "$pg,mac=$mac" --cmdline "$cmdline tsc_khz=$tsc_khz" \
         --serial "file:$dir/$name.log" 2>"$dir/$name.err" &
     last_vm=$!
@@ -111,8 +119,8 @@ expect_done() { # expect_done NAME PID STATUS
     grep -qx "VDFS-GUEST DONE status=$3" "$dir/$1.log" || fail "$1: no 'DONE status=$3'"
 }
 
-ping_pair() { # ping_pair ROUND: responder a (10.0.0.2) must already be up
-    boot "b$1" 02:00:00:00:0b:01 "mode=net-ping ip=10.0.0.1 peer=10.0.0.2 count=5"
+ping_pair() { # ping_pair ROUND [PORTGROUP]: responder a (10.0.0.2) must already be up
+    boot "b$1" 02:00:00:00:0b:01 "mode=net-ping ip=10.0.0.1 peer=10.0.0.2 count=5" "${2:-default}"
     local b=$last_vm
     expect_done "b$1" "$b" 0
     expect_done "a$1" "$a_pid" 0
@@ -148,6 +156,25 @@ vm-restart)
     [[ $attached == 1 ]] || fail "restarted VM's MAC attached $attached times"
     ping_pair 2
     echo "port before restart: $port1"
+    ;;
+daemon-restart)
+    swname=vmnet$$ sock=/run/vdfs-switch/vmnet$$.sock switch_arg=vmnet$$
+    start_switch --config "$dir/sw.conf"
+    sw portgroup add --name lab --vlan 5 >/dev/null
+    boot a1 02:00:00:00:0a:01 "mode=net-responder ip=10.0.0.2 seconds=40" lab
+    a_pid=$last_vm
+    wait_line a1 "nic=ready"
+    kill "$switch_pid"
+    wait "$switch_pid" || true
+    start_switch --config "$dir/sw.conf"
+    attached=
+    for _ in $(seq 100); do
+        attached=$(sw --json port list | python3 -c 'import json,sys; print(" ".join(p["portgroup"] for p in json.load(sys.stdin) if p["mac"] == "02:00:00:00:0a:01"))')
+        [[ -n $attached ]] && break
+        sleep 0.1
+    done
+    [[ $attached == lab ]] || fail "after the switch restarted, the responder's NIC is attached to '$attached', not 'lab'"
+    ping_pair 1 lab
     ;;
 vm-blast)
     start_switch
