@@ -21,18 +21,12 @@
 #include "platform.h"
 #include "serial.h"
 #include "vmm_seccomp.h"
-#ifdef VDFS_VMM_HAVE_PCI
 #include "pci.h"
 #include "virtio_pci.h"
 #include "virtio_spec.h"
-#endif
-#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
 #include "disk_vdfs.h"
 #include "virtio_blk.h"
-#endif
-#ifdef VDFS_VMM_HAVE_VIRTIO_NET
 #include "virtio_net.h"
-#endif
 
 /* Exit codes besides the guest's own debug-exit status. */
 #define EXIT_VMM_ERROR   1
@@ -189,7 +183,6 @@ static void confine_or_die(enum seccomp_profile profile, const char *thread)
     }
 }
 
-#ifdef VDFS_VMM_HAVE_PCI
 static void confine_device_thread(uint32_t device_type)
 {
     if (device_type == VIRTIO_ID_NET)
@@ -197,7 +190,6 @@ static void confine_device_thread(uint32_t device_type)
     else
         confine_or_die(SECCOMP_PROFILE_IO, "virtio device I/O");
 }
-#endif
 
 /* Stops the VM on SIGINT, SIGTERM or SIGHUP, and when this VMM's host on a
  * datastore holding its disks has fenced itself: its disks' locks may then
@@ -232,84 +224,61 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
-/* The PCI bus is returned through `pci_out` (NULL in a build without PCI)
+/* The PCI bus is returned through `pci_out`, even on failure,
  * so that the caller can tear it down. */
 static int add_devices(struct vm *vm, const struct vm_config *cfg, struct vm_services *svc,
-                       void **pci_out)
+                       struct pci_bus **pci_out)
 {
     vm_fill_services(vm, svc);
-    *pci_out = NULL;
-#ifdef VDFS_VMM_HAVE_PCI
     struct pci_bus *pci = pci_bus_create(svc);
     *pci_out = pci;
     if (!pci) {
         fprintf(stderr, "vdfs-vm: cannot create the PCI bus\n");
         return -1;
     }
-#endif
-    if (cfg->ndisks) {
-#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
-        for (unsigned i = 0; i < cfg->ndisks; i++) {
-            const struct disk_config *disk = &cfg->disks[i];
-            if (strncmp(disk->path, "vdfs:", 5) == 0) {
-                if (disk->direct) {
-                    /* libvdfs owns its device I/O (O_DIRECT on shared images). */
-                    fprintf(stderr, "vdfs-vm: disk %s: cache= applies to plain files and "
-                                    "block devices, not datastore disks\n", disk->path);
-                    return -1;
-                }
-                char err[1024];
-                struct blk_backend *be = disk_vdfs_open(disk->path, disk->readonly, err,
-                                                        sizeof(err));
-                if (!be) {
-                    fprintf(stderr, "vdfs-vm: %s\n", err);
-                    return -1;
-                }
-                if (virtio_blk_create_backend(pci, svc, disk, be) < 0)
-                    return -1;
-                continue;
-            }
-            if (virtio_blk_create(pci, svc, disk) < 0) {
-                fprintf(stderr, "vdfs-vm: disk %s: cannot attach\n", cfg->disks[i].path);
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        const struct disk_config *disk = &cfg->disks[i];
+        if (strncmp(disk->path, "vdfs:", 5) == 0) {
+            if (disk->direct) {
+                /* libvdfs owns its device I/O (O_DIRECT on shared images). */
+                fprintf(stderr, "vdfs-vm: disk %s: cache= applies to plain files and "
+                                "block devices, not datastore disks\n", disk->path);
                 return -1;
             }
+            char err[1024];
+            struct blk_backend *be = disk_vdfs_open(disk->path, disk->readonly, err,
+                                                    sizeof(err));
+            if (!be) {
+                fprintf(stderr, "vdfs-vm: %s\n", err);
+                return -1;
+            }
+            if (virtio_blk_create_backend(pci, svc, disk, be) < 0)
+                return -1;
+            continue;
         }
-#else
-        fprintf(stderr, "vdfs-vm: this build has no virtio-blk device\n");
-        return -1;
-#endif
+        if (virtio_blk_create(pci, svc, disk) < 0) {
+            fprintf(stderr, "vdfs-vm: disk %s: cannot attach\n", cfg->disks[i].path);
+            return -1;
+        }
     }
-    if (cfg->nnics) {
-#ifdef VDFS_VMM_HAVE_VIRTIO_NET
-        for (unsigned i = 0; i < cfg->nnics; i++) {
-            if (virtio_net_create(pci, svc, &cfg->nics[i]) < 0) {
-                fprintf(stderr, "vdfs-vm: nic %s: cannot attach\n", cfg->nics[i].portgroup);
-                return -1;
-            }
+    for (unsigned i = 0; i < cfg->nnics; i++) {
+        if (virtio_net_create(pci, svc, &cfg->nics[i]) < 0) {
+            fprintf(stderr, "vdfs-vm: nic %s: cannot attach\n", cfg->nics[i].portgroup);
+            return -1;
         }
-#else
-        fprintf(stderr, "vdfs-vm: this build has no virtio-net device\n");
-        return -1;
-#endif
     }
     return 0;
 }
 
 /* After the vCPUs have stopped: device threads first (they use guest
  * memory and the bus), then the VM and its memory. */
-static void teardown(void *pci, struct serial *serial, struct platform *platform, struct vm *vm,
+static void teardown(struct pci_bus *pci, struct serial *serial, struct platform *platform, struct vm *vm,
                      struct bus *bus, struct guest_memory *mem)
 {
-#ifdef VDFS_VMM_HAVE_VIRTIO_NET
     virtio_net_destroy_all();
-#endif
-#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
     virtio_blk_destroy_all();
-#endif
-#ifdef VDFS_VMM_HAVE_PCI
     if (pci)
         pci_bus_destroy(pci);
-#endif
     serial_destroy(serial);
     platform_destroy(platform);
     vm_destroy(vm);
@@ -377,9 +346,7 @@ static int cmd_run(int argc, char **argv)
             return EXIT_VMM_ERROR;
         }
     }
-#ifdef VDFS_VMM_HAVE_PCI
     virtio_pci_set_io_thread_hook(confine_device_thread);
-#endif
     /* Signals are taken by one thread; vCPU threads inherit the mask. */
     sigset_t set;
     sigemptyset(&set);
@@ -412,7 +379,7 @@ static int cmd_run(int argc, char **argv)
         return EXIT_VMM_ERROR;
     }
     struct vm_services svc;
-    void *pci = NULL;
+    struct pci_bus *pci = NULL;
     if (add_devices(vm, &cfg, &svc, &pci) < 0)
         return EXIT_VMM_ERROR;
 
@@ -463,13 +430,11 @@ static int cmd_run(int argc, char **argv)
                 "vdfs-vm: VM ended: %s (status %d); %" PRIu64 " port and %" PRIu64
                 " MMIO accesses hit no device\n",
                 stop_reason_name(reason), status, unclaimed_pio, unclaimed_mmio);
-#ifdef VDFS_VMM_HAVE_VIRTIO_BLK
     uint64_t direct_requests, library_requests;
     disk_vdfs_counts(&direct_requests, &library_requests);
     if (opt.verbose && direct_requests + library_requests)
         fprintf(stderr, "vdfs-vm: datastore disks: %" PRIu64 " reads and writes straight to the device, %" PRIu64
                         " through libvdfs\n", direct_requests, library_requests);
-#endif
     switch (reason) {
     case VM_STOP_DEBUG_EXIT:
         return status & 0xff;
