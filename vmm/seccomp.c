@@ -72,7 +72,7 @@ static const struct {
     { SCMP_SYS(epoll_wait), ONLY(VCPU) | DEVICES | ONLY(SUPERVISOR) },
     { SCMP_SYS(epoll_pwait), ONLY(VCPU) | DEVICES | ONLY(SUPERVISOR) },
     { SCMP_SYS(epoll_ctl), ONLY(VCPU) | DEVICES | ONLY(SUPERVISOR) },
-    { SCMP_SYS(timerfd_settime), ONLY(NET) }, { SCMP_SYS(timerfd_gettime), ONLY(NET) },
+    { SCMP_SYS(timerfd_settime), DEVICES }, { SCMP_SYS(timerfd_gettime), ONLY(NET) },
     /* Frames to and from the switch on an existing socket. */
     { SCMP_SYS(sendmsg), ONLY(VCPU) | ONLY(NET) }, { SCMP_SYS(recvmsg), ONLY(VCPU) | ONLY(NET) },
     { SCMP_SYS(sendto), ONLY(VCPU) | ONLY(NET) }, { SCMP_SYS(recvfrom), ONLY(VCPU) | ONLY(NET) },

@@ -17,6 +17,7 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include "virtio_pci.h"
@@ -31,6 +32,8 @@
  * fewer, larger host I/Os for sequential guests. */
 #define MERGE_MAX_IOV 1024 /* IOV_MAX */
 #define MERGE_MAX_BYTES (8u << 20)
+/* How often writes that found no space are tried again. */
+#define SPACE_RETRY_MS 1000
 
 /* ---------------------------------------------------------------------- */
 /* io_uring file backend                                                   */
@@ -165,9 +168,12 @@ static void file_reap(struct blk_backend *be)
             }
             res = -EIO;
         }
-        if (res >= 0 && (io->backend_state == FILE_READ || io->backend_state == FILE_WRITE) &&
-            (uint64_t)res != io->len)
-            res = -EIO; /* short transfer: the file shrank or the disk filled */
+        /* A short read means the file shrank; a short write, that its file
+         * system filled (the next write would say ENOSPC). */
+        if (res >= 0 && io->backend_state == FILE_READ && (uint64_t)res != io->len)
+            res = -EIO;
+        if (res >= 0 && io->backend_state == FILE_WRITE && (uint64_t)res != io->len)
+            res = -ENOSPC;
         io->complete(io, res < 0 ? res : 0);
     }
     if (resubmitted)
@@ -348,6 +354,10 @@ struct blk_req {
     uint8_t *status;
     uint32_t used_len;
     bool is_read;
+    bool waited;   /* has waited for space since it arrived */
+    bool retried;  /* submitted again after waiting for space */
+    int (*op)(struct blk_backend *, struct blk_io *);
+    struct blk_req *next_stalled;
     struct blk_req *merged;    /* later requests served by this one's I/O */
     struct iovec *merge_iov;   /* MERGE_MAX_IOV entries, kept for reuse */
     struct iovec chain_iov[VIRTIO_BLK_SEG_MAX + 2];
@@ -375,6 +385,17 @@ struct virtio_blk {
     /* A read or write of the current batch not yet handed to the backend,
      * which the next request may join; `pending_tail` ends its chain. */
     struct blk_req *pending, *pending_tail;
+    /* Writes the host had no space for (ENOSPC, EDQUOT) wait here and are
+     * tried again every SPACE_RETRY_MS, as QEMU's werror=enospc and ESXi
+     * pause a VM whose thin disk cannot grow: a guest must not see its
+     * host's datastore fill up as a failed write. Not counted in inflight,
+     * so a reset does not wait for space. */
+    struct blk_req *stalled, *stalled_tail;
+    int retry_fd;           /* timerfd: when to try them again */
+    bool retry_armed;
+    bool waiting_for_space; /* since the first wait was logged */
+    unsigned retried_inflight;
+    uint64_t writes_waited; /* requests that waited, since the first */
 };
 
 static struct virtio_blk *all_disks;
@@ -393,6 +414,7 @@ static struct blk_req *req_get(struct virtio_blk *blk)
         r->merge_iov = NULL;
     }
     r->merged = NULL;
+    r->waited = r->retried = false;
     return r;
 }
 
@@ -439,10 +461,68 @@ static void blk_publish(struct virtio_blk *blk)
         virtio_pci_interrupt_queue(blk->vp, 0);
 }
 
+static void wait_for_space(struct virtio_blk *blk, struct blk_req *r, int error)
+{
+    if (!blk->waiting_for_space) {
+        blk->waiting_for_space = true;
+        blk->writes_waited = 0;
+        fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): a write at byte %llu found no space (%s); "
+                        "writes that need space wait, and are tried again every %d ms, until "
+                        "space is freed\n",
+                virtio_pci_location(blk->vp), blk->path, (unsigned long long)r->io.offset,
+                strerror(-error), SPACE_RETRY_MS);
+    }
+    if (!r->waited) {
+        r->waited = true;
+        for (struct blk_req *carried = r; carried; carried = carried->merged)
+            blk->writes_waited++;
+    }
+    r->next_stalled = NULL;
+    if (blk->stalled_tail)
+        blk->stalled_tail->next_stalled = r;
+    else
+        blk->stalled = r;
+    blk->stalled_tail = r;
+    if (!blk->retry_armed) {
+        struct itimerspec when = {.it_value = {SPACE_RETRY_MS / 1000, (SPACE_RETRY_MS % 1000) * 1000000L}};
+        blk->retry_armed = timerfd_settime(blk->retry_fd, 0, &when, NULL) == 0;
+    }
+}
+
+/* Ends the waits of writes the guest no longer expects (a reset, or the
+ * VM stopping): they complete unseen. Returns how many there were. */
+static unsigned drop_waiting_writes(struct virtio_blk *blk)
+{
+    unsigned n = 0;
+    bool was_resetting = blk->resetting;
+    blk->resetting = true; /* nothing is pushed to the ring */
+    while (blk->stalled) {
+        struct blk_req *r = blk->stalled;
+        blk->stalled = r->next_stalled;
+        req_finish(r, VIRTIO_BLK_S_IOERR);
+        n++;
+    }
+    blk->stalled_tail = NULL;
+    blk->resetting = was_resetting;
+    blk->waiting_for_space = false;
+    return n;
+}
+
 static void req_complete(struct blk_io *io, int result)
 {
     struct blk_req *r = (struct blk_req *)io;
     struct virtio_blk *blk = r->blk;
+    if (r->retried) {
+        r->retried = false;
+        blk->retried_inflight--;
+    }
+    if ((result == -ENOSPC || result == -EDQUOT) && !blk->resetting &&
+        (r->op == blk->be->ops->write || r->op == blk->be->ops->write_zeroes)) {
+        wait_for_space(blk, r, result);
+        if (--blk->inflight == 0)
+            pthread_cond_broadcast(&blk->idle);
+        return;
+    }
     if (result < 0 && result != -EOPNOTSUPP) {
         char msg[128];
         snprintf(msg, sizeof(msg), "backend I/O at byte %llu: %s",
@@ -452,6 +532,12 @@ static void req_complete(struct blk_io *io, int result)
     uint8_t status = result == 0 ? VIRTIO_BLK_S_OK
                      : result == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
     req_finish(r, status);
+    if (blk->waiting_for_space && !blk->stalled && !blk->retried_inflight) {
+        blk->waiting_for_space = false;
+        fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): space found; writes that waited: %llu, "
+                        "all done\n",
+                virtio_pci_location(blk->vp), blk->path, (unsigned long long)blk->writes_waited);
+    }
     if (--blk->inflight == 0)
         pthread_cond_broadcast(&blk->idle);
 }
@@ -472,16 +558,38 @@ static void req_submit(struct virtio_blk *blk, struct blk_req *r,
                        int (*op)(struct blk_backend *, struct blk_io *))
 {
     r->io.complete = req_complete;
+    r->op = op;
     blk->inflight++;
     int rc = op(blk->be, &r->io);
     if (rc == 0 && blk->be->ops->submit)
         blk->be->ops->submit(blk->be);
     if (rc < 0) {
         blk->inflight--;
+        if (r->retried) {
+            r->retried = false;
+            blk->retried_inflight--;
+        }
         char msg[96];
         snprintf(msg, sizeof(msg), "backend refused the request: %s", strerror(-rc));
         log_request_error(blk, msg);
         req_finish(r, rc == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR);
+    }
+}
+
+/* Timer expiry (lock held): every waiting write goes to the backend again. */
+static void retry_writes(struct virtio_blk *blk)
+{
+    blk->retry_armed = false;
+    if (blk->resetting)
+        return;
+    struct blk_req *r = blk->stalled;
+    blk->stalled = blk->stalled_tail = NULL;
+    while (r) {
+        struct blk_req *next = r->next_stalled;
+        r->retried = true;
+        blk->retried_inflight++;
+        req_submit(blk, r, r->op);
+        r = next;
     }
 }
 
@@ -745,6 +853,10 @@ static void *blk_thread(void *arg)
             if (fd == kick_fd) {
                 eventfd_t ignored;
                 eventfd_read(kick_fd, &ignored);
+            } else if (fd == blk->retry_fd) {
+                uint64_t expirations;
+                if (read(blk->retry_fd, &expirations, sizeof(expirations)) > 0)
+                    retry_writes(blk);
             } else {
                 /* The driver sees its completions before new chains are
                  * parsed and submitted (each submission is a few us of
@@ -766,6 +878,11 @@ static void blk_reset(void *opaque)
     /* The I/O thread reaps (taking the lock cond_wait releases). */
     while (blk->inflight)
         pthread_cond_wait(&blk->idle, virtio_pci_mutex(blk->vp));
+    unsigned dropped = drop_waiting_writes(blk);
+    if (dropped)
+        fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): reset; writes that waited for space "
+                        "dropped: %u\n",
+                virtio_pci_location(blk->vp), blk->path, dropped);
     blk->resetting = false;
     blk->used_pending = false;
     blk->request_error_logged = false;
@@ -809,6 +926,8 @@ static void blk_free(struct virtio_blk *blk)
         close(blk->epfd);
     if (blk->stop_fd >= 0)
         close(blk->stop_fd);
+    if (blk->retry_fd >= 0)
+        close(blk->retry_fd);
     pthread_cond_destroy(&blk->idle);
     if (blk->be)
         blk->be->ops->close(blk->be);
@@ -824,7 +943,7 @@ int virtio_blk_create_backend(struct pci_bus *pci, struct vm_services *svc,
         return -ENOMEM;
     }
     blk->be = be;
-    blk->epfd = blk->stop_fd = -1;
+    blk->epfd = blk->stop_fd = blk->retry_fd = -1;
     pthread_cond_init(&blk->idle, NULL);
     snprintf(blk->path, sizeof(blk->path), "%s", cfg->path);
     memcpy(blk->serial, cfg->serial, strnlen(cfg->serial, VIRTIO_BLK_ID_BYTES));
@@ -850,7 +969,8 @@ int virtio_blk_create_backend(struct pci_bus *pci, struct vm_services *svc,
     int rc = -ENOMEM;
     blk->epfd = epoll_create1(EPOLL_CLOEXEC);
     blk->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (blk->epfd < 0 || blk->stop_fd < 0) {
+    blk->retry_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (blk->epfd < 0 || blk->stop_fd < 0 || blk->retry_fd < 0) {
         rc = -errno;
         goto fail;
     }
@@ -859,9 +979,9 @@ int virtio_blk_create_backend(struct pci_bus *pci, struct vm_services *svc,
         rc = -ENODEV;
         goto fail;
     }
-    int fds[3] = {virtio_pci_queue_eventfd(blk->vp, 0), blk->stop_fd,
+    int fds[4] = {virtio_pci_queue_eventfd(blk->vp, 0), blk->stop_fd, blk->retry_fd,
                   be->ops->completion_fd ? be->ops->completion_fd(be) : -1};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         struct epoll_event ev = {.events = EPOLLIN, .data.fd = fds[i]};
         if (fds[i] >= 0 && epoll_ctl(blk->epfd, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
             rc = -errno;
@@ -923,6 +1043,11 @@ void virtio_blk_destroy_all(void)
             virtio_pci_lock(blk->vp);
             blk->be->ops->reap(blk->be);
         }
+        unsigned dropped = drop_waiting_writes(blk);
+        if (dropped)
+            fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): the VM stopped; writes that waited "
+                            "for space, not written: %u\n",
+                    virtio_pci_location(blk->vp), blk->path, dropped);
         virtio_pci_unlock(blk->vp);
         virtio_pci_destroy(blk->vp);
         blk_free(blk);

@@ -13,7 +13,9 @@
  * direction, no status byte) puts the device in NEEDS_RESET; one that is
  * merely wrong (sector past the end, write to a read-only disk, bad length)
  * completes with VIRTIO_BLK_S_IOERR or _UNSUPP.  The first such event per
- * device reset is logged on stderr. */
+ * device reset is logged on stderr.  A write the backend has no space for
+ * (-ENOSPC, -EDQUOT) is not an error: it waits and is retried every second
+ * until it fits (docs/vmm.md, "When a disk's space runs out"). */
 #ifndef VDFS_VMM_VIRTIO_BLK_H
 #define VDFS_VMM_VIRTIO_BLK_H
 
@@ -35,7 +37,8 @@
 /* One backend operation.  `complete` runs exactly once for every operation
  * a backend accepted (returned 0 for): inside the call for a synchronous
  * backend, or from reap() for an asynchronous one.  `result` is 0 or -errno;
- * -EOPNOTSUPP becomes VIRTIO_BLK_S_UNSUPP, anything else VIRTIO_BLK_S_IOERR. */
+ * -EOPNOTSUPP becomes VIRTIO_BLK_S_UNSUPP; -ENOSPC and -EDQUOT on a write
+ * make it wait for space; anything else is VIRTIO_BLK_S_IOERR. */
 struct blk_io {
     uint64_t offset; /* bytes */
     uint64_t len;    /* bytes (read/write: sum of iov; discard/zeroes: range) */

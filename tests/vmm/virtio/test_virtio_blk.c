@@ -3,6 +3,7 @@
  * backing file, and malicious chains that must end in NEEDS_RESET or an
  * error status, with the error logged and the process alive. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -48,6 +49,8 @@ static void fill_pattern(uint8_t *buf, size_t len, uint32_t seed)
 
 /* The next env_create opens its disk with cache=none (O_DIRECT). */
 static bool env_direct;
+/* The next env_create serves its disk from this backend instead. */
+static struct blk_backend *env_backend;
 
 static struct env *env_create(bool readonly, bool ioeventfd_fails)
 {
@@ -76,7 +79,11 @@ static struct env *env_create(bool readonly, bool ioeventfd_fails)
     struct disk_config cfg = {.readonly = readonly, .direct = env_direct};
     snprintf(cfg.path, sizeof(cfg.path), "%s", e->path);
     snprintf(cfg.serial, sizeof(cfg.serial), "VDFS-SERIAL-0001");
-    assert_int_equal(virtio_blk_create(e->pci, &e->vm->svc, &cfg), 0);
+    if (env_backend)
+        assert_int_equal(virtio_blk_create_backend(e->pci, &e->vm->svc, &cfg, env_backend), 0);
+    else
+        assert_int_equal(virtio_blk_create(e->pci, &e->vm->svc, &cfg), 0);
+    env_backend = NULL;
     uint64_t features = BLK_FEATURES;
     if (readonly)
         features = F(VIRTIO_F_VERSION_1) | F(VIRTIO_F_RING_EVENT_IDX) | F(5) | F(9);
@@ -816,6 +823,129 @@ static void test_msix_route_refused(void **state)
     (void)state;
 }
 
+/* A synchronous in-memory backend whose writes find no space while
+ * `full` is set, as a thin disk's file does on a full file system. */
+struct full_disk {
+    struct blk_backend be;
+    uint8_t data[DISK_SIZE];
+    atomic_bool full;
+    atomic_uint writes_refused;
+};
+
+static struct full_disk *to_full(struct blk_backend *be)
+{
+    return (struct full_disk *)((char *)be - offsetof(struct full_disk, be));
+}
+
+static int full_read(struct blk_backend *be, struct blk_io *io)
+{
+    uint64_t off = io->offset;
+    for (int i = 0; i < io->iovcnt; i++) {
+        memcpy(io->iov[i].iov_base, to_full(be)->data + off, io->iov[i].iov_len);
+        off += io->iov[i].iov_len;
+    }
+    io->complete(io, 0);
+    return 0;
+}
+
+static int full_write(struct blk_backend *be, struct blk_io *io)
+{
+    struct full_disk *d = to_full(be);
+    if (atomic_load(&d->full)) {
+        atomic_fetch_add(&d->writes_refused, 1);
+        io->complete(io, -ENOSPC);
+        return 0;
+    }
+    uint64_t off = io->offset;
+    for (int i = 0; i < io->iovcnt; i++) {
+        memcpy(d->data + off, io->iov[i].iov_base, io->iov[i].iov_len);
+        off += io->iov[i].iov_len;
+    }
+    io->complete(io, 0);
+    return 0;
+}
+
+static int full_flush(struct blk_backend *be, struct blk_io *io)
+{
+    (void)be;
+    io->complete(io, 0);
+    return 0;
+}
+
+static uint64_t full_capacity(struct blk_backend *be)
+{
+    (void)be;
+    return DISK_SIZE;
+}
+
+static void full_close(struct blk_backend *be) { free(to_full(be)); }
+
+static const struct blk_backend_ops full_ops = {
+    .read = full_read, .write = full_write, .flush = full_flush, .discard = full_flush,
+    .write_zeroes = full_flush, .capacity = full_capacity, .close = full_close,
+};
+
+static bool log_has(struct env *e, const char *text, int wait_ms)
+{
+    for (int waited = 0; waited <= wait_ms; waited += 10) {
+        if (strstr(env_log(e), text))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/* A write that finds no space waits, other requests go on, and it completes
+ * once space is back; the guest never sees an error. A reset ends a wait. */
+static void test_write_waits_for_space(void **state)
+{
+    struct full_disk *d = calloc(1, sizeof(*d));
+    d->be.ops = &full_ops;
+    atomic_store(&d->full, true);
+    env_backend = &d->be;
+    struct env *e = env_create(false, false);
+    uint64_t w = tdrv_alloc(&e->t, 8192), r = tdrv_alloc(&e->t, 4096);
+    fill_pattern(tdrv_ptr(&e->t, w), 8192, 5);
+    memset(d->data + 4096, 0x5c, 4096);
+
+    blk_request(e, 0, 1, 0, w, 4096, false);
+    tdrv_kick(&e->t, 0);
+    assert_true(log_has(e, "found no space (No space left on device); writes that need space wait", 2000));
+    usleep(200000);
+    assert_int_equal(tdrv_used_idx(&e->t, 0), 0);
+    assert_int_equal(req_status(e, 0), 0xee);
+
+    /* Reads are served meanwhile. */
+    blk_request(e, 1, 0, 8, r, 4096, true);
+    tdrv_kick(&e->t, 0);
+    assert_true(tdrv_wait_used(&e->t, 0, 1));
+    assert_int_equal(req_status(e, 1), 0);
+    assert_memory_equal(tdrv_ptr(&e->t, r), d->data + 4096, 4096);
+    assert_int_equal(tdrv_used_idx(&e->t, 0), 1);
+    assert_true(atomic_load(&d->writes_refused) >= 1);
+
+    atomic_store(&d->full, false);
+    assert_true(tdrv_wait_used(&e->t, 0, 2));
+    assert_int_equal(req_status(e, 0), 0);
+    assert_memory_equal(d->data, tdrv_ptr(&e->t, w), 4096);
+    assert_true(log_has(e, "space found; writes that waited: 1, all done", 1000));
+
+    /* Full again: a reset ends the wait at once, not when space comes back. */
+    atomic_store(&d->full, true);
+    unsigned refused = atomic_load(&d->writes_refused);
+    blk_request(e, 2, 1, 16, w + 4096, 4096, false);
+    tdrv_kick(&e->t, 0);
+    for (int i = 0; i < 200 && atomic_load(&d->writes_refused) == refused; i++)
+        usleep(10000);
+    assert_true(atomic_load(&d->writes_refused) > refused);
+    tdrv_reset(&e->t);
+    assert_int_equal(tdrv_status(&e->t), 0);
+    assert_true(log_has(e, "reset; writes that waited for space dropped: 1", 1000));
+    assert_true(all_zero(d->data + 16 * 512, 4096)); /* the dropped write never landed */
+    env_destroy(e);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -830,6 +960,7 @@ int main(void)
         cmocka_unit_test(test_flush_and_get_id),
         cmocka_unit_test(test_discard_punches),
         cmocka_unit_test(test_write_zeroes),
+        cmocka_unit_test(test_write_waits_for_space),
         cmocka_unit_test(test_sector_past_capacity),
         cmocka_unit_test(test_read_only_disk),
         cmocka_unit_test(test_descriptor_loop),
