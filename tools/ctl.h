@@ -14,11 +14,17 @@ struct ctl {
     bool parents;
     bool long_format;
     bool quiet;
+    bool thick; /* truncate: reserve the blocks (lazy-zeroed thick) */
 };
 
 int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char *path);
 int ctl_get(struct vdfs *fs, const struct ctl *c, const char *path, const char *local);
 int ctl_digest(struct vdfs *fs, const struct ctl *c, const char *path);
+/* "20G", "512M", "4096": bytes, with K, M, G, T, P, E (optionally KiB or
+ * KB, all powers of 1024). -EINVAL or -ERANGE. */
+int ctl_parse_size(const char *text, uint64_t *out);
+int ctl_truncate(struct vdfs *fs, const struct ctl *c, const char *path, uint64_t size);
+int ctl_cp(struct vdfs *fs, const struct ctl *c, const char *from, const char *to);
 /* Splits "a/b/c" into parent ino of "a/b" and the last name. */
 int ctl_parent(struct vdfs *fs, const char *path, uint32_t *parent, const char **name);
 void ctl_json_string(const char *s);

@@ -30,13 +30,18 @@ static void usage(FILE *out)
             "  rm     IMAGE PATH         remove (-r for trees)\n"
             "  mkdir  IMAGE PATH         make a directory (-p: parents too)\n"
             "  mv     IMAGE OLD NEW      rename, or move into directory NEW\n"
+            "  cp     IMAGE FROM TO      copy inside the datastore, or into directory TO (-r for\n"
+            "                            trees); the copy is thin: holes and zero blocks take no space\n"
+            "  truncate IMAGE PATH SIZE  create or resize a file, thin (SIZE: 20G, 512M, bytes);\n"
+            "                            --thick reserves its blocks, which read as zeros\n"
             "  usage  IMAGE              provisioned against allocated space\n"
             "  map    IMAGE PATH         a file's allocated ranges and holes\n"
             "  digest IMAGE PATH         SHA-256 of a file (holes are not read)\n"
             "  hosts  IMAGE              heartbeat slots: live hosts and heartbeat age\n"
             "  locks  IMAGE              on-disk locks that are held\n"
             "\n"
-            "Options: --json (info, ls, stat, usage, map, hosts, locks), -r, -p, -l, -q, -h/--help,\n"
+            "Options: --json (info, ls, stat, usage, map, hosts, locks), -r, -p, -l, -q, --thick,\n"
+            "         -h/--help,\n"
             "         --host-uuid UUID (commands that mount: join as this cluster host)\n"
             "Commands that mount join the datastore as one more cluster host, so they work\n"
             "while vdfs-fuse hosts have it mounted; hosts and locks only read.\n"
@@ -700,7 +705,7 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'}, {"recursive", no_argument, NULL, 'r'},
         {"parents", no_argument, NULL, 'p'}, {"long", no_argument, NULL, 'l'}, {"quiet", no_argument, NULL, 'q'},
-        {"host-uuid", required_argument, NULL, 'U'}, {NULL, 0, NULL, 0}};
+        {"host-uuid", required_argument, NULL, 'U'}, {"thick", no_argument, NULL, 'T'}, {NULL, 0, NULL, 0}};
     const char *host_uuid = NULL;
     if (argc < 2) {
         usage(stderr);
@@ -721,6 +726,7 @@ int main(int argc, char **argv)
         case 'p': c.parents = true; break;
         case 'l': c.long_format = true; break;
         case 'q': c.quiet = true; break;
+        case 'T': c.thick = true; break;
         case 'U': {
             uint8_t parsed[16];
             if (vdfs_uuid_parse(optarg, parsed) != 0) {
@@ -743,7 +749,7 @@ int main(int argc, char **argv)
     } table[] = {{"info", 0, 0, false},   {"ls", 0, 1, false},    {"stat", 1, 1, false},  {"get", 1, 2, false},
                  {"put", 2, 2, true},     {"rm", 1, 1, true},     {"mkdir", 1, 1, true},  {"usage", 0, 0, false},
                  {"map", 1, 1, false},    {"digest", 1, 1, false}, {"hosts", 0, 0, false}, {"locks", 0, 0, false},
-                 {"mv", 2, 2, true}};
+                 {"mv", 2, 2, true},      {"cp", 2, 2, true},     {"truncate", 2, 2, true}};
     int which = -1;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(cmd, table[i].name))
@@ -759,6 +765,15 @@ int main(int argc, char **argv)
         return 2;
     }
     c.image = args[0];
+    uint64_t size = 0;
+    if (!strcmp(cmd, "truncate") && ctl_parse_size(args[2], &size)) {
+        fprintf(stderr, "vdfsctl: truncate: bad size '%s' (bytes, or a number with K, M, G, T or P)\n", args[2]);
+        return 2;
+    }
+    if (c.thick && strcmp(cmd, "truncate")) {
+        fprintf(stderr, "vdfsctl: --thick applies to truncate only\n");
+        return 2;
+    }
     if (!strcmp(cmd, "hosts"))
         return cmd_hosts(&c) ? 1 : 0;
     if (!strcmp(cmd, "locks"))
@@ -783,6 +798,10 @@ int main(int argc, char **argv)
         rc = cmd_mkdir(fs, &c, args[1]);
     else if (!strcmp(cmd, "mv"))
         rc = cmd_mv(fs, args[1], args[2]);
+    else if (!strcmp(cmd, "cp"))
+        rc = ctl_cp(fs, &c, args[1], args[2]);
+    else if (!strcmp(cmd, "truncate"))
+        rc = ctl_truncate(fs, &c, args[1], size);
     else if (!strcmp(cmd, "usage"))
         rc = cmd_usage(fs, &c);
     else if (!strcmp(cmd, "map"))

@@ -196,6 +196,80 @@ EOT
     ctl get "$img" /big | grep -qx big || fail "data not copied beside a lost xattr"
     fsck_clean "$img"
     ;;
+cp-truncate)
+    # truncate makes and resizes files (thin, or --thick: reserved and
+    # reading as zeros); cp copies inside the datastore keeping the copy
+    # thin, and -r copies trees with their links, symlinks and xattrs.
+    make_image
+    stat_of() { ctl stat --json "$img" "$1" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["size"], s["allocated"])'; }
+    ok ctl truncate "$img" /disk.img 10G
+    [ "$(stat_of /disk.img)" = "10737418240 0" ] || fail "truncate 10G: $(stat_of /disk.img), want a thin 10 GiB file"
+    ok ctl truncate "$img" /disk.img 20GiB
+    [ "$(stat_of /disk.img)" = "21474836480 0" ] || fail "truncate 20GiB: $(stat_of /disk.img)"
+    ok ctl truncate --thick "$img" /thick.img 100M
+    read -r size alloc < <(stat_of /thick.img)
+    [ "$size" = 104857600 ] && [ "$alloc" -ge 104857600 ] || fail "truncate --thick 100M: size $size, allocated $alloc"
+    ctl get "$img" /thick.img | cmp - <(head -c 100M /dev/zero) || fail "a thick file does not read as zeros"
+    ok ctl truncate "$img" /thick.img 50M
+    read -r size alloc < <(stat_of /thick.img)
+    [ "$size" = 52428800 ] && [ "$alloc" -lt 104857600 ] || fail "shrinking to 50M: size $size, allocated $alloc"
+    expect_exit 2 ctl truncate "$img" /x 12Q
+    grep -q "bad size '12Q'" "$work/err" || fail "bad size not named"
+    expect_exit 2 ctl truncate "$img" /x -5
+    expect_exit 2 ctl cp --thick "$img" /disk.img /y
+    grep -q "thick applies to truncate only" "$work/err" || fail "--thick on cp"
+    expect_exit 1 ctl truncate "$img" / 1G
+    grep -q "Is a directory" "$work/err" || fail "truncate of a directory"
+    ctl stat "$img" /x >/dev/null 2>&1 && fail "a refused truncate made a file"
+    # A sparse disk: 3 MiB of data at 10 MiB and 1 MiB at 60 MiB of 64 MiB.
+    truncate -s 64M "$work/sparse"
+    head -c 3M /dev/urandom | dd of="$work/sparse" bs=1M seek=10 conv=notrunc status=none
+    head -c 1M /dev/urandom | dd of="$work/sparse" bs=1M seek=60 conv=notrunc status=none
+    ok ctl mkdir "$img" /vm
+    ok ctl put "$img" "$work/sparse" /vm/disk.img
+    ok ctl cp "$img" /vm/disk.img /vm/clone.img
+    [ "$(ctl digest "$img" /vm/clone.img | cut -d' ' -f1)" = "$(sha256sum <"$work/sparse" | cut -d' ' -f1)" ] ||
+        fail "the clone's content differs"
+    [ "$(stat_of /vm/clone.img)" = "$(stat_of /vm/disk.img)" ] || fail "the clone is not as thin as its source: $(stat_of /vm/clone.img) against $(stat_of /vm/disk.img)"
+    ok ctl cp "$img" /thick.img /thin-copy.img
+    [ "$(stat_of /thin-copy.img)" = "52428800 0" ] || fail "a copy of a thick file of zeros takes space: $(stat_of /thin-copy.img)"
+    ok ctl mkdir "$img" /dir
+    ok ctl cp "$img" /vm/disk.img /dir
+    [ "$(stat_of /dir/disk.img)" = "$(stat_of /vm/disk.img)" ] || fail "cp into a directory"
+    echo over >"$work/over"
+    ok ctl put "$img" "$work/over" /dir/over
+    ok ctl cp "$img" /vm/disk.img /dir/over
+    [ "$(stat_of /dir/over)" = "$(stat_of /vm/disk.img)" ] || fail "cp over an existing file"
+    expect_exit 1 ctl cp "$img" /vm/disk.img /vm/disk.img
+    grep -q "same file" "$work/err" || fail "cp onto itself"
+    expect_exit 1 ctl cp "$img" /vm /vm2
+    grep -q "is a directory (use -r)" "$work/err" || fail "cp of a directory without -r"
+    expect_exit 1 ctl cp "$img" /nothing /n2
+    grep -q "No such file" "$work/err" || fail "cp of a missing file"
+    # A tree: links, a symlink, xattrs; then into itself, refused.
+    src=$work/src
+    mkdir -p "$src/d"
+    echo shared >"$src/d/a"
+    ln "$src/d/a" "$src/b"
+    ln -s d/a "$src/sym"
+    python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.color", b"blue")' "$src/d/a"
+    ok ctl put -r "$img" "$src" /tree
+    ok ctl cp -r "$img" /tree /tree2
+    ok ctl get -r "$img" /tree2 "$work/tree2"
+    diff -r --no-dereference "$src" "$work/tree2" || fail "cp -r: the trees differ"
+    [ "$(stat -c %i "$work/tree2/b")" = "$(stat -c %i "$work/tree2/d/a")" ] || fail "cp -r: a hard link became a copy"
+    python3 -c 'import os, sys; assert os.getxattr(sys.argv[1], "user.color") == b"blue"' "$work/tree2/d/a" ||
+        fail "cp -r: xattr lost"
+    expect_exit 1 ctl cp -r "$img" /tree /tree/d
+    grep -q "into itself" "$work/err" || fail "cp -r into itself"
+    # Into an existing directory, as cp(1) does; but never merged into an
+    # existing tree.
+    ok ctl cp -r "$img" /tree /tree2
+    ctl stat "$img" /tree2/tree/d/a >/dev/null || fail "cp -r into an existing directory"
+    expect_exit 1 ctl cp -r "$img" /tree /tree2
+    grep -q "/tree2/tree: the target exists" "$work/err" || fail "cp -r onto an existing tree"
+    fsck_clean "$img"
+    ;;
 readonly-image)
     # An image on a read-only file system: the commands that only read
     # work (read-only, without joining the cluster); a write is refused.
@@ -351,6 +425,14 @@ PY
     # Nor removed, as VMFS refuses to delete a running VM's disk.
     expect_exit 1 ctl rm "$img" /a
     grep -q "a is locked by host fuse-host" "$work/err" || { cat "$work/err" >&2; fail "rm of a locked file: holder not named"; }
+    # Nor cloned half-written, resized, or overwritten by a copy.
+    expect_exit 1 ctl cp "$img" /a /a-clone
+    grep -q "/a is locked by host fuse-host" "$work/err" || { cat "$work/err" >&2; fail "cp of a locked file: holder not named"; }
+    ctl stat "$img" /a-clone >/dev/null 2>&1 && fail "a refused cp left its target"
+    expect_exit 1 ctl truncate "$img" /a 1G
+    grep -q "/a is locked by host fuse-host" "$work/err" || { cat "$work/err" >&2; fail "truncate of a locked file: holder not named"; }
+    expect_exit 1 ctl cp "$img" /b /a
+    grep -q "/a is locked by host fuse-host" "$work/err" || { cat "$work/err" >&2; fail "cp onto a locked file: holder not named"; }
     exec 3>&-
     [ "$(cat "$fusemnt/a")" = "from the mount" ] || fail "the refused put changed the file"
     ok ctl put "$img" "$work/b" /a
