@@ -15,6 +15,7 @@
 
 #include "ctl.h"
 #include "device.h"
+#include "progress.h"
 
 #define COPY_CHUNK (8u << 20)
 /* The largest extended attribute value, or list of names, Linux has. */
@@ -84,7 +85,8 @@ static bool all_zero(const uint8_t *p, size_t n)
     return true;
 }
 
-static int put_file(struct vdfs *fs, int src, const struct stat *sst, uint32_t ino, const char *what)
+static int put_file(struct vdfs *fs, const struct ctl *c, int src, const struct stat *sst, uint32_t ino,
+                    const char *what)
 {
     uint8_t *buf = vdfs_aligned_alloc(COPY_CHUNK);
     if (!buf)
@@ -92,13 +94,17 @@ static int put_file(struct vdfs *fs, int src, const struct stat *sst, uint32_t i
     int rc = 0;
     uint64_t off = 0, size = (uint64_t)sst->st_size;
     uint32_t bs = vdfs_block_size(fs);
+    struct progress p;
+    progress_begin(&p, c, "put", what, size);
     while (off < size) {
         /* Skip the source's holes so that a thin file stays thin. */
         off_t data = lseek(src, (off_t)off, SEEK_DATA);
         if (data < 0 && errno == ENXIO)
             break;
-        if (data > (off_t)off)
-            off = (uint64_t)data / bs * bs > off ? (uint64_t)data / bs * bs : off;
+        if (data > (off_t)off && (uint64_t)data / bs * bs > off) {
+            progress_advance(&p, (uint64_t)data / bs * bs - off);
+            off = (uint64_t)data / bs * bs;
+        }
         size_t want = size - off < COPY_CHUNK ? (size_t)(size - off) : COPY_CHUNK;
         ssize_t n = pread(src, buf, want, (off_t)off);
         if (n < 0) {
@@ -130,6 +136,7 @@ static int put_file(struct vdfs *fs, int src, const struct stat *sst, uint32_t i
             }
         }
         off += (uint64_t)n;
+        progress_advance(&p, (uint64_t)n);
     }
     if (rc == 0) {
         struct vdfs_setattr sa = {.valid = VDFS_SET_SIZE | VDFS_SET_MTIME | VDFS_SET_ATIME,
@@ -139,6 +146,7 @@ static int put_file(struct vdfs *fs, int src, const struct stat *sst, uint32_t i
         rc = vdfs_setattr(fs, ino, &sa, NULL);
     }
 out:
+    progress_end(&p);
     vdfs_aligned_free(buf);
     return rc;
 }
@@ -242,7 +250,7 @@ static int put_one(struct vdfs *fs, struct copy *cp, const char *local, uint32_t
                     rc = vdfs_setattr(fs, vs.ino, &sa, NULL);
                 }
                 if (rc == 0)
-                    rc = put_file(fs, src, &st, vs.ino, local);
+                    rc = put_file(fs, cp->c, src, &st, vs.ino, local);
                 int rrc = vdfs_release(fs, vs.ino, O_WRONLY);
                 if (rc == 0)
                     rc = rrc;
@@ -300,12 +308,14 @@ int ctl_put(struct vdfs *fs, const struct ctl *c, const char *local, const char 
     return copy_end(&cp, put_named(fs, &cp, local, path));
 }
 
-static int get_file(struct vdfs *fs, const struct vdfs_stat *st, int dst, const char *what)
+static int get_file(struct vdfs *fs, const struct ctl *c, const struct vdfs_stat *st, int dst, const char *what)
 {
     uint8_t *buf = vdfs_aligned_alloc(COPY_CHUNK);
     if (!buf)
         return -ENOMEM;
     int rc = 0;
+    struct progress p;
+    progress_begin(&p, c, "get", what, st->size);
     bool seekable = lseek(dst, 0, SEEK_CUR) >= 0;
     for (uint64_t off = 0; off < st->size;) {
         if (seekable) {
@@ -313,6 +323,7 @@ static int get_file(struct vdfs *fs, const struct vdfs_stat *st, int dst, const 
             if (data == -ENXIO)
                 break;
             if (data > (int64_t)off) {
+                progress_advance(&p, (uint64_t)data - off);
                 off = (uint64_t)data;
                 continue;
             }
@@ -341,10 +352,12 @@ static int get_file(struct vdfs *fs, const struct vdfs_stat *st, int dst, const 
             pos += (size_t)w;
         }
         off += (uint64_t)n;
+        progress_advance(&p, (uint64_t)n);
     }
     if (rc == 0 && seekable && ftruncate(dst, (off_t)st->size) != 0)
         rc = -errno;
 out:
+    progress_end(&p);
     vdfs_aligned_free(buf);
     return rc;
 }
@@ -415,7 +428,7 @@ static int get_one(struct vdfs *fs, struct copy *cp, const struct vdfs_stat *st,
             fprintf(stderr, "vdfsctl: %s: %s\n", local, strerror(errno));
             return -errno;
         }
-        rc = get_file(fs, st, dst, local);
+        rc = get_file(fs, cp->c, st, dst, local);
         if (dst != STDOUT_FILENO && close(dst) != 0 && rc == 0)
             rc = -errno;
     } else {

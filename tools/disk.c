@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "ctl.h"
 #include "device.h"
+#include "progress.h"
 
 #define COPY_CHUNK (8u << 20)
 #define XATTR_LIST_MAX 65536
@@ -94,27 +94,6 @@ int ctl_truncate(struct vdfs *fs, const struct ctl *c, const char *path, uint64_
     return rc;
 }
 
-/* Shown on a terminal while a large file copies. */
-struct progress {
-    bool on;
-    uint64_t total, done;
-    struct timespec last;
-};
-
-static void progress_show(struct progress *p, bool final)
-{
-    if (!p->on)
-        return;
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    double since = (double)(now.tv_sec - p->last.tv_sec) + (double)(now.tv_nsec - p->last.tv_nsec) / 1e9;
-    if (!final && since < 0.25)
-        return;
-    p->last = now;
-    fprintf(stderr, "\rvdfsctl: cp: %llu of %llu MiB%s", (unsigned long long)(p->done >> 20),
-            (unsigned long long)(p->total >> 20), final ? "\n" : "");
-}
-
 static bool all_zero(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -143,7 +122,7 @@ static int copy_data(struct vdfs *fs, uint32_t from, uint32_t to, uint64_t size,
             rc = (int)hole;
             break;
         }
-        p->done += (uint64_t)data - off;
+        progress_advance(p, (uint64_t)data - off);
         for (off = (uint64_t)data; rc == 0 && off < (uint64_t)hole;) {
             size_t want = (uint64_t)hole - off < COPY_CHUNK ? (size_t)((uint64_t)hole - off) : COPY_CHUNK;
             ssize_t n = vdfs_pread(fs, from, buf, want, off);
@@ -160,8 +139,7 @@ static int copy_data(struct vdfs *fs, uint32_t from, uint32_t to, uint64_t size,
                 pos += len;
             }
             off += (uint64_t)n;
-            p->done += (uint64_t)n;
-            progress_show(p, false);
+            progress_advance(p, (uint64_t)n);
         }
     }
     vdfs_aligned_free(buf);
@@ -224,11 +202,11 @@ static int copy_file(struct vdfs *fs, const struct ctl *c, const struct vdfs_sta
     }
     struct vdfs_setattr empty = {.valid = VDFS_SET_SIZE, .size = 0};
     rc = created ? 0 : vdfs_setattr(fs, dst.ino, &empty, NULL);
-    struct progress p = {.on = !c->quiet && isatty(STDERR_FILENO) && src->size >= (64u << 20),
-                         .total = src->size};
+    struct progress p;
+    progress_begin(&p, c, "cp", from_path, src->size);
     if (rc == 0)
         rc = copy_data(fs, src->ino, dst.ino, src->size, &p);
-    progress_show(&p, true);
+    progress_end(&p);
     struct vdfs_setattr sized = {.valid = VDFS_SET_SIZE, .size = src->size};
     if (rc == 0)
         rc = vdfs_setattr(fs, dst.ino, &sized, NULL);
