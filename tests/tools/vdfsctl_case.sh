@@ -246,6 +246,15 @@ cp-truncate)
     grep -q "is a directory (use -r)" "$work/err" || fail "cp of a directory without -r"
     expect_exit 1 ctl cp "$img" /nothing /n2
     grep -q "No such file" "$work/err" || fail "cp of a missing file"
+    # Progress of a large copy on a terminal only, and not with -q.
+    head -c 70M /dev/urandom >"$work/r70"
+    ok ctl put -q "$img" "$work/r70" /r70
+    script -qc "$VDFSCTL cp $img /r70 /r70b" /dev/null >"$work/tty" || fail "cp under a terminal"
+    grep -q "vdfsctl: cp /r70: 70 of 70 MiB" "$work/tty" || { cat "$work/tty" >&2; fail "no progress on a terminal"; }
+    script -qc "$VDFSCTL cp -q $img /r70 /r70c" /dev/null >"$work/tty" || fail "cp -q under a terminal"
+    ! grep -q "MiB" "$work/tty" || fail "progress despite -q"
+    ctl cp "$img" /r70 /r70d 2>"$work/err" || fail "cp /r70"
+    [ ! -s "$work/err" ] || fail "progress on a stderr that is no terminal: $(cat "$work/err")"
     # A tree: links, a symlink, xattrs; then into itself, refused.
     src=$work/src
     mkdir -p "$src/d"
