@@ -90,9 +90,15 @@ step "vdfsctl map: the VM disk is thin (holes are not allocated)"
 step "vdfsctl usage: provisioned against allocated"
 "$bin/tools/vdfsctl" usage "$image"
 
+step "vdfsctl truncate and cp -r: a new 20 GiB thin disk, and a thin clone of the VM's folder"
+"$bin/tools/vdfsctl" truncate "$image" /datastore/vms/test/data.img 20G
+"$bin/tools/vdfsctl" cp -r "$image" /datastore/vms/test /datastore/vms/test-clone
+"$bin/tools/vdfsctl" ls -l "$image" /datastore/vms/test-clone
+"$bin/tools/vdfsctl" usage "$image" | grep -E "^(provisioned|allocated)"
+
 step "vdfsctl get -r: copy it back out without a mount and compare"
 "$bin/tools/vdfsctl" get -r "$image" /datastore "$work/out"
-diff -r -x test "$src" "$work/out" && echo "identical (vms/test is the VM disk added above)"
+diff -r -x test -x test-clone "$src" "$work/out" && echo "identical (vms/test and its clone are the VM added above)"
 echo "digest of the VM disk in the datastore: $("$bin/tools/vdfsctl" digest "$image" /datastore/vms/web/web-flat.vmdk)"
 echo "sha256sum of the original:              $(sha256sum "$src/vms/web/web-flat.vmdk")"
 
