@@ -77,7 +77,7 @@ static int get_xattrs(struct vdfs *fs, struct copy *cp, uint32_t ino, const char
     return rc;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
+bool ctl_all_zero(const uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (p[i])
@@ -119,7 +119,7 @@ static int put_file(struct vdfs *fs, const struct ctl *c, int src, const struct 
         while (pos < (size_t)n) {
             size_t len = (size_t)n - pos < bs ? (size_t)n - pos : bs;
             size_t run = 0;
-            while (pos + run < (size_t)n && !all_zero(buf + pos + run, len)) {
+            while (pos + run < (size_t)n && !ctl_all_zero(buf + pos + run, len)) {
                 run += len;
                 len = (size_t)n - pos - run < bs ? (size_t)n - pos - run : bs;
             }

@@ -25,6 +25,9 @@ int ctl_digest(struct vdfs *fs, const struct ctl *c, const char *path);
 int ctl_parse_size(const char *text, uint64_t *out);
 int ctl_truncate(struct vdfs *fs, const struct ctl *c, const char *path, uint64_t size);
 int ctl_cp(struct vdfs *fs, const struct ctl *c, const char *from, const char *to);
+/* Whether n bytes at p are all zero: such blocks are not written, so that
+ * copies stay thin. */
+bool ctl_all_zero(const uint8_t *p, size_t n);
 /* Splits "a/b/c" into parent ino of "a/b" and the last name. */
 int ctl_parent(struct vdfs *fs, const char *path, uint32_t *parent, const char **name);
 void ctl_json_string(const char *s);

@@ -94,14 +94,6 @@ int ctl_truncate(struct vdfs *fs, const struct ctl *c, const char *path, uint64_
     return rc;
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i])
-            return false;
-    return true;
-}
-
 /* The data of `from` into `to` (both open; `to` empty): only the source's
  * data ranges are read, and only their blocks that are not all zeros are
  * written. */
@@ -132,7 +124,7 @@ static int copy_data(struct vdfs *fs, uint32_t from, uint32_t to, uint64_t size,
             }
             for (size_t pos = 0; rc == 0 && pos < (size_t)n;) {
                 size_t len = (size_t)n - pos < bs ? (size_t)n - pos : bs;
-                if (!all_zero(buf + pos, len)) {
+                if (!ctl_all_zero(buf + pos, len)) {
                     ssize_t w = vdfs_pwrite(fs, to, buf + pos, len, off + pos);
                     rc = w < 0 ? (int)w : (size_t)w < len ? -EIO : 0;
                 }
