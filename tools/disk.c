@@ -3,8 +3,10 @@
  * grown file is thin, or with --thick has its blocks reserved and reading
  * as zeros (lazy-zeroed thick); a copy takes space only for the source's
  * data, never for its holes or its blocks of zeros. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,15 +18,16 @@
 #include "progress.h"
 
 #define COPY_CHUNK (8u << 20)
-#define XATTR_LIST_MAX 65536
 
 int ctl_parse_size(const char *text, uint64_t *out)
 {
     char *end;
+    if (!isdigit((unsigned char)*text))
+        return -EINVAL;
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
-    if (end == text || *text == '-' || errno)
-        return -EINVAL;
+    if (errno)
+        return -ERANGE;
     static const char units[] = "KMGTPE";
     unsigned shift = 0;
     if (*end) {
@@ -140,11 +143,11 @@ static int copy_data(struct vdfs *fs, uint32_t from, uint32_t to, uint64_t size,
 
 static int copy_xattrs(struct vdfs *fs, uint32_t from, uint32_t to)
 {
-    char *names = malloc(XATTR_LIST_MAX), *value = malloc(XATTR_LIST_MAX);
+    char *names = malloc(XATTR_LIST_MAX), *value = malloc(XATTR_SIZE_MAX);
     ssize_t len = names && value ? vdfs_listxattr(fs, from, names, XATTR_LIST_MAX) : -ENOMEM;
     int rc = len < 0 ? (int)len : 0;
     for (ssize_t at = 0; rc == 0 && at < len; at += (ssize_t)strlen(names + at) + 1) {
-        ssize_t n = vdfs_getxattr(fs, from, names + at, value, XATTR_LIST_MAX);
+        ssize_t n = vdfs_getxattr(fs, from, names + at, value, XATTR_SIZE_MAX);
         rc = n < 0 ? (int)n : vdfs_setxattr(fs, to, names + at, value, (size_t)n, 0);
     }
     free(names);
