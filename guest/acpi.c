@@ -4,6 +4,8 @@
 #define ACPI_HEADER_SIZE 36
 #define MCFG_ENTRIES_OFFSET 44
 #define MCFG_ENTRY_SIZE 16
+#define FADT_PM1A_EVT_BLK 56
+#define FADT_PM1_EVT_LEN 88
 /* Tables lie in low RAM; anything else is a corrupt pointer. */
 #define ACPI_ADDRESS_LIMIT 0x100000000ULL
 
@@ -31,7 +33,8 @@ static uint64_t ecam_from_mcfg(const uint8_t *mcfg)
 	return 0;
 }
 
-uint64_t acpi_find_ecam(uint64_t rsdp_paddr)
+/* The table with signature `sig` that the RSDP's XSDT (or RSDT) lists, or 0. */
+static const uint8_t *find_table(uint64_t rsdp_paddr, const char *sig)
 {
 	const uint8_t *rsdp = (const uint8_t *)rsdp_paddr;
 	uint64_t root;
@@ -55,8 +58,26 @@ uint64_t acpi_find_ecam(uint64_t rsdp_paddr)
 	for (uint32_t off = ACPI_HEADER_SIZE; off + entry_size <= length; off += entry_size) {
 		uint64_t addr = entry_size == 8 ? read_le64(table + off) : read_le32(table + off);
 
-		if (addr && addr < ACPI_ADDRESS_LIMIT && memcmp((const void *)addr, "MCFG", 4) == 0)
-			return ecam_from_mcfg((const uint8_t *)addr);
+		if (addr && addr < ACPI_ADDRESS_LIMIT && memcmp((const void *)addr, sig, 4) == 0)
+			return (const uint8_t *)addr;
 	}
 	return 0;
+}
+
+uint64_t acpi_find_ecam(uint64_t rsdp_paddr)
+{
+	const uint8_t *mcfg = find_table(rsdp_paddr, "MCFG");
+
+	return mcfg ? ecam_from_mcfg(mcfg) : 0;
+}
+
+bool acpi_find_pm1_event(uint64_t rsdp_paddr, uint16_t *port, uint8_t *len)
+{
+	const uint8_t *fadt = find_table(rsdp_paddr, "FACP");
+
+	if (!fadt || read_le32(fadt + 4) < FADT_PM1_EVT_LEN + 1)
+		return false;
+	*port = (uint16_t)read_le32(fadt + FADT_PM1A_EVT_BLK);
+	*len = fadt[FADT_PM1_EVT_LEN];
+	return *port != 0 && *len >= 4;
 }

@@ -18,6 +18,7 @@ extern char __image_end[];
 static const char *const known_keys[] = {
 	"mode", "op", "bs", "qd", "seconds", "count", "span", "tsc_khz", "timeout_ms",
 	"disk", "pci", "ecam", "bar_window", "mem_mb", "nic", "ip", "peer", "dst", "size", "end",
+	"power_button",
 };
 
 /* The RAM region holding the image, from the PVH memory map (or mem_mb=). */
@@ -90,6 +91,7 @@ void guest_main(const struct hvm_start_info *info)
 	    !cmdline_u64("tsc_khz", 0, &tsc_khz))
 		guest_finish(STATUS_BAD_CMDLINE);
 	clock_set_khz(tsc_khz);
+	platform_set_rsdp(info->rsdp_paddr);
 	if (!cmdline_get("mode", &mode, &mode_len) || str_equal_n(mode, "ready", mode_len))
 		guest_finish(STATUS_PASS);
 
@@ -116,6 +118,8 @@ void guest_main(const struct hvm_start_info *info)
 		guest_finish(mode_net_ping());
 	if (str_equal_n(mode, "net-blast", mode_len))
 		guest_finish(mode_net_blast());
+	if (str_equal_n(mode, "wait", mode_len))
+		guest_finish(mode_wait());
 	console_write("VDFS-GUEST ERROR mode= takes ready, pci, blktest, blkbench, net-responder, net-ping, "
 		      "net-blast or fault\n");
 	guest_finish(STATUS_BAD_CMDLINE);

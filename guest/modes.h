@@ -11,5 +11,6 @@ enum guest_status mode_blkbench(void);
 enum guest_status mode_net_responder(void);
 enum guest_status mode_net_ping(void);
 enum guest_status mode_net_blast(void);
+enum guest_status mode_wait(void);
 
 #endif

@@ -24,6 +24,18 @@ void report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2, u
 		__asm__ volatile("cli; hlt");
 }
 
+static uint64_t rsdp_paddr;
+
+void platform_set_rsdp(uint64_t paddr)
+{
+	rsdp_paddr = paddr;
+}
+
+uint64_t platform_rsdp(void)
+{
+	return rsdp_paddr;
+}
+
 static uint64_t heap_next, heap_end;
 
 void heap_init(uint64_t start, uint64_t end)

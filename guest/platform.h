@@ -50,6 +50,10 @@ __attribute__((noreturn)) void guest_halt(void);
 __attribute__((noreturn)) void report_fault(uint64_t vector, uint64_t error, uint64_t rip, uint64_t cr2,
 					    uint64_t rflags, uint64_t cs);
 
+/* The ACPI RSDP the VMM handed over at boot (0: none). */
+void platform_set_rsdp(uint64_t paddr);
+uint64_t platform_rsdp(void);
+
 /* RAM the guest may use after its image: [heap_start, heap_end). */
 void heap_init(uint64_t start, uint64_t end);
 /* Zeroed, aligned memory from the heap, or 0 when it is exhausted. */

@@ -15,10 +15,11 @@
 #define FADT_REVISION 6
 #define MADT_LAPIC_ENABLED 1
 #define MADT_PCAT_COMPAT   1
+#define MADT_ISO_ACTIVE_HIGH 0x1
+#define MADT_ISO_LEVEL       0xc
 
 /* FADT fixed feature flags */
 #define FADT_WBINVD         (1u << 0)
-#define FADT_PWR_BUTTON     (1u << 4)
 #define FADT_SLP_BUTTON     (1u << 5)
 #define FADT_RESET_REG_SUP  (1u << 10)
 /* IA-PC boot architecture flags */
@@ -173,7 +174,7 @@ uint64_t acpi_build(struct guest_memory *mem, unsigned ncpus)
     uint64_t xsdt = alloc_table(&w, 36 + 2 * 8, 16);
     uint64_t facs = alloc_table(&w, 64, 64);
     uint64_t fadt = alloc_table(&w, FADT_SIZE, 16);
-    uint32_t madt_len = 44 + 8 * ncpus + 12;
+    uint32_t madt_len = 44 + 8 * ncpus + 12 + 10;
     uint64_t madt = alloc_table(&w, madt_len, 16);
 
     struct aml body;
@@ -213,7 +214,9 @@ uint64_t acpi_build(struct guest_memory *mem, unsigned ncpus)
     put16(t + 96, 101);  /* P_LVL2_LAT > 100: C2 unsupported */
     put16(t + 98, 1001); /* P_LVL3_LAT > 1000: C3 unsupported */
     put16(t + 109, BOOT_ARCH_8042 | BOOT_ARCH_NO_VGA | BOOT_ARCH_NO_CMOS);
-    put32(t + 112, FADT_WBINVD | FADT_PWR_BUTTON | FADT_SLP_BUTTON);
+    /* A fixed-feature power button (PWR_BUTTON clear): PWRBTN_STS in PM1
+     * status, which `vdfs-vm stop` sets. No sleep button. */
+    put32(t + 112, FADT_WBINVD | FADT_SLP_BUTTON);
     t[131] = 0; /* minor version */
     put64(t + 132, gpa + facs);
     put64(t + 140, gpa + dsdt);
@@ -240,6 +243,15 @@ uint64_t acpi_build(struct guest_memory *mem, unsigned ncpus)
     e[2] = 0; /* IOAPIC ID, as KVM's in-kernel IOAPIC reports it */
     put32(e + 4, (uint32_t)LAYOUT_IOAPIC_BASE);
     put32(e + 8, 0);
+    e += 12;
+    /* The SCI on ISA IRQ 9 is level-triggered, active high, as the VMM
+     * drives it (KVM_IRQ_LINE), where ACPI's default would be active low. */
+    e[0] = 2; /* interrupt source override */
+    e[1] = 10;
+    e[2] = 0; /* ISA bus */
+    e[3] = LAYOUT_ACPI_SCI_IRQ;
+    put32(e + 4, LAYOUT_ACPI_SCI_IRQ);
+    put16(e + 8, MADT_ISO_ACTIVE_HIGH | MADT_ISO_LEVEL);
     table_seal(t);
 
     /* XSDT */

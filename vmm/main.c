@@ -20,6 +20,7 @@
 #include "memory.h"
 #include "platform.h"
 #include "serial.h"
+#include "stop.h"
 #include "vmm_seccomp.h"
 #include "pci.h"
 #include "virtio_pci.h"
@@ -38,6 +39,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: vdfs-vm run [CONFIG.vmx] [options]   boot a VM\n"
             "       vdfs-vm ps [--json]                  list VMs against host capacity\n"
+            "       vdfs-vm stop NAME|PID [--force] [--timeout S]  shut a VM down (ACPI power button),\n"
+            "                                            or with --force power it off\n"
             "       vdfs-vm --seccomp-selftest           prove the seccomp allow-lists block\n"
             "\n"
             "CONFIG.vmx may be in a datastore, vdfs:IMAGE:/dir/vm.vmx: read through libvdfs, with\n"
@@ -191,36 +194,55 @@ static void confine_device_thread(uint32_t device_type)
         confine_or_die(SECCOMP_PROFILE_IO, "virtio device I/O");
 }
 
-/* Stops the VM on SIGINT, SIGTERM or SIGHUP, and when this VMM's host on a
- * datastore holding its disks has fenced itself: its disks' locks may then
- * go to another host, which may start the same VM, so this one must not
- * run on (as ESXi ends a VM whose lock on its files was lost). */
+struct signal_context {
+    struct vm *vm;
+    struct platform *platform;
+    pthread_mutex_t lock;
+    bool ended; /* the VM has ended: vm and platform go away (lock held) */
+};
+
+/* Presses the guest's power button on SIGPWR (`vdfs-vm stop`). Stops the VM
+ * on SIGINT, SIGTERM or SIGHUP, and when this VMM's host on a datastore
+ * holding its disks has fenced itself: its disks' locks may then go to
+ * another host, which may start the same VM, so this one must not run on
+ * (as ESXi ends a VM whose lock on its files was lost). */
 static void *signal_thread(void *arg)
 {
-    struct vm *vm = arg;
+    struct signal_context *ctx = arg;
     confine_or_die(SECCOMP_PROFILE_SIGNALS, "signal");
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPWR);
     const struct timespec fence_poll = {0, 100 * 1000000L};
-    for (;;) {
+    bool stop = false;
+    while (!stop) {
         int sig = sigtimedwait(&set, NULL, &fence_poll);
-        if (sig > 0) {
-            fprintf(stderr, "vdfs-vm: stopping the VM on signal %d\n", sig);
-            break;
-        }
         char image[4096];
-        if (datastore_fenced(image, sizeof(image))) {
+        if (sig > 0 && sig != SIGPWR) {
+            fprintf(stderr, "vdfs-vm: stopping the VM on signal %d\n", sig);
+            stop = true;
+        } else if (sig <= 0 && datastore_fenced(image, sizeof(image))) {
             fprintf(stderr,
                     "vdfs-vm: this VMM's host on datastore %s has fenced itself (its heartbeat lease ran out "
                     "or a metadata write failed): stopping the VM, whose disk locks other hosts may now take\n",
                     image);
-            break;
+            stop = true;
         }
+        pthread_mutex_lock(&ctx->lock);
+        bool ended = ctx->ended;
+        if (!ended && sig == SIGPWR) {
+            fprintf(stderr, "vdfs-vm: power button pressed (SIGPWR): waiting for the guest to power off\n");
+            platform_press_power_button(ctx->platform);
+        }
+        if (!ended && stop)
+            vm_request_stop(ctx->vm, VM_STOP_ERROR, 0);
+        pthread_mutex_unlock(&ctx->lock);
+        if (ended)
+            break;
     }
-    vm_request_stop(vm, VM_STOP_ERROR, 0);
     return NULL;
 }
 
@@ -353,6 +375,7 @@ static int cmd_run(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGPWR);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     struct guest_memory *mem = guest_memory_create(cfg.memory_bytes);
@@ -400,7 +423,10 @@ static int cmd_run(int argc, char **argv)
     datastore_leave_files();
 
     pthread_t sig_thread;
-    if (pthread_create(&sig_thread, NULL, signal_thread, vm) != 0) {
+    static struct signal_context sig_ctx = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    sig_ctx.vm = vm;
+    sig_ctx.platform = platform;
+    if (pthread_create(&sig_thread, NULL, signal_thread, &sig_ctx) != 0) {
         fprintf(stderr, "vdfs-vm: cannot start the signal thread\n");
         return EXIT_VMM_ERROR;
     }
@@ -421,6 +447,9 @@ static int cmd_run(int argc, char **argv)
         vm_request_stop(vm, VM_STOP_ERROR, 0);
     }
     enum vm_stop_reason reason = vm_wait(vm, &status);
+    pthread_mutex_lock(&sig_ctx.lock);
+    sig_ctx.ended = true;
+    pthread_mutex_unlock(&sig_ctx.lock);
     serial_flush(serial);
     uint64_t unclaimed_pio = bus_unclaimed_count(bus, BUS_PIO);
     uint64_t unclaimed_mmio = bus_unclaimed_count(bus, BUS_MMIO);
@@ -484,6 +513,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1);
     if (strcmp(argv[1], "ps") == 0)
         return cmd_ps(argc - 1, argv + 1);
-    fprintf(stderr, "vdfs-vm: unknown command '%s' (run, ps, --help)\n", argv[1]);
+    if (strcmp(argv[1], "stop") == 0)
+        return vm_stop_command(argc - 1, argv + 1);
+    fprintf(stderr, "vdfs-vm: unknown command '%s' (run, ps, stop, --help)\n", argv[1]);
     return EXIT_VMM_ERROR;
 }

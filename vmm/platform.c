@@ -14,6 +14,7 @@
 #define PM1_CNT_SCI_EN  0x0001
 #define PM1_CNT_SLP_EN  0x2000
 #define PM1_CNT_SLP_TYP_SHIFT 10
+#define PM1_PWRBTN      0x0100 /* in PM1 status and enable */
 
 struct platform {
     struct vm *vm;
@@ -21,7 +22,17 @@ struct platform {
     uint16_t pm1_status;
     uint16_t pm1_enable;
     uint16_t pm1_control;
+    bool sci_raised;
 };
+
+/* The SCI is level-triggered: it stays raised while a fixed event is both
+ * pending and enabled (lock held). */
+static void update_sci(struct platform *p)
+{
+    bool raise = (p->pm1_status & p->pm1_enable & PM1_PWRBTN) && (p->pm1_control & PM1_CNT_SCI_EN);
+    if (raise != p->sci_raised && vm_irq_line(p->vm, LAYOUT_ACPI_SCI_IRQ, raise) == 0)
+        p->sci_raised = raise;
+}
 
 static void i8042_data_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
                           bool is_write)
@@ -83,6 +94,7 @@ static void pm_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bo
     uint16_t control = p->pm1_control;
     p->pm1_control &= (uint16_t)~PM1_CNT_SLP_EN; /* SLP_EN reads back as 0 */
     p->pm1_control |= PM1_CNT_SCI_EN;
+    update_sci(p);
     pthread_mutex_unlock(&p->lock);
     if (is_write && (control & PM1_CNT_SLP_EN) &&
         ((control >> PM1_CNT_SLP_TYP_SHIFT) & 7) == ACPI_S5_SLP_TYP)
@@ -108,6 +120,14 @@ struct platform *platform_create(struct vm *vm)
         return NULL;
     }
     return p;
+}
+
+void platform_press_power_button(struct platform *p)
+{
+    pthread_mutex_lock(&p->lock);
+    p->pm1_status |= PM1_PWRBTN;
+    update_sci(p);
+    pthread_mutex_unlock(&p->lock);
 }
 
 void platform_destroy(struct platform *p)

@@ -125,8 +125,8 @@ static const struct {
 } ioctl_rules[] = {
     { KVM_RUN, ONLY(VCPU) }, { KVM_GET_REGS, ONLY(VCPU) }, { KVM_SET_REGS, ONLY(VCPU) },
     { KVM_GET_SREGS, ONLY(VCPU) }, { KVM_SET_SREGS, ONLY(VCPU) }, { KVM_TRANSLATE, ONLY(VCPU) },
-    /* The UART's interrupt line. */
-    { KVM_IRQ_LINE, ONLY(VCPU) | ONLY(CONSOLE) },
+    /* The UART's interrupt line, and the SCI (the power button). */
+    { KVM_IRQ_LINE, ONLY(VCPU) | ONLY(CONSOLE) | ONLY(SIGNALS) },
     /* MSI-X: routes are programmed when a vector first fires. */
     { KVM_SET_GSI_ROUTING, ONLY(VCPU) | DEVICES | ONLY(SUPERVISOR) },
     { KVM_IRQFD, ONLY(VCPU) | DEVICES | ONLY(SUPERVISOR) },

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -158,6 +159,52 @@ static void test_ioeventfd_and_msi_routes(void **state)
     guest_memory_destroy(mem);
 }
 
+/* Whether the in-kernel IOAPIC sees its input pin `pin` asserted. */
+static bool ioapic_pin_raised(struct vm *vm, unsigned pin)
+{
+    struct kvm_irqchip chip = {.chip_id = KVM_IRQCHIP_IOAPIC};
+    assert_int_equal(ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip), 0);
+    return chip.chip.ioapic.irr >> pin & 1;
+}
+
+/* The fixed power button: PWRBTN_STS is set, and the SCI stays raised while
+ * the guest has PWRBTN_EN set, until it clears the status bit. */
+static void test_power_button_raises_sci(void **state)
+{
+    (void)state;
+    if (access("/dev/kvm", W_OK) != 0)
+        skip();
+    struct guest_memory *mem = guest_memory_create(16 << 20);
+    struct bus *bus = bus_create();
+    char err[256];
+    struct vm *vm = vm_create(1, mem, bus, err, sizeof(err));
+    assert_non_null(vm);
+    struct platform *platform = platform_create(vm);
+    assert_non_null(platform);
+    uint8_t word[2];
+
+    platform_press_power_button(platform);
+    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, false));
+    assert_int_equal(word[1] & 1, 1); /* PWRBTN_STS, bit 8 */
+    assert_false(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ)); /* not enabled yet */
+
+    word[0] = 0, word[1] = 1; /* PWRBTN_EN */
+    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE + 2, word, 2, true));
+    assert_true(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
+
+    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, true)); /* write 1 to clear */
+    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, false));
+    assert_int_equal(word[1] & 1, 0);
+    assert_false(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
+
+    platform_press_power_button(platform);
+    assert_true(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
+    platform_destroy(platform);
+    vm_destroy(vm);
+    bus_destroy(bus);
+    guest_memory_destroy(mem);
+}
+
 static void test_aml_package_length(void **state)
 {
     (void)state;
@@ -236,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_guest_memory_bounds),
         cmocka_unit_test(test_bus),
         cmocka_unit_test(test_ioeventfd_and_msi_routes),
+        cmocka_unit_test(test_power_button_raises_sci),
         cmocka_unit_test(test_aml_package_length),
         cmocka_unit_test(test_initrd_placement),
     };
