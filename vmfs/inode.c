@@ -801,12 +801,15 @@ static uint64_t units_spanned(const struct vdfs *fs, size_t len)
 
 /* What an overwrite does to the descriptor, stored (when due, see
  * mark_modified) with the journal given its chance to commit. */
+/* 1 when the times were due and are stored, 0 when nothing was due, or
+ * -errno. */
 static int apply_overwrite(struct vdfs *fs, struct vdfs_fd *fd)
 {
     if (!mark_modified(fd, now_ts(), false))
         return 0;
     int rc = fd_store(fs, fd);
-    return rc ? rc : journal_maybe_commit(fs);
+    rc = rc ? rc : journal_maybe_commit(fs);
+    return rc ? rc : 1;
 }
 
 /* An overwrite inside the file's allocated, written blocks: the times are
@@ -820,7 +823,7 @@ static bool overwrite_outside_lock(struct vdfs *fs, struct vdfs_fd *fd, struct o
     if (!maps_overwrite(fs, fd, buf, len, off, &batch))
         return false;
     int rc = apply_overwrite(fs, fd);
-    if (rc == 0)
+    if (rc >= 0)
         rc = submit_outside_lock(fs, o, batch.ios, batch.n, (void *)buf, len, true);
     *result = rc ? rc : (ssize_t)len;
     return true;
@@ -884,7 +887,7 @@ int vdfs_overwrite_cached(struct vdfs *fs, uint32_t ino, uint64_t off, size_t le
     if (rc == 0 && o && held_alone_for_write(fs, o) && !volume_is_fenced(fs) &&
         maps_overwrite_all(fs, fd, NULL, len, off, NULL, NULL)) {
         int arc = apply_overwrite(fs, fd);
-        rc = arc ? arc : 1;
+        rc = arc < 0 ? arc : 1;
     }
     fd_end(fs, fd);
     return rc;
@@ -952,31 +955,61 @@ static bool map_one_device_run(struct vdfs *fs, struct vdfs_fd *fd, uint64_t off
 /* Never waits: a caller on an I/O thread must not stall behind the volume
  * lock or the cluster's metadata lock, so anything but the plain case
  * sends it to vdfs_pread/vdfs_pwrite, which wait and report errors. */
+void open_file_free(struct open_file *o)
+{
+    free(o->direct);
+    free(o);
+}
+
+/* fd_load for vdfs_direct_map: the open file's snapshot, decoded again only
+ * when the cached descriptor's bytes have changed. NULL if it cannot be
+ * read (the caller then takes the slow path, which reports errors). */
+static struct vdfs_fd *direct_fd(struct vdfs *fs, struct open_file *o)
+{
+    if (o->ino >= fs->sb.region[VDFS_RT_FD].count || !resource_is_allocated(fs, VDFS_RT_FD, o->ino))
+        return NULL;
+    const uint8_t *raw;
+    if (meta_get(fs, vdfs_fd_addr(&fs->sb, o->ino), VDFS_KIND_FD, &raw) != 0)
+        return NULL;
+    if (!o->direct && !(o->direct = calloc(1, sizeof(*o->direct))))
+        return NULL;
+    struct direct_snapshot *s = o->direct;
+    if (!s->valid || memcmp(s->raw, raw, VDFS_META_SIZE) != 0) {
+        s->valid = vdfs_fd_decode_verified(raw, &s->fd) == 0 && s->fd.ino == o->ino;
+        if (!s->valid)
+            return NULL;
+        memcpy(s->raw, raw, VDFS_META_SIZE);
+    }
+    return &s->fd;
+}
+
 int vdfs_direct_map(struct vdfs *fs, uint32_t ino, uint64_t off, size_t len, bool write, uint64_t *dev_off)
 {
     if (len == 0 || off + len < off || vdfs_dev_is_traced(fs->dev))
         return -EAGAIN;
-    struct vdfs_fd *fd = malloc(sizeof(*fd));
-    if (!fd)
+    if (pthread_mutex_trylock(&fs->lock))
         return -EAGAIN;
-    if (pthread_mutex_trylock(&fs->lock)) {
-        free(fd);
-        return -EAGAIN;
-    }
     int rc = -EAGAIN;
     struct open_file *o = NULL;
+    struct vdfs_fd *fd = NULL;
     if (!volume_is_fenced(fs) && (!fs->cluster || atomic_load(&fs->mlock_held)) && !(write && fs->readonly) &&
-        fd_load(fs, ino, fd) == 0 && S_ISREG(fd->mode) && off + len <= fd->size)
-        o = open_file_find(fs, ino);
+        (o = open_file_find(fs, ino)) && (fd = direct_fd(fs, o)) && (!S_ISREG(fd->mode) || off + len > fd->size))
+        fd = NULL;
     /* The same rule as submit_outside_lock: such I/O must stay under the
      * lock that a hand-over waits for. */
-    if (o && !(fs->mlock_handover && o->lock_mode == VDFS_LOCK_MULTI_WRITER) && (!write || o->writers > 0) &&
-        map_one_device_run(fs, fd, off, len, dev_off) && (!write || apply_overwrite(fs, fd) == 0)) {
-        o->io_inflight++;
-        rc = 0;
+    if (fd && !(fs->mlock_handover && o->lock_mode == VDFS_LOCK_MULTI_WRITER) && (!write || o->writers > 0) &&
+        map_one_device_run(fs, fd, off, len, dev_off)) {
+        /* apply_overwrite may change the snapshot in place: it is then
+         * decoded again from what was stored (or not). */
+        int applied = write ? apply_overwrite(fs, fd) : 0;
+        if (applied != 0)
+            o->direct->valid = false;
+        if (applied >= 0) {
+            o->io_inflight++;
+            rc = 0;
+        }
     }
     UNLOCK(fs);
-    free(fd);
     return rc;
 }
 
@@ -1443,7 +1476,7 @@ int vdfs_open(struct vdfs *fs, uint32_t ino, int flags)
             if ((flags & O_ACCMODE) != O_RDONLY)
                 o->writers++;
         } else if (fresh) {
-            free(o);
+            open_file_free(o);
         }
     }
     fd_end(fs, fd);
@@ -1470,7 +1503,7 @@ int vdfs_release(struct vdfs *fs, uint32_t ino, int flags)
             *pp = o->next;
             uint32_t gen = o->ino_gen;
             bool locked = o->lock_mode != 0;
-            free(o);
+            open_file_free(o);
             /* File-lock records change only under the metadata lock (a
              * host fenced by a failed write still holds it, and gives
              * the record back when it abandons the volume). */

@@ -265,8 +265,22 @@ struct open_file {
     uint32_t lock_mode; /* this host's mode in the file's on-disk lock */
     uint32_t ino_gen;   /* so a close never frees a reused descriptor */
     uint32_t io_inflight; /* reads and overwrites running outside fs->lock */
+    struct direct_snapshot *direct; /* vdfs_direct_map's decoded descriptor, or NULL */
     struct open_file *next;
 };
+
+/* The descriptor as vdfs_direct_map last decoded it, beside the bytes it
+ * was decoded from: reused while the cached object holds exactly those
+ * bytes, whoever may have rewritten it, so a VM disk's every request does
+ * not decode the descriptor again (it was most of the datastore path's
+ * cost per 4 KiB write). */
+struct direct_snapshot {
+    bool valid;
+    uint8_t raw[VDFS_META_SIZE];
+    struct vdfs_fd fd;
+};
+
+void open_file_free(struct open_file *o);
 
 struct vdfs {
     pthread_mutex_t lock; /* metadata: held by every operation that reads or changes it */

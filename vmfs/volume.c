@@ -81,7 +81,7 @@ static void fs_free(struct vdfs *fs)
     while (fs->open_files) {
         struct open_file *o = fs->open_files;
         fs->open_files = o->next;
-        free(o);
+        open_file_free(o);
     }
     vdfs_aligned_free(fs->zero_block);
     if (fs->dev)

@@ -390,6 +390,21 @@ static void test_direct_map(void **state)
     pthread_join(t, NULL);
     assert_true(atomic_load(&job.done));
     assert_int_equal(vdfs_direct_map(f->fs, ino, 0, PAGE, false, &at), -EAGAIN); /* now a hole */
+
+    /* The map follows the descriptor through every other path that
+     * changes it (the open file keeps its decoded copy between calls):
+     * cut short, a block that mapped is past the size; written again, it
+     * maps to its new bytes. */
+    assert_int_equal(direct_map_retrying(f, ino, 3 * MIB, PAGE, false, &at), 0);
+    vdfs_direct_done(f->fs, ino);
+    struct vdfs_setattr cut = {.valid = VDFS_SET_SIZE, .size = 2 * MIB};
+    assert_int_equal(vdfs_setattr(f->fs, ino, &cut, NULL), 0);
+    assert_int_equal(vdfs_direct_map(f->fs, ino, 3 * MIB, PAGE, false, &at), -EAGAIN);
+    fixture_write(f, ino, data, 4 * MIB, 0);
+    assert_int_equal(direct_map_retrying(f, ino, 3 * MIB, PAGE, false, &at), 0);
+    assert_int_equal(pread(dev, buf, PAGE, (off_t)at), PAGE);
+    vdfs_direct_done(f->fs, ino);
+    assert_memory_equal(buf, data + 3 * MIB, PAGE);
     assert_int_equal(vdfs_release(f->fs, ino, O_RDWR), 0);
 
     uint32_t small = fixture_create(f, vdfs_root_ino(f->fs), "small", S_IFREG | 0644);
