@@ -100,8 +100,13 @@ int config_save(const struct vswitch *sw, char *err, size_t err_len)
     char temp[sizeof(sw->config_path) + 8];
     bool saved = false;
     int n = snprintf(temp, sizeof(temp), "%s.new", sw->config_path);
-    int fd = n > 0 && (size_t)n < sizeof(temp) ? open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
-    int saved_errno = n > 0 && (size_t)n < sizeof(temp) ? errno : ENAMETOOLONG;
+    int fd = -1, saved_errno = ENAMETOOLONG;
+    if (n > 0 && (size_t)n < sizeof(temp)) {
+        /* A fresh file, never one a symlink left in the directory points to. */
+        unlink(temp);
+        fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        saved_errno = errno;
+    }
     if (fd >= 0) {
         if (write_all(fd, text.data, text.len) || fsync(fd)) {
             saved_errno = errno;
