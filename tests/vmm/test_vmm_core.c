@@ -105,19 +105,45 @@ static void test_bus(void **state)
 /* mov al, 1; out 0x51, al (ioeventfd, no exit); mov al, 0x2a; out 0xf4, al; hlt */
 static const uint8_t guest_code[] = { 0xb0, 0x01, 0xe6, 0x51, 0xb0, 0x2a, 0xe6, 0xf4, 0xf4 };
 
+/* A one-vCPU VM with 16 MiB of RAM and its platform devices; the test is
+ * skipped without KVM. */
+struct test_vm {
+    struct guest_memory *mem;
+    struct bus *bus;
+    struct vm *vm;
+    struct platform *platform;
+};
+
+static void test_vm_create(struct test_vm *t)
+{
+    if (access("/dev/kvm", W_OK) != 0)
+        skip();
+    char err[256];
+    t->mem = guest_memory_create(16 << 20);
+    t->bus = bus_create();
+    t->vm = vm_create(1, t->mem, t->bus, err, sizeof(err));
+    assert_non_null(t->vm);
+    t->platform = platform_create(t->vm);
+    assert_non_null(t->platform);
+}
+
+static void test_vm_destroy(struct test_vm *t)
+{
+    platform_destroy(t->platform);
+    vm_destroy(t->vm);
+    bus_destroy(t->bus);
+    guest_memory_destroy(t->mem);
+}
+
 static void test_ioeventfd_and_msi_routes(void **state)
 {
     (void)state;
-    if (access("/dev/kvm", W_OK) != 0)
-        skip();
-    struct guest_memory *mem = guest_memory_create(16 << 20);
-    struct bus *bus = bus_create();
-    char err[256];
-    struct vm *vm = vm_create(1, mem, bus, err, sizeof(err));
-    assert_non_null(vm);
+    struct test_vm t;
+    test_vm_create(&t);
+    struct guest_memory *mem = t.mem;
+    struct bus *bus = t.bus;
+    struct vm *vm = t.vm;
     vm->seccomp = true;
-    struct platform *platform = platform_create(vm);
-    assert_non_null(platform);
     struct vm_services svc;
     vm_fill_services(vm, &svc);
     assert_ptr_equal(svc.mem, mem);
@@ -153,10 +179,7 @@ static void test_ioeventfd_and_msi_routes(void **state)
     close(e2);
     close(e3);
     close(efd);
-    platform_destroy(platform);
-    vm_destroy(vm);
-    bus_destroy(bus);
-    guest_memory_destroy(mem);
+    test_vm_destroy(&t);
 }
 
 /* Whether the in-kernel IOAPIC sees its input pin `pin` asserted. */
@@ -172,15 +195,11 @@ static bool ioapic_pin_raised(struct vm *vm, unsigned pin)
 static void test_power_button_raises_sci(void **state)
 {
     (void)state;
-    if (access("/dev/kvm", W_OK) != 0)
-        skip();
-    struct guest_memory *mem = guest_memory_create(16 << 20);
-    struct bus *bus = bus_create();
-    char err[256];
-    struct vm *vm = vm_create(1, mem, bus, err, sizeof(err));
-    assert_non_null(vm);
-    struct platform *platform = platform_create(vm);
-    assert_non_null(platform);
+    struct test_vm t;
+    test_vm_create(&t);
+    struct bus *bus = t.bus;
+    struct vm *vm = t.vm;
+    struct platform *platform = t.platform;
     uint8_t word[2];
 
     platform_press_power_button(platform);
@@ -199,10 +218,7 @@ static void test_power_button_raises_sci(void **state)
 
     platform_press_power_button(platform);
     assert_true(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
-    platform_destroy(platform);
-    vm_destroy(vm);
-    bus_destroy(bus);
-    guest_memory_destroy(mem);
+    test_vm_destroy(&t);
 }
 
 static void test_aml_package_length(void **state)
