@@ -193,16 +193,22 @@ static int copy_file(struct vdfs *fs, const struct ctl *c, const struct vdfs_sta
         report_locked(fs, dst.ino, to_path, rc);
         fprintf(stderr, "vdfsctl: cp: cannot write %s: %s\n", to_path, vdfs_strerror(rc));
         vdfs_release(fs, src->ino, O_RDONLY);
+        if (created)
+            vdfs_unlink(fs, parent, name);
         return rc;
     }
+    /* Its size now that it is open and no other host may be writing it. */
+    struct vdfs_stat now;
+    rc = vdfs_getattr(fs, src->ino, &now);
     struct vdfs_setattr empty = {.valid = VDFS_SET_SIZE, .size = 0};
-    rc = created ? 0 : vdfs_setattr(fs, dst.ino, &empty, NULL);
+    if (rc == 0 && !created)
+        rc = vdfs_setattr(fs, dst.ino, &empty, NULL);
     struct progress p;
-    progress_begin(&p, c, "cp", from_path, src->size);
+    progress_begin(&p, c, "cp", from_path, rc == 0 ? now.size : 0);
     if (rc == 0)
-        rc = copy_data(fs, src->ino, dst.ino, src->size, &p);
+        rc = copy_data(fs, src->ino, dst.ino, now.size, &p);
     progress_end(&p);
-    struct vdfs_setattr sized = {.valid = VDFS_SET_SIZE, .size = src->size};
+    struct vdfs_setattr sized = {.valid = VDFS_SET_SIZE, .size = rc == 0 ? now.size : 0};
     if (rc == 0)
         rc = vdfs_setattr(fs, dst.ino, &sized, NULL);
     if (rc == 0)
