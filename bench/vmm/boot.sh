@@ -27,7 +27,7 @@ trap 'rm -rf "$work"' EXIT
 "$mkpvh" "$work/idle.elf" idle
 export VDFS_VM_RUN_DIR="$work/run"
 
-exec python3 - "$vm" "$guest" "$work/idle.elf" "$runs" <<'PY'
+python3 - "$vm" "$guest" "$work/idle.elf" "$runs" <<'PY'
 import os, statistics, subprocess, sys, time
 
 vm, guest, idle, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
