@@ -34,9 +34,12 @@ const char *admission_dir(void)
 
 /* The process's start time in clock ticks since boot (/proc/PID/stat field
  * 22), or 0 if unknown: tells a VM's process from a later one that reused
- * its pid. */
-static unsigned long long process_start_ticks(pid_t pid)
+ * its pid. `state` (may be NULL) gets its state letter ('Z' for a zombie),
+ * or 0. */
+static unsigned long long process_start_ticks(pid_t pid, char *state)
 {
+    if (state)
+        *state = 0;
     char path[64], buf[1024];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
@@ -49,18 +52,26 @@ static unsigned long long process_start_ticks(pid_t pid)
     if (!p)
         return 0;
     unsigned long long ticks = 0;
-    /* After ") " come fields 3..; starttime is field 22. */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-               &ticks) != 1)
+    char letter = 0;
+    /* After ") " come fields 3..: the state, and starttime as field 22. */
+    if (sscanf(p + 2, "%c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+               &letter, &ticks) != 2)
         return 0;
+    if (state)
+        *state = letter;
     return ticks;
 }
 
-static bool process_alive(const struct vm_record *r)
+bool vm_record_alive(const struct vm_record *r)
 {
     if (r->pid <= 0 || (kill(r->pid, 0) < 0 && errno != EPERM))
         return false;
-    return r->start_ticks == 0 || process_start_ticks(r->pid) == r->start_ticks;
+    char state;
+    unsigned long long ticks = process_start_ticks(r->pid, &state);
+    /* A zombie's VM has ended; only its parent has not reaped it yet. */
+    if (state == 'Z' || state == 'X')
+        return false;
+    return r->start_ticks == 0 || ticks == r->start_ticks;
 }
 
 static int parse_record(const char *text, struct vm_record *r)
@@ -146,7 +157,7 @@ int admission_list(struct vm_record **out)
         struct vm_record r;
         if (parse_record(text, &r) < 0)
             continue;
-        if (!process_alive(&r)) {
+        if (!vm_record_alive(&r)) {
             unlink(path); /* the VM's process died without cleaning up */
             continue;
         }
@@ -231,7 +242,7 @@ int admission_admit(const struct admission_request *req, char *err, size_t errle
             "{\"pid\": %d, \"name\": \"%s\", \"cpus\": %u, \"memory\": %" PRIu64
             ", \"started\": %lld, \"start_ticks\": %llu}\n",
             (int)getpid(), req->name, req->cpus, req->memory_bytes, (long long)time(NULL),
-            process_start_ticks(getpid()));
+            process_start_ticks(getpid(), NULL));
     if (fclose(f) != 0 || rename(tmp, registered_path) < 0) {
         snprintf(err, errlen, "admission: cannot write %s: %s", registered_path,
                  strerror(errno));

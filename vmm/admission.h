@@ -40,6 +40,9 @@ int admission_admit(const struct admission_request *req, char *err, size_t errle
 /* Removes the calling process's registry entry. */
 void admission_release(void);
 
+/* Whether the record's VMM still runs: the process exists, is no zombie,
+ * and its pid has not been reused. */
+bool vm_record_alive(const struct vm_record *r);
 /* Lists live VMs (stale entries of dead processes are removed).  The array
  * is malloc'd; returns the count or -1. */
 int admission_list(struct vm_record **out);

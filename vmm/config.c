@@ -185,18 +185,6 @@ static int parse_nic(struct vm_config *cfg, const char *value, char *err, size_t
     return 0;
 }
 
-/* As vdfs-switch daemon --name takes it. */
-static bool switch_name_is_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > 31)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("_.-", name[i]))
-            return false;
-    return true;
-}
-
 int config_set(struct vm_config *cfg, const char *key, const char *value, char *err,
                size_t errlen)
 {
@@ -252,7 +240,7 @@ int config_set(struct vm_config *cfg, const char *key, const char *value, char *
             if (copy_string(cfg->switch_socket, sizeof(cfg->switch_socket), value, key, err,
                             errlen) < 0)
                 return -1;
-        } else if (switch_name_is_valid(value)) {
+        } else if (vdsw_name_is_valid(value)) {
             snprintf(cfg->switch_socket, sizeof(cfg->switch_socket), "%s/%s.sock",
                      VDSW_SOCKET_DIR, value);
         } else {

@@ -15,33 +15,6 @@
 
 #define DEFAULT_TIMEOUT_S 60
 
-/* Whether process `pid`, started at `start_ticks` (0: unknown), has ended:
- * gone, a zombie its parent has not reaped yet, or its PID reused. */
-static bool process_ended(pid_t pid, unsigned long long start_ticks)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return true;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *after_name = strrchr(buf, ')');
-    if (!after_name)
-        return true;
-    char state = after_name[2];
-    /* Field 22, starttime, is the 20th after the state. */
-    const char *p = after_name + 2;
-    for (int field = 0; field < 19 && p; field++) {
-        p = strchr(p, ' ');
-        if (p)
-            p++;
-    }
-    unsigned long long ticks = p ? strtoull(p, NULL, 10) : 0;
-    return state == 'Z' || state == 'X' || (start_ticks && ticks && ticks != start_ticks);
-}
-
 static bool parse_pid(const char *text, pid_t *pid)
 {
     char *end;
@@ -134,14 +107,13 @@ int vm_stop_command(int argc, char **argv)
     if (timeout_s == 0)
         return 0;
     const struct timespec poll = {0, 100 * 1000000L};
-    for (long waited_ms = 0; waited_ms < timeout_s * 1000; waited_ms += 100) {
-        if (process_ended(vm.pid, vm.start_ticks))
-            return 0;
+    for (long waited_ms = 0; vm_record_alive(&vm); waited_ms += 100) {
+        if (waited_ms >= timeout_s * 1000) {
+            fprintf(stderr, "vdfs-vm stop: %s (PID %d) did not %s within %ld s%s\n", vm.name, (int)vm.pid,
+                    force ? "end" : "power off", timeout_s, force ? "" : "; vdfs-vm stop --force powers it off");
+            return 1;
+        }
         nanosleep(&poll, NULL);
     }
-    if (process_ended(vm.pid, vm.start_ticks))
-        return 0;
-    fprintf(stderr, "vdfs-vm stop: %s (PID %d) did not %s within %ld s%s\n", vm.name, (int)vm.pid,
-            force ? "end" : "power off", timeout_s, force ? "" : "; vdfs-vm stop --force powers it off");
-    return 1;
+    return 0;
 }

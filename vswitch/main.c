@@ -63,7 +63,7 @@ static int daemon_main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "fh", long_options, NULL)) != -1) {
         switch (c) {
         case 'n':
-            if (!vsw_name_is_valid(optarg)) {
+            if (!vdsw_name_is_valid(optarg)) {
                 fprintf(stderr, "vdfs-switch: bad switch name '%s' (1-31 of A-Z a-z 0-9 _ . -)\n", optarg);
                 return 2;
             }

@@ -4,21 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool vsw_name_is_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n >= VSW_NAME_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  c == '-' || c == '.';
-        if (!ok)
-            return false;
-    }
-    return true;
-}
-
 struct portgroup *portgroup_find(const struct vswitch *sw, const char *name)
 {
     for (struct portgroup *pg = sw->portgroups; pg; pg = pg->next)
@@ -38,7 +23,7 @@ static bool vlan_is_valid(long vlan, char *err, size_t err_len)
 
 int portgroup_add(struct vswitch *sw, const char *name, long vlan, char *err, size_t err_len)
 {
-    if (!vsw_name_is_valid(name)) {
+    if (!vdsw_name_is_valid(name)) {
         snprintf(err, err_len, "bad port group name '%s' (1-31 of A-Z a-z 0-9 _ . -)", name);
         return -1;
     }

@@ -4,8 +4,6 @@
 
 #include "vswitch.h"
 
-/* Names are 1..31 characters of [A-Za-z0-9_.-]. */
-bool vsw_name_is_valid(const char *name);
 struct portgroup *portgroup_find(const struct vswitch *sw, const char *name);
 /* Returns 0 or -1 with err filled. */
 int portgroup_add(struct vswitch *sw, const char *name, long vlan, char *err, size_t err_len);

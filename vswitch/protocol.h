@@ -8,7 +8,9 @@
 #ifndef VDFS_VSWITCH_PROTOCOL_H
 #define VDFS_VSWITCH_PROTOCOL_H
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #define VDSW_MAGIC 0x57534456u /* "VDSW" read as a little-endian u32 */
 #define VDSW_VERSION 1
@@ -18,6 +20,23 @@
 #define VDSW_MIN_MTU 68
 #define VDSW_DEFAULT_MTU 1500
 #define VDSW_SOCKET_DIR "/run/vdfs-switch"
+#define VDSW_NAME_MAX 32 /* a switch or port group name with its NUL */
+
+/* Switch and port group names (a VM's config names both): 1 to
+ * VDSW_NAME_MAX - 1 of A-Z a-z 0-9 _ . - */
+static inline bool vdsw_name_is_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n >= VDSW_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
 
 enum vdsw_status {
     VDSW_STATUS_OK = 0,

@@ -450,7 +450,7 @@ static void check_switch(const struct harness *h)
         for (int id = 1; id < VSW_MAX_PORTS; id++)
             n += sw->ports[id].in_use && sw->ports[id].pg == pg;
         CHECK(n == pg->attached_ports, "port group %s counts %u ports, has %u", pg->name, pg->attached_ports, n);
-        CHECK(vsw_name_is_valid(pg->name) && pg->vlan <= VSW_VLAN_TRUNK, "port group %s is malformed", pg->name);
+        CHECK(vdsw_name_is_valid(pg->name) && pg->vlan <= VSW_VLAN_TRUNK, "port group %s is malformed", pg->name);
     }
     unsigned hellos = 0, controls = 0;
     for (const struct hello_conn *c = sw->hellos; c; c = c->next)
