@@ -61,6 +61,7 @@ struct fsck_cluster {
     bool bad;      /* checksum or header wrong on the device */
     bool dirty;    /* in-memory bits differ from the device; rewrite in pass 6 */
     bool stray;    /* bits set past the cluster's end on the device */
+    uint32_t grown_from; /* a file-block bitmap from before a grow: the count it covers */
     uint32_t disk_free;
     uint32_t affinity;
     uint64_t gen;
@@ -124,6 +125,7 @@ struct fsck {
      * backup_found_at is in use): reported and rewritten only once pass 1
      * has found no live host (fsck_super_repair). */
     bool primary_bad, backup_bad;
+    uint64_t backup_stale_bytes; /* the size a backup from before a grow still gives */
     uint64_t backup_found_at;
     volatile sig_atomic_t *cancel;
 

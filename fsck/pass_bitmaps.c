@@ -38,8 +38,18 @@ int fsck_load_bitmaps(struct fsck *f)
             uint64_t first = (uint64_t)c * g->per_cluster;
             uint32_t len = vdfs_cluster_len(&f->sb.region[r], c);
             struct fsck_cluster *cl = &s->clusters[c];
-            if (fsck_read(f, buf, VDFS_META_SIZE, addr) < 0 || vdfs_bitmap_decode(buf, addr, bm) != 0 ||
-                !vdfs_bitmap_is_of(bm, &f->sb, r, c)) {
+            if (fsck_read(f, buf, VDFS_META_SIZE, addr) < 0 || vdfs_bitmap_decode(buf, addr, bm) != 0) {
+                cl->bad = true;
+                continue;
+            }
+            if (r == VDFS_RT_FB && vdfs_bitmap_grown_into(bm, &f->sb, c)) {
+                /* What the library accepts after a grow that stopped
+                 * before this bitmap was rewritten: the rest is free. */
+                cl->grown_from = bm->count;
+                bm->free += len - bm->count;
+                bm->count = len;
+            }
+            if (!vdfs_bitmap_is_of(bm, &f->sb, r, c)) {
                 cl->bad = true;
                 continue;
             }
@@ -125,6 +135,13 @@ int fsck_pass_bitmaps(struct fsck *f)
                 }
                 cl->dirty = true;
                 continue;
+            }
+            if (cl->grown_from) {
+                fsck_problem(f, "bitmap_grown", obj, addr, true,
+                             "the file-block bitmap of cluster %u covers %u of its %u blocks (a grow of the datastore "
+                             "stopped before rewriting it); extending it",
+                             c, cl->grown_from, len);
+                cl->dirty = true;
             }
             uint32_t leaked = 0, unmarked = 0, disk_used = 0;
             uint64_t first_leak = 0, first_unmarked = 0;

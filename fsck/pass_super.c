@@ -194,8 +194,12 @@ int fsck_pass_super(struct fsck *f)
         f->operational_error = true;
         return -EINVAL;
     }
-    if (prc == 0)
+    if (prc == 0) {
         f->backup_bad = read_super_at(f, f->sb.backup_offset, &backup) != 0;
+        if (!f->backup_bad && (backup.total_bytes != f->sb.total_bytes ||
+                               backup.region[VDFS_RT_FB].count != f->sb.region[VDFS_RT_FB].count))
+            f->backup_stale_bytes = backup.total_bytes;
+    }
     f->have_sb = true;
     fsck_info(f, "%" PRIu64 " bytes, block %u, sub-block %u, %u hosts, %" PRIu64 " descriptors", f->sb.total_bytes,
               f->sb.block_size, f->sb.subblock_size, f->sb.max_hosts, f->sb.region[VDFS_RT_FD].count);
@@ -214,6 +218,12 @@ void fsck_super_repair(struct fsck *f)
     if (rc == 0 && f->backup_bad &&
         fsck_problem(f, "super_backup_bad", "backup superblock", f->sb.backup_offset, true,
                      "backup superblock at 0x%" PRIx64 " damaged", f->sb.backup_offset))
+        rc = write_super_at(f, &f->sb, f->sb.backup_offset);
+    if (rc == 0 && f->backup_stale_bytes &&
+        fsck_problem(f, "super_backup_stale", "backup superblock", f->sb.backup_offset, true,
+                     "the backup superblock gives %" PRIu64 " bytes, the primary %" PRIu64
+                     " (a grow of the datastore stopped between them); updating the backup",
+                     f->backup_stale_bytes, f->sb.total_bytes))
         rc = write_super_at(f, &f->sb, f->sb.backup_offset);
     if (rc) {
         fsck_error(f, "cannot write the superblock: %s", strerror(-rc));

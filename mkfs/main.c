@@ -127,6 +127,9 @@ int main(int argc, char **argv)
                     (unsigned long long)total, (unsigned long long)min_bytes);
     if (rc == -ENOSPC)
         return fail("device too small: %llu bytes; no size fits these options", (unsigned long long)total);
+    if (rc == -EDOM)
+        return fail("grow limit %llu bytes (-G) is below the datastore's size, %llu bytes",
+                    (unsigned long long)o.grow_limit, (unsigned long long)total);
     if (rc != 0)
         return fail("cannot lay out a datastore of %llu bytes with these options: %s", (unsigned long long)total,
                     strerror(-rc));

@@ -27,6 +27,7 @@ struct mkfs_options {
     uint32_t journal_blocks;
     bool journal_given; /* -J: else a device too small for the default gets a smaller journal */
     uint64_t fd_count; /* 0: automatic */
+    uint64_t grow_limit; /* -G: 0 means VDFS_DEFAULT_GROWTH times the size */
     bool force;
     bool dry_run;
     bool quiet;

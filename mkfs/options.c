@@ -19,7 +19,8 @@ static void print_usage(FILE *out)
 {
     fprintf(out,
             "Usage: " MKFS_PROG " [-L label] [-U uuid] [-b blocksize] [-s subblocksize] [-H maxhosts]\n"
-            "                 [-J journal-size] [-N fd-count] [-f] [-n] [-q] [--json] DEVICE|IMAGE [SIZE]\n");
+            "                 [-J journal-size] [-N fd-count] [-G grow-limit] [-f] [-n] [-q] [--json]\n"
+            "                 DEVICE|IMAGE [SIZE]\n");
 }
 
 static void print_help(void)
@@ -33,6 +34,8 @@ static void print_help(void)
            "  -H, --max-hosts N        hosts that may mount at once, 1..%u (default %u)\n"
            "  -J, --journal-size SIZE  redo journal per host (default %uM)\n"
            "  -N, --fd-count N         number of file descriptors (default: from the size)\n"
+           "  -G, --grow-limit SIZE    largest size `vdfsctl grow` may take the datastore to\n"
+           "                           (default %ux SIZE); costs 4.5K of metadata per 8192 blocks\n"
            "  -f, --force              format even if the device holds a filesystem\n"
            "  -n, --dry-run            check and print what would be created; write nothing\n"
            "  -q, --quiet              print nothing on success\n"
@@ -42,7 +45,7 @@ static void print_help(void)
            "datastore then covers SIZE bytes.  Without SIZE it covers the whole file or device.\n"
            "Exit status: 0 success, 1 error (nothing written when refused).\n",
            VDFS_LABEL_SIZE, VDFS_MAX_HOSTS_LIMIT, VDFS_DEFAULT_MAX_HOSTS,
-           VDFS_DEFAULT_JOURNAL_BLOCKS * VDFS_META_SIZE >> 20);
+           VDFS_DEFAULT_JOURNAL_BLOCKS * VDFS_META_SIZE >> 20, VDFS_DEFAULT_GROWTH);
 }
 
 static enum mkfs_parse_result usage_error(const char *fmt, const char *arg)
@@ -110,6 +113,7 @@ enum mkfs_parse_result mkfs_parse_options(int argc, char **argv, struct mkfs_opt
         {"max-hosts", required_argument, NULL, 'H'},
         {"journal-size", required_argument, NULL, 'J'},
         {"fd-count", required_argument, NULL, 'N'},
+        {"grow-limit", required_argument, NULL, 'G'},
         {"force", no_argument, NULL, 'f'},
         {"dry-run", no_argument, NULL, 'n'},
         {"quiet", no_argument, NULL, 'q'},
@@ -127,7 +131,7 @@ enum mkfs_parse_result mkfs_parse_options(int argc, char **argv, struct mkfs_opt
     int c;
 
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":L:U:b:s:H:J:N:fnqh", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":L:U:b:s:H:J:N:G:fnqh", longopts, NULL)) != -1) {
         switch (c) {
         case 'L':
             if (strlen(optarg) > VDFS_LABEL_SIZE)
@@ -165,6 +169,11 @@ enum mkfs_parse_result mkfs_parse_options(int argc, char **argv, struct mkfs_opt
             if (parse_count(optarg, MIN_FD_COUNT, MAX_FD_COUNT, &v) != 0)
                 return usage_error("fd count \"%s\" must be a number from 16 to 2147483647", optarg);
             o->fd_count = v;
+            break;
+        case 'G':
+            if (mkfs_parse_size(optarg, &v) != 0 || v == 0)
+                return usage_error("grow limit \"%s\" must be a size such as 64T", optarg);
+            o->grow_limit = v;
             break;
         case 'f': o->force = true; break;
         case 'n': o->dry_run = true; break;

@@ -28,11 +28,18 @@ static void fill_request(const struct mkfs_options *o, uint64_t total, uint64_t 
     sb->lostfound_ino = 2;
 }
 
+/* -G below the size being tried means no growth; mkfs_plan refuses it
+ * for the real size. */
+static uint64_t grow_limit_for(const struct mkfs_options *o, uint64_t total)
+{
+    return o->grow_limit && o->grow_limit < total ? total : o->grow_limit;
+}
+
 static bool fits(const struct mkfs_options *o, uint64_t total)
 {
     struct vdfs_super sb;
     fill_request(o, total, 0, &sb);
-    return vdfs_layout(&sb, o->fd_count) == 0;
+    return vdfs_layout_growable(&sb, o->fd_count, grow_limit_for(o, sb.total_bytes)) == 0;
 }
 
 /* Smallest size (4 KiB granularity) that vdfs_layout accepts, or 0 when
@@ -95,7 +102,9 @@ int mkfs_plan(const struct mkfs_options *o, uint64_t total, uint64_t now_ns, str
         chosen.journal_blocks = fitting_journal(o, total);
     o = &chosen;
     fill_request(o, total, now_ns, sb);
-    int rc = vdfs_layout(sb, o->fd_count);
+    if (o->grow_limit && o->grow_limit < sb->total_bytes)
+        return -EDOM;
+    int rc = vdfs_layout_growable(sb, o->fd_count, o->grow_limit);
     if (rc == -ENOSPC) {
         *min_bytes = minimum_size(o, total);
         return -ENOSPC;

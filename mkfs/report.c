@@ -23,7 +23,7 @@ static void human_size(uint64_t bytes, char *out, size_t len)
 
 void mkfs_report_text(const char *path, const struct vdfs_super *sb, bool dry_run, const struct mkfs_stats *st)
 {
-    char uuid[37], total[32], block[32], sub[32], journal[32], written[32];
+    char uuid[37], total[32], block[32], sub[32], journal[32], written[32], grow[32];
     vdfs_uuid_format(sb->uuid, uuid);
     human_size(sb->total_bytes, total, sizeof(total));
     human_size(sb->block_size, block, sizeof(block));
@@ -39,6 +39,8 @@ void mkfs_report_text(const char *path, const struct vdfs_super *sb, bool dry_ru
         printf("  %-15s %llu in %u clusters\n", region_titles[r], (unsigned long long)sb->region[r].count,
                sb->region[r].clusters);
     printf("  max hosts       %u, journal %s each\n", sb->max_hosts, journal);
+    human_size(vdfs_grow_limit(sb), grow, sizeof(grow));
+    printf("  grow limit      %llu bytes (%s)\n", (unsigned long long)vdfs_grow_limit(sb), grow);
     if (!dry_run) {
         human_size(st->bytes_written + st->bytes_zeroed, written, sizeof(written));
         printf("  metadata        %s written in %llu objects\n", written, (unsigned long long)st->objects);
@@ -69,12 +71,16 @@ void mkfs_report_json(const char *path, const struct vdfs_super *sb, bool dry_ru
     printf(", \"dry_run\": %s, \"uuid\": \"%s\", \"label\": ", dry_run ? "true" : "false", uuid);
     json_string(sb->label);
     printf(", \"total_bytes\": %llu, \"block_size\": %u, \"subblock_size\": %u, \"max_hosts\": %u,"
-           " \"journal_bytes_per_host\": %llu, \"backup_offset\": %llu,",
+           " \"journal_bytes_per_host\": %llu, \"backup_offset\": %llu, \"grow_limit_bytes\": %llu,",
            (unsigned long long)sb->total_bytes, sb->block_size, sb->subblock_size, sb->max_hosts,
-           (unsigned long long)sb->journal_blocks * VDFS_META_SIZE, (unsigned long long)sb->backup_offset);
+           (unsigned long long)sb->journal_blocks * VDFS_META_SIZE, (unsigned long long)sb->backup_offset,
+           (unsigned long long)vdfs_grow_limit(sb));
     for (unsigned r = 0; r < VDFS_RT_COUNT; r++)
-        printf(" \"%s\": {\"count\": %llu, \"clusters\": %u, \"per_cluster\": %u},", region_names[r],
-               (unsigned long long)sb->region[r].count, sb->region[r].clusters, sb->region[r].per_cluster);
+        printf(" \"%s\": {\"count\": %llu, \"clusters\": %u, \"per_cluster\": %u, \"start\": %llu,"
+               " \"bitmap_offset\": %llu},",
+               region_names[r], (unsigned long long)sb->region[r].count, sb->region[r].clusters,
+               sb->region[r].per_cluster, (unsigned long long)sb->region[r].start,
+               (unsigned long long)sb->region[r].bitmap_offset);
     printf(" \"bytes_written\": %llu, \"bytes_zeroed\": %llu, \"objects\": %llu, \"seconds\": %.6f}\n",
            (unsigned long long)st->bytes_written, (unsigned long long)st->bytes_zeroed,
            (unsigned long long)st->objects, seconds);

@@ -25,6 +25,11 @@ int ctl_digest(struct vdfs *fs, const struct ctl *c, const char *path);
 int ctl_parse_size(const char *text, uint64_t *out);
 int ctl_truncate(struct vdfs *fs, const struct ctl *c, const char *path, uint64_t size);
 int ctl_cp(struct vdfs *fs, const struct ctl *c, const char *from, const char *to);
+/* Grows the datastore to `size` bytes, extending an image file first;
+ * 0 means the device's or file's size. */
+int ctl_grow(struct vdfs *fs, const struct ctl *c, uint64_t size);
+/* "1.5 GiB". */
+void ctl_human(uint64_t v, char *out, size_t n);
 /* Whether n bytes at p are all zero: such blocks are not written, so that
  * copies stay thin. */
 bool ctl_all_zero(const uint8_t *p, size_t n);

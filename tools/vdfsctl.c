@@ -34,13 +34,15 @@ static void usage(FILE *out)
             "                            trees); the copy is thin: holes and zero blocks take no space\n"
             "  truncate IMAGE PATH SIZE  create or resize a file, thin (SIZE: 20G, 512M, bytes);\n"
             "                            --thick reserves its blocks, which read as zeros\n"
+            "  grow   IMAGE [SIZE]       grow the datastore to SIZE (an image file is extended) or\n"
+            "                            to its device's size, while hosts have it mounted\n"
             "  usage  IMAGE              provisioned against allocated space\n"
             "  map    IMAGE PATH         a file's allocated ranges and holes\n"
             "  digest IMAGE PATH         SHA-256 of a file (holes are not read)\n"
             "  hosts  IMAGE              heartbeat slots: live hosts and heartbeat age\n"
             "  locks  IMAGE              on-disk locks that are held\n"
             "\n"
-            "Options: --json (info, ls, stat, usage, map, hosts, locks), -r, -p, -l, -q, --thick,\n"
+            "Options: --json (info, ls, stat, usage, map, hosts, locks, grow), -r, -p, -l, -q, --thick,\n"
             "         -h/--help,\n"
             "         --host-uuid UUID (commands that mount: join as this cluster host)\n"
             "Commands that mount join the datastore as one more cluster host, so they work\n"
@@ -361,7 +363,7 @@ static int cmd_mv(struct vdfs *fs, const char *from, const char *to)
     return rc;
 }
 
-static void human(uint64_t v, char *out, size_t n)
+void ctl_human(uint64_t v, char *out, size_t n)
 {
     const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
     double d = (double)v;
@@ -390,10 +392,10 @@ static int cmd_usage(struct vdfs *fs, const struct ctl *c)
         return 0;
     }
     char a[32], b[32], p[32], f[32];
-    human(u.capacity_bytes, a, sizeof(a));
-    human(u.free_bytes, f, sizeof(f));
-    human(u.provisioned_bytes, p, sizeof(p));
-    human(u.allocated_bytes, b, sizeof(b));
+    ctl_human(u.capacity_bytes, a, sizeof(a));
+    ctl_human(u.free_bytes, f, sizeof(f));
+    ctl_human(u.provisioned_bytes, p, sizeof(p));
+    ctl_human(u.allocated_bytes, b, sizeof(b));
     printf("capacity     %14" PRIu64 "  (%s)\n", u.capacity_bytes, a);
     printf("free         %14" PRIu64 "  (%s)\n", u.free_bytes, f);
     printf("provisioned  %14" PRIu64 "  (%s)  sum of file sizes\n", u.provisioned_bytes, p);
@@ -461,19 +463,19 @@ static int cmd_info(struct vdfs *fs, const struct ctl *c)
         printf(", \"version\": %u, \"size\": %" PRIu64 ", \"block_size\": %u, \"subblock_size\": %u, "
                "\"max_hosts\": %u, \"journal_bytes\": %" PRIu64 ", \"blocks\": %" PRIu64 ", \"free_blocks\": %" PRIu64
                ", \"subblocks\": %" PRIu64 ", \"free_subblocks\": %" PRIu64 ", \"files\": %" PRIu64
-               ", \"free_files\": %" PRIu64 "}\n",
+               ", \"free_files\": %" PRIu64 ", \"grow_limit\": %" PRIu64 ", \"backup_offset\": %" PRIu64 "}\n",
                in.uuid[0] ? in.version : 0, in.total_bytes, in.block_size, in.subblock_size, in.max_hosts,
                (uint64_t)in.journal_blocks * VDFS_META_SIZE, sf.total_blocks, sf.free_blocks, sf.total_subblocks,
-               sf.free_subblocks, sf.total_files, sf.free_files);
+               sf.free_subblocks, sf.total_files, sf.free_files, in.grow_limit, in.backup_offset);
         return 0;
     }
     printf("uuid           %s\nlabel          %s\nformat         v%u\nsize           %" PRIu64 "\n"
            "block size     %u\nsub-block size %u\nmax hosts      %u\njournal        %" PRIu64 " bytes per host\n"
            "file blocks    %" PRIu64 " (%" PRIu64 " free)\nsub-blocks     %" PRIu64 " (%" PRIu64 " free)\n"
-           "descriptors    %" PRIu64 " (%" PRIu64 " free)\n",
+           "descriptors    %" PRIu64 " (%" PRIu64 " free)\ngrow limit     %" PRIu64 "\nbackup super   %" PRIu64 "\n",
            in.uuid, in.label, in.version, in.total_bytes, in.block_size, in.subblock_size, in.max_hosts,
            (uint64_t)in.journal_blocks * VDFS_META_SIZE, sf.total_blocks, sf.free_blocks, sf.total_subblocks,
-           sf.free_subblocks, sf.total_files, sf.free_files);
+           sf.free_subblocks, sf.total_files, sf.free_files, in.grow_limit, in.backup_offset);
     return 0;
 }
 
@@ -749,7 +751,8 @@ int main(int argc, char **argv)
     } table[] = {{"info", 0, 0, false},   {"ls", 0, 1, false},    {"stat", 1, 1, false},  {"get", 1, 2, false},
                  {"put", 2, 2, true},     {"rm", 1, 1, true},     {"mkdir", 1, 1, true},  {"usage", 0, 0, false},
                  {"map", 1, 1, false},    {"digest", 1, 1, false}, {"hosts", 0, 0, false}, {"locks", 0, 0, false},
-                 {"mv", 2, 2, true},      {"cp", 2, 2, true},     {"truncate", 2, 2, true}};
+                 {"mv", 2, 2, true},      {"cp", 2, 2, true},     {"truncate", 2, 2, true},
+                 {"grow", 0, 1, true}};
     int which = -1;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(cmd, table[i].name))
@@ -768,6 +771,10 @@ int main(int argc, char **argv)
     uint64_t size = 0;
     if (!strcmp(cmd, "truncate") && ctl_parse_size(args[2], &size)) {
         fprintf(stderr, "vdfsctl: truncate: bad size '%s' (bytes, or a number with K, M, G, T or P)\n", args[2]);
+        return 2;
+    }
+    if (!strcmp(cmd, "grow") && nargs > 1 && (ctl_parse_size(args[1], &size) || size == 0)) {
+        fprintf(stderr, "vdfsctl: grow: bad size '%s' (bytes, or a number with K, M, G, T or P)\n", args[1]);
         return 2;
     }
     if (c.thick && strcmp(cmd, "truncate")) {
@@ -802,6 +809,8 @@ int main(int argc, char **argv)
         rc = ctl_cp(fs, &c, args[1], args[2]);
     else if (!strcmp(cmd, "truncate"))
         rc = ctl_truncate(fs, &c, args[1], size);
+    else if (!strcmp(cmd, "grow"))
+        rc = ctl_grow(fs, &c, size);
     else if (!strcmp(cmd, "usage"))
         rc = cmd_usage(fs, &c);
     else if (!strcmp(cmd, "map"))

@@ -35,6 +35,13 @@ int alloc_load(struct vdfs *fs)
                 uint64_t addr = vdfs_bitmap_addr(&fs->sb, rt, c + i);
                 struct vdfs_bitmap *b = &p->clusters[c + i];
                 rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, b);
+                if (rc == 0 && rt == VDFS_RT_FB && vdfs_bitmap_grown_into(b, &fs->sb, c + i)) {
+                    /* See grow.c: the rest of the cluster is new and free. */
+                    uint32_t len = vdfs_cluster_len(r, c + i);
+                    b->free += len - b->count;
+                    b->count = len;
+                    p->dirty[c + i] = true;
+                }
                 if (rc == 0 && !vdfs_bitmap_is_of(b, &fs->sb, rt, c + i))
                     rc = -EIO;
                 if (rc) {

@@ -647,6 +647,22 @@ void vdfs_dev_close(struct vdfs_dev *dev)
 }
 
 uint64_t vdfs_dev_size(const struct vdfs_dev *dev) { return dev->size; }
+
+int vdfs_dev_refresh_size(struct vdfs_dev *dev)
+{
+    struct stat st;
+    if (fstat(dev->fd, &st) < 0)
+        return -errno;
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t bytes = 0;
+        if (ioctl(dev->fd, BLKGETSIZE64, &bytes) < 0)
+            return -errno;
+        dev->size = bytes;
+    } else {
+        dev->size = (uint64_t)st.st_size;
+    }
+    return 0;
+}
 bool vdfs_dev_is_blockdev(const struct vdfs_dev *dev) { return dev->blockdev; }
 bool vdfs_dev_is_direct(const struct vdfs_dev *dev) { return dev->direct; }
 bool vdfs_dev_is_readonly(const struct vdfs_dev *dev) { return dev->readonly; }

@@ -24,6 +24,8 @@ int vdfs_dev_open(const char *path, unsigned flags, struct vdfs_dev **out);
 void vdfs_dev_close(struct vdfs_dev *dev);
 
 uint64_t vdfs_dev_size(const struct vdfs_dev *dev);
+/* Reads the size again: the image file or the LUN may have grown. */
+int vdfs_dev_refresh_size(struct vdfs_dev *dev);
 bool vdfs_dev_is_blockdev(const struct vdfs_dev *dev);
 bool vdfs_dev_is_direct(const struct vdfs_dev *dev);
 bool vdfs_dev_is_readonly(const struct vdfs_dev *dev);

@@ -46,6 +46,7 @@ vdfs_le64 vdfs_put64(uint64_t v);
 #define VDFS_DEFAULT_BLOCK_SIZE    (1u << 20)
 #define VDFS_DEFAULT_SUBBLOCK_SIZE (64u << 10)
 #define VDFS_DEFAULT_MAX_HOSTS     32u
+#define VDFS_DEFAULT_GROWTH        4u  /* vdfs_layout leaves room to grow to 4x */
 #define VDFS_MAX_HOSTS_LIMIT       64u
 #define VDFS_DEFAULT_JOURNAL_BLOCKS 4096u /* 16 MiB per host */
 #define VDFS_RESOURCES_PER_CLUSTER 8192u
@@ -589,6 +590,20 @@ static inline bool vdfs_bitmap_is_of(const struct vdfs_bitmap *bm, const struct 
     return bm->rtype == rtype && bm->cluster == c && bm->first == (uint64_t)c * r->per_cluster &&
            bm->count == vdfs_cluster_len(r, c);
 }
+/* A file-block bitmap written before the datastore grew into the rest of
+ * its cluster (a grow stopped between its superblock and this bitmap):
+ * shorter than its cluster, with nothing set past its end. */
+static inline bool vdfs_bitmap_grown_into(const struct vdfs_bitmap *bm, const struct vdfs_super *s, uint32_t c)
+{
+    const struct vdfs_region *r = &s->region[VDFS_RT_FB];
+    if (bm->rtype != VDFS_RT_FB || bm->cluster != c || bm->first != (uint64_t)c * r->per_cluster ||
+        bm->count >= vdfs_cluster_len(r, c) || bm->free > bm->count)
+        return false;
+    for (uint32_t i = bm->count; i < vdfs_cluster_len(r, c); i++)
+        if (bm->bits[i / 8] >> (i % 8) & 1u)
+            return false;
+    return true;
+}
 static inline uint64_t vdfs_resource_addr(const struct vdfs_super *s, unsigned rtype, uint64_t index)
 {
     return s->region[rtype].start + index * s->region[rtype].unit_size;
@@ -608,5 +623,31 @@ static inline uint64_t vdfs_fd_lock_index(const struct vdfs_super *s, uint32_t i
  * Returns 0, -ENOSPC when the device is too small for the metadata plus
  * at least 16 file blocks, or -EINVAL for impossible requested sizes. */
 int vdfs_layout(struct vdfs_super *s, uint64_t fd_count);
+/* The same, with room for the file blocks of a datastore later grown up
+ * to `grow_limit` bytes (at least total_bytes; 0 means the default,
+ * VDFS_DEFAULT_GROWTH times total_bytes).  The room costs a lock record
+ * and a bitmap block per 8192 file blocks. */
+int vdfs_layout_growable(struct vdfs_super *s, uint64_t fd_count, uint64_t grow_limit);
+/* How many file-block clusters the layout has room for: the lock records
+ * and bitmap blocks between the file blocks' and the sub-blocks'. */
+static inline uint64_t vdfs_fb_cluster_room(const struct vdfs_super *s)
+{
+    const struct vdfs_region *fb = &s->region[VDFS_RT_FB], *next = &s->region[VDFS_RT_SB];
+    uint64_t locks = next->lock_index > fb->lock_index ? next->lock_index - fb->lock_index : 0;
+    uint64_t bitmaps = next->bitmap_offset > fb->bitmap_offset ? (next->bitmap_offset - fb->bitmap_offset) / VDFS_META_SIZE : 0;
+    uint64_t room = locks < bitmaps ? locks : bitmaps;
+    return room > fb->clusters ? room : fb->clusters;
+}
+/* The largest total_bytes the datastore can grow to. */
+static inline uint64_t vdfs_grow_limit(const struct vdfs_super *s)
+{
+    const struct vdfs_region *fb = &s->region[VDFS_RT_FB];
+    uint64_t blocks = vdfs_fb_cluster_room(s) * fb->per_cluster;
+    if (blocks > VDFS_PTR_INDEX_MASK)
+        blocks = VDFS_PTR_INDEX_MASK;
+    if (blocks < fb->count)
+        return s->total_bytes;
+    return fb->start + blocks * fb->unit_size;
+}
 
 #endif

@@ -257,6 +257,9 @@ void expect_clear(void);
 
 /* ---- the volume ---- */
 int caches_drop_and_reload(struct vdfs *fs);
+/* grow.c: takes a grown superblock from the device (another host grew
+ * the datastore); anything else that changed is -EIO. */
+int super_refresh(struct vdfs *fs);
 
 struct open_file {
     uint32_t ino;

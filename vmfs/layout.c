@@ -64,6 +64,11 @@ static void set_region(struct vdfs_region *r, uint64_t start, uint64_t count, ui
 
 int vdfs_layout(struct vdfs_super *s, uint64_t fd_count)
 {
+    return vdfs_layout_growable(s, fd_count, 0);
+}
+
+int vdfs_layout_growable(struct vdfs_super *s, uint64_t fd_count, uint64_t grow_limit)
+{
     const uint64_t total = s->total_bytes;
     const uint64_t per = VDFS_RESOURCES_PER_CLUSTER;
 
@@ -77,16 +82,25 @@ int vdfs_layout(struct vdfs_super *s, uint64_t fd_count)
     /* Bounds every offset below far from overflow. */
     if (total > (UINT64_MAX >> 2))
         return -EINVAL;
+    if (grow_limit == 0)
+        grow_limit = total <= (UINT64_MAX >> 2) / VDFS_DEFAULT_GROWTH ? total * VDFS_DEFAULT_GROWTH : UINT64_MAX >> 2;
+    if (grow_limit < total || grow_limit > (UINT64_MAX >> 2))
+        return -EINVAL;
 
     uint64_t fds = fd_count ? fd_count
                             : sized_count(total / (256u << 10), 16384, 4194304, total, 16,
                                           VDFS_META_SIZE);
     uint64_t sbs = sized_count(total / (16u << 20), 8192, 1048576, total, 8, s->subblock_size);
-    uint64_t pbs = sized_count(total / s->block_size / 256 * 2, 8192, 4194304, total, 16,
+    /* Enough pointer blocks for files that fill the datastore at the
+     * limit, when that is more than the default growth. */
+    uint64_t pb_basis = grow_limit / VDFS_DEFAULT_GROWTH > total ? grow_limit / VDFS_DEFAULT_GROWTH : total;
+    uint64_t pbs = sized_count(pb_basis / s->block_size / 256 * 2, 8192, 4194304, total, 16,
                                VDFS_META_SIZE);
     /* The file blocks come last, but their locks and bitmaps come first:
-     * reserve for the most file blocks the device could hold. */
-    uint64_t fbs_max = total / s->block_size;
+     * reserve them for the most file blocks the device could hold once
+     * grown to the limit; a grow then only writes bitmaps into that room
+     * (grow.c). */
+    uint64_t fbs_max = grow_limit / s->block_size;
     if (fbs_max > VDFS_PTR_INDEX_MASK)
         fbs_max = VDFS_PTR_INDEX_MASK;
     uint64_t clusters[VDFS_RT_COUNT] = {

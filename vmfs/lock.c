@@ -107,6 +107,8 @@ int caches_drop_and_reload(struct vdfs *fs)
     dir_cache_destroy(fs);
     alloc_destroy(fs);
     if (rc == 0)
+        rc = super_refresh(fs);
+    if (rc == 0)
         rc = alloc_load(fs);
     return rc;
 }

@@ -268,10 +268,24 @@ struct vdfs_info {
     char label[65];
     uint32_t version;
     uint64_t total_bytes;
+    uint64_t grow_limit; /* the largest total_bytes vdfs_grow can reach */
+    uint64_t backup_offset; /* of the backup superblock, for fsck.vdfs -B */
     uint32_t block_size, subblock_size, max_hosts, journal_blocks;
     uint32_t my_slot;
 };
 int vdfs_get_info(struct vdfs *fs, struct vdfs_info *info);
+
+/* Grows the datastore to `new_total` bytes of its device, which must
+ * already be that large, adding file blocks into the room mkfs left
+ * (vdfs_info.grow_limit).  Other hosts see the new size when they next
+ * take the volume metadata lock.  0 (also when the size is unchanged),
+ * -EINVAL to shrink, -EFBIG past grow_limit, -ENOSPC when the device is
+ * smaller, -EROFS on a read-only mount. */
+struct vdfs_grow_result {
+    uint64_t old_bytes, new_bytes, limit_bytes;
+    uint64_t added_blocks;
+};
+int vdfs_grow(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_result *res);
 
 /* Names the other host that holds ino's file lock: host name, UUID, slot
  * and pid in `host`.  1 when another host holds it, 0 when it is free or

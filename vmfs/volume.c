@@ -417,6 +417,8 @@ int vdfs_get_info(struct vdfs *fs, struct vdfs_info *info)
     snprintf(info->label, sizeof(info->label), "%s", fs->sb.label);
     info->version = fs->sb.version;
     info->total_bytes = fs->sb.total_bytes;
+    info->grow_limit = vdfs_grow_limit(&fs->sb);
+    info->backup_offset = fs->sb.backup_offset;
     info->block_size = fs->sb.block_size;
     info->subblock_size = fs->sb.subblock_size;
     info->max_hosts = fs->sb.max_hosts;

@@ -317,6 +317,76 @@ static void test_sweep(void **state)
     assert_true(nospc > 10);
 }
 
+/* The superblock a grow to `total` writes: only the size and the file
+ * blocks change (vmfs/grow.c). */
+static void grow_to(struct vdfs_super *s, uint64_t total)
+{
+    struct vdfs_region *fb = &s->region[VDFS_RT_FB];
+    s->total_bytes = total;
+    fb->count = (total - fb->start) / fb->unit_size;
+    fb->clusters = (uint32_t)((fb->count + fb->per_cluster - 1) / fb->per_cluster);
+}
+
+static int decodes(struct vdfs_super *s)
+{
+    static uint8_t buf[VDFS_META_SIZE];
+    struct vdfs_super out;
+    s->hdr.kind = VDFS_KIND_SUPER;
+    s->hdr.addr = VDFS_SUPER_OFFSET;
+    s->hdr.gen = 1;
+    vdfs_super_encode(s, buf);
+    return vdfs_super_decode(buf, VDFS_SUPER_OFFSET, &out);
+}
+
+/* By default a datastore can grow to 4x its size: every size up to that
+ * limit is a valid superblock, and one block more would overlap the
+ * sub-blocks' lock records and bitmaps. */
+static void test_default_grow_room(void **state)
+{
+    const uint64_t sizes[] = { 256 * MiB, 100 * GiB + 12345 * 4096, 3 * TiB };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        struct vdfs_super s;
+        request_defaults(&s, sizes[i]);
+        if (sizes[i] < GiB)
+            s.max_hosts = 4;
+        assert_int_equal(vdfs_layout(&s, 0), 0);
+        uint64_t limit = vdfs_grow_limit(&s);
+        assert_true(limit >= 4 * sizes[i]);
+        /* The room is whole clusters: less than one more than needed. */
+        assert_true(limit < 4 * sizes[i] + s.region[VDFS_RT_FB].start +
+                                (uint64_t)VDFS_RESOURCES_PER_CLUSTER * VDFS_DEFAULT_BLOCK_SIZE);
+        struct vdfs_super grown = s;
+        grow_to(&grown, limit);
+        assert_int_equal(decodes(&grown), 0);
+        assert_int_equal(vdfs_grow_limit(&grown), limit);
+        grown = s;
+        grow_to(&grown, limit + (uint64_t)VDFS_RESOURCES_PER_CLUSTER * VDFS_DEFAULT_BLOCK_SIZE);
+        assert_int_not_equal(decodes(&grown), 0);
+    }
+}
+
+/* -G: room for 64 TiB on 1 TiB, with pointer blocks for files that fill
+ * a quarter of it; a limit below the size is refused. */
+static void test_explicit_grow_limit(void **state)
+{
+    struct vdfs_super s;
+    request_defaults(&s, TiB);
+    assert_int_equal(vdfs_layout_growable(&s, 0, 64 * TiB), 0);
+    assert_layout_sane(&s);
+    assert_true(vdfs_grow_limit(&s) >= 64 * TiB);
+    assert_true(s.region[VDFS_RT_PB].count == 16 * TiB / MiB / 256 * 2);
+    assert_true(s.region[VDFS_RT_FB].count == (TiB - s.region[VDFS_RT_FB].start) / VDFS_DEFAULT_BLOCK_SIZE);
+    grow_to(&s, 64 * TiB);
+    assert_int_equal(decodes(&s), 0);
+
+    request_defaults(&s, TiB);
+    assert_int_equal(vdfs_layout_growable(&s, 0, TiB - 4096), -EINVAL);
+    /* A limit equal to the size leaves no room beyond its last cluster. */
+    assert_int_equal(vdfs_layout_growable(&s, 0, TiB), 0);
+    assert_true(vdfs_grow_limit(&s) < TiB + s.region[VDFS_RT_FB].start +
+                                           (uint64_t)VDFS_RESOURCES_PER_CLUSTER * VDFS_DEFAULT_BLOCK_SIZE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -328,6 +398,8 @@ int main(void)
         cmocka_unit_test(test_too_small),
         cmocka_unit_test(test_invalid_requests),
         cmocka_unit_test(test_block_index_limit),
+        cmocka_unit_test(test_default_grow_room),
+        cmocka_unit_test(test_explicit_grow_limit),
         cmocka_unit_test(test_sweep),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -133,11 +133,40 @@ PY
     v=$(sed -n 's/.*uuid \([0-9a-f-]*\) .*/\1/p' <<<"$OUT")
     [ "${v:14:1}" = 4 ] || fail "random uuid $v is not version 4"
     ;;
+grow-limit)
+    # Room to grow: 4x by default, -G for more (with pointer blocks for a
+    # quarter of it), and a limit below the size is refused.
+    img=$WORK/grow.img
+    run "$MKFS" -q --json -H 4 "$img" 1G
+    expect_rc 0 mkfs.vdfs --json
+    python3 - "$OUT" <<'PY' || fail "default grow limit: $OUT"
+import json, sys
+j = json.loads(sys.argv[1])
+cluster = j["file_blocks"]["per_cluster"] * j["block_size"]
+assert 4 << 30 <= j["grow_limit_bytes"] < (4 << 30) + j["file_blocks"]["start"] + cluster, j["grow_limit_bytes"]
+PY
+    run "$MKFS" -q -f --json -H 4 -G 64T "$img" 1G
+    expect_rc 0 mkfs.vdfs -G 64T
+    python3 - "$OUT" <<'PY' || fail "-G 64T: $OUT"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["grow_limit_bytes"] >= 64 << 40, j["grow_limit_bytes"]
+assert j["pointer_blocks"]["count"] == (16 << 40) // (1 << 20) // 256 * 2, j["pointer_blocks"]
+PY
+    run "$CHECK" "$img"; expect_rc 0 check_image
+    img=$WORK/small.img
+    run "$MKFS" -q "${SMALL[@]}" "$img" 64M
+    before=$(sum "$img")
+    run "$MKFS" -f "${SMALL[@]}" -G 32M "$img"
+    expect_rc 1 "mkfs.vdfs -G below the size"
+    expect_err "grow limit 33554432 bytes (-G) is below the datastore's size, 67108864 bytes"
+    [ "$(sum "$img")" = "$before" ] || fail "a refused -G changed the image"
+    ;;
 bad-options)
     img=$WORK/never.img
     bad=(
         "-b 3000" "-b 0" "-b 128M" "-s 2K" "-b 64K -s 128K" "-b 64M -s 4K" "-H 0" "-H 65" "-H x"
-        "-J 1000" "-J 512K" "-N 5" "-N lots" "-U nonsense" "-U 0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fz"
+        "-J 1000" "-J 512K" "-N 5" "-N lots" "-G 0" "-G big" "-U nonsense" "-U 0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0fz"
         "-L $(printf 'x%.0s' {1..65})" "--bogus" "-b"
     )
     for opts in "${bad[@]}"; do

@@ -451,6 +451,94 @@ PY
     fusepid=""
     fsck_clean "$img"
     ;;
+grow)
+    # vdfsctl grow: the datastore takes the space its image file gained,
+    # while a vdfs-fuse host has it mounted and writes past the old end;
+    # a grow that stopped between its superblock and the last bitmap, or
+    # between the two superblocks, is accepted by the library and repaired
+    # by fsck.
+    { [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ] && [ -n "$VDFS_FUSE" ]; } ||
+        { echo "grow needs root, /dev/fuse and vdfs-fuse"; exit 77; }
+    ok "$MKFS" -q -H 4 --json "$img" 256M >"$work/mkfs.json"
+    read -r limit blocks bitmap backup < <(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+fb = d["file_blocks"]
+print(d["grow_limit_bytes"], fb["count"], fb["bitmap_offset"], d["backup_offset"])' "$work/mkfs.json")
+    [ "$limit" -ge $((1024 << 20)) ] || fail "a 256M datastore can grow only to $limit bytes, want at least 4x"
+    info_json() { ctl info --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)[\"$2\"])"; }
+    [ "$(info_json "$img" grow_limit)" = "$limit" ] || fail "info --json grow_limit differs from mkfs's"
+    cp --sparse=always "$img" "$work/before.img"
+    fusemnt=$work/mnt
+    mkdir -p "$fusemnt"
+    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=7e57e57e-0000-4000-8000-0000000000f2,hb_interval_ms=100,hb_timeout_ms=3000 \
+        2>"$work/fuse.err" &
+    fusepid=$!
+    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
+    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+    blocks_before=$(stat -f -c %b "$fusemnt")
+    # More than the datastore holds before the grow.
+    head -c $(((blocks + 64) << 20)) /dev/urandom >"$work/data"
+    cp "$work/data" "$fusemnt/data" 2>/dev/null && fail "$((blocks + 64)) MiB fit into $blocks file blocks"
+    rm -f "$fusemnt/data"
+    expect_exit 0 ctl grow "$img" 1G
+    grep -q "grew the datastore from 256.0 MiB to 1.0 GiB: 768 file blocks added" "$work/out" ||
+        fail "grow said: $(cat "$work/out")"
+    [ "$(stat -c %s "$img")" = $((1024 << 20)) ] || fail "the image file was not extended to 1 GiB"
+    blocks_after=$(stat -f -c %b "$fusemnt")
+    [ "$blocks_after" -ge $((blocks_before + 768)) ] ||
+        fail "the mount still sees $blocks_after blocks after the grow (had $blocks_before)"
+    cp "$work/data" "$fusemnt/data" || fail "the file does not fit into the grown datastore through the mount"
+    cmp "$work/data" "$fusemnt/data" || fail "the file written past the old end reads back wrong"
+    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
+    fusemnt=""
+    wait "$fusepid" || fail "vdfs-fuse exit status $?"
+    fusepid=""
+    fsck_clean "$img"
+    [ "$(info_json "$img" size)" = $((1024 << 20)) ] || fail "info --json size after the grow"
+    [ "$(ctl digest "$img" /data | cut -d' ' -f1)" = "$(sha256sum "$work/data" | cut -d' ' -f1)" ] ||
+        fail "the file's digest after unmount"
+    # Without SIZE: the size the image file has now.
+    truncate -s 2G "$img"
+    ok ctl grow --json "$img" >"$work/grow.json"
+    python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["old_size"] == 1 << 30 and d["size"] == 2 << 30 and d["added_blocks"] == 1024, d' "$work/grow.json" ||
+        fail "grow --json: $(cat "$work/grow.json")"
+    expect_exit 0 ctl grow "$img"
+    grep -q "already" "$work/out" || fail "a grow to the same size: $(cat "$work/out")"
+    expect_exit 1 ctl grow "$img" 1G
+    grep -q "cannot shrink" "$work/err" || fail "shrink: $(cat "$work/err")"
+    expect_exit 1 ctl grow "$img" $((limit + (1 << 30)))
+    grep -q "more than this datastore can grow to, $limit bytes" "$work/err" || fail "past the limit: $(cat "$work/err")"
+    [ "$(stat -c %s "$img")" = $((2048 << 20)) ] || fail "a refused grow changed the image file's size"
+    expect_exit 2 ctl grow "$img" 12Q
+    fsck_clean "$img"
+
+    # A grow that stopped after the primary superblock: the last cluster's
+    # old bitmap (and the old backup superblock) are still on disk.
+    crashed=$work/crashed.img
+    cp --sparse=always "$work/before.img" "$crashed"
+    ok ctl grow -q "$crashed" 1G
+    grown=$(info_json "$crashed" blocks)
+    for off in "$bitmap" "$backup"; do
+        dd if="$work/before.img" of="$crashed" bs=4096 skip=$((off / 4096)) seek=$((off / 4096)) count=1 \
+            conv=notrunc status=none || fail "dd"
+    done
+    cp --sparse=always "$crashed" "$work/crashed2.img"
+    expect_exit 4 "$FSCK" -n "$crashed"
+    grep -q "covers $blocks of its $grown blocks" "$work/out" || { cat "$work/out" >&2; fail "fsck does not name the short bitmap"; }
+    grep -q "backup superblock gives $((256 << 20)) bytes" "$work/out" || { cat "$work/out" >&2; fail "fsck does not name the stale backup"; }
+    expect_exit 1 "$FSCK" -y "$crashed"
+    fsck_clean "$crashed"
+    # The library takes the short bitmap as the rest of its cluster free.
+    ok ctl put "$work/crashed2.img" "$work/data" /data
+    "$FSCK" -n "$work/crashed2.img" >"$work/fsck.out" 2>&1
+    grep -q "covers" "$work/fsck.out" && { cat "$work/fsck.out" >&2; fail "the mount did not rewrite the short bitmap"; }
+    grep -q "problem" "$work/fsck.out" && ! grep -q "backup superblock gives" "$work/fsck.out" &&
+        { cat "$work/fsck.out" >&2; fail "fsck finds more than the stale backup after the mount"; }
+    ;;
 *)
     fail "unknown case $case_name"
     ;;

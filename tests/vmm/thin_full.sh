@@ -8,6 +8,8 @@
 #   datastore   the disk is vdfs:IMAGE:/vm/disk.img on a datastore that a
 #               filler file has nearly filled; another host (vdfsctl) then
 #               removes the filler
+#   datastore-grow  the same full datastore; another host (vdfsctl grow)
+#               then grows it, as an ESXi admin extends a full datastore
 # Usage: thin_full.sh CASE VDFS_VM GUEST_ELF MKFS_VDFS VDFSCTL FSCK_VDFS.
 # Exit 77 without KVM.
 set -euo pipefail
@@ -77,7 +79,7 @@ plain-file)
     expect_done
     expect_content <"$dir/fs/disk.img"
     ;;
-datastore)
+datastore | datastore-grow)
     ds=$dir/ds.img
     truncate -s 300M "$ds"
     "$MKFS" -q -H 4 -J 4M "$ds"
@@ -91,7 +93,11 @@ datastore)
     "$VDFSCTL" put "$ds" "$dir/filler" /filler
     start_guest "vdfs:$ds:/vm/disk.img"
     expect_waiting
-    "$VDFSCTL" rm "$ds" /filler || fail "another host could not remove the filler while the VM waited"
+    if [[ $case == datastore ]]; then
+        "$VDFSCTL" rm "$ds" /filler || fail "another host could not remove the filler while the VM waited"
+    else
+        "$VDFSCTL" grow "$ds" 600M || fail "another host could not grow the datastore while the VM waited"
+    fi
     expect_done
     "$VDFSCTL" get "$ds" /vm/disk.img - | expect_content
     "$FSCK" -n "$ds" >"$dir/fsck.out" || fail "fsck after the run: $(cat "$dir/fsck.out")"

@@ -1,0 +1,209 @@
+/* Growing a datastore after its device or image file grew, as VMFS does
+ * when its LUN is extended.
+ *
+ * vdfs_layout leaves room for the lock records and bitmaps of more file
+ * blocks than the device first holds, so growing adds file blocks only
+ * and never moves metadata.  The new primary superblock is the commit
+ * point:
+ *   1. the bitmaps of the new clusters go into that room (unreferenced
+ *      until step 2, so a crash before it leaves the old datastore);
+ *   2. the primary superblock, then the backup;
+ *   3. the last old cluster's bitmap, whose cluster grew, is rewritten
+ *      through the journal.
+ * A crash between 2 and 3 leaves that bitmap shorter than its cluster
+ * with every bit past its end clear: alloc_load accepts exactly that
+ * (vdfs_bitmap_grown_into) and writes it again.
+ *
+ * Other hosts see the new size the next time they take the volume
+ * metadata lock, whose version the grower bumps (super_refresh). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static int read_primary(struct vdfs *fs, struct vdfs_super *out)
+{
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    int rc = vdfs_dev_read(fs->dev, buf, VDFS_META_SIZE, VDFS_SUPER_OFFSET);
+    if (rc == 0)
+        rc = vdfs_super_decode(buf, VDFS_SUPER_OFFSET, out) ? -EIO : 0;
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+/* Whether `next` is `cur` grown: equal except for the size, the file-block
+ * count and the generation. */
+static bool only_grown(const struct vdfs_super *cur, const struct vdfs_super *next)
+{
+    struct vdfs_super a = *cur, b = *next;
+    if (b.total_bytes < a.total_bytes || b.region[VDFS_RT_FB].count < a.region[VDFS_RT_FB].count)
+        return false;
+    b.total_bytes = a.total_bytes;
+    b.region[VDFS_RT_FB].count = a.region[VDFS_RT_FB].count;
+    b.region[VDFS_RT_FB].clusters = a.region[VDFS_RT_FB].clusters;
+    b.hdr = a.hdr;
+    return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+static void adopt(struct vdfs *fs, const struct vdfs_super *next)
+{
+    fs->sb.total_bytes = next->total_bytes;
+    fs->sb.region[VDFS_RT_FB].count = next->region[VDFS_RT_FB].count;
+    fs->sb.region[VDFS_RT_FB].clusters = next->region[VDFS_RT_FB].clusters;
+    fs->sb.hdr = next->hdr;
+}
+
+int super_refresh(struct vdfs *fs)
+{
+    struct vdfs_super next;
+    int rc = read_primary(fs, &next);
+    if (rc) {
+        vdfs_log(VDFS_LOG_ERR, "cannot read the superblock again (%s); run fsck.vdfs", vdfs_strerror(rc));
+        return rc;
+    }
+    if (next.total_bytes == fs->sb.total_bytes && next.region[VDFS_RT_FB].count == fs->sb.region[VDFS_RT_FB].count)
+        return 0;
+    if (!only_grown(&fs->sb, &next)) {
+        vdfs_log(VDFS_LOG_ERR, "the superblock changed under this host in a way other than growth; unmount and "
+                               "run fsck.vdfs");
+        return -EIO;
+    }
+    if (next.total_bytes > vdfs_dev_size(fs->dev)) {
+        vdfs_dev_refresh_size(fs->dev);
+        if (next.total_bytes > vdfs_dev_size(fs->dev)) {
+            vdfs_log(VDFS_LOG_ERR,
+                     "the datastore grew to %llu bytes but this host sees a device of %llu: rescan the device",
+                     (unsigned long long)next.total_bytes, (unsigned long long)vdfs_dev_size(fs->dev));
+            return -EIO;
+        }
+    }
+    vdfs_log(VDFS_LOG_INFO, "the datastore grew from %llu to %llu bytes", (unsigned long long)fs->sb.total_bytes,
+             (unsigned long long)next.total_bytes);
+    adopt(fs, &next);
+    return 0;
+}
+
+static int write_new_bitmaps(struct vdfs *fs, const struct vdfs_super *next)
+{
+    const struct vdfs_region *fb = &next->region[VDFS_RT_FB];
+    struct vdfs_bitmap *bm = malloc(sizeof(*bm));
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    int rc = bm && buf ? 0 : -ENOMEM;
+    for (uint32_t c = fs->sb.region[VDFS_RT_FB].clusters; c < fb->clusters && rc == 0; c++) {
+        memset(bm, 0, sizeof(*bm));
+        bm->hdr = (struct vdfs_header){.kind = VDFS_KIND_BITMAP, .addr = vdfs_bitmap_addr(next, VDFS_RT_FB, c), .gen = 1};
+        bm->rtype = VDFS_RT_FB;
+        bm->cluster = c;
+        bm->first = (uint64_t)c * fb->per_cluster;
+        bm->count = vdfs_cluster_len(fb, c);
+        bm->free = bm->count;
+        bm->affinity = VDFS_NO_SLOT;
+        vdfs_bitmap_encode(bm, buf);
+        rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, bm->hdr.addr);
+    }
+    free(bm);
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+static int write_superblocks(struct vdfs *fs, const struct vdfs_super *next)
+{
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    struct vdfs_super copy = *next;
+    uint64_t addrs[2] = {VDFS_SUPER_OFFSET, next->backup_offset};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        copy.hdr.addr = addrs[i];
+        vdfs_super_encode(&copy, buf);
+        /* The checks every mount makes, before anything is written. */
+        struct vdfs_super check;
+        rc = vdfs_super_decode(buf, addrs[i], &check) ? -EINVAL : 0;
+        if (rc == 0)
+            rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, addrs[i]);
+        if (rc == 0)
+            rc = vdfs_dev_flush(fs->dev);
+    }
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+static int grow_locked(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_result *res)
+{
+    new_total &= ~(uint64_t)(VDFS_META_SIZE - 1);
+    const struct vdfs_region *fb = &fs->sb.region[VDFS_RT_FB];
+    res->old_bytes = fs->sb.total_bytes;
+    res->new_bytes = fs->sb.total_bytes;
+    res->limit_bytes = vdfs_grow_limit(&fs->sb);
+    res->added_blocks = 0;
+    if (new_total < fs->sb.total_bytes)
+        return -EINVAL;
+    if (new_total > res->limit_bytes)
+        return -EFBIG;
+    if (new_total == fs->sb.total_bytes)
+        return 0;
+    /* Nothing of this host's may be in flight when the caches reload. */
+    int rc = journal_commit(fs);
+    if (rc == 0 && new_total > vdfs_dev_size(fs->dev))
+        rc = vdfs_dev_refresh_size(fs->dev);
+    if (rc)
+        return rc;
+    if (new_total > vdfs_dev_size(fs->dev))
+        return -ENOSPC;
+
+    struct vdfs_super next = fs->sb;
+    next.total_bytes = new_total;
+    next.hdr.gen++;
+    uint64_t blocks = (new_total - fb->start) / fb->unit_size;
+    uint64_t room = vdfs_fb_cluster_room(&fs->sb) * fb->per_cluster;
+    if (blocks > room)
+        blocks = room;
+    if (blocks > VDFS_PTR_INDEX_MASK)
+        blocks = VDFS_PTR_INDEX_MASK;
+    if (blocks < fb->count)
+        blocks = fb->count;
+    next.region[VDFS_RT_FB].count = blocks;
+    next.region[VDFS_RT_FB].clusters = (uint32_t)((blocks + fb->per_cluster - 1) / fb->per_cluster);
+
+    rc = write_new_bitmaps(fs, &next);
+    if (rc == 0)
+        rc = vdfs_dev_flush(fs->dev);
+    if (rc == 0)
+        rc = write_superblocks(fs, &next);
+    if (rc)
+        return rc;
+    res->added_blocks = blocks - fb->count;
+    res->new_bytes = new_total;
+    /* Other hosts reload when they next take the metadata lock. */
+    fs->mlock_dirty = true;
+    adopt(fs, &next);
+    rc = caches_drop_and_reload(fs);
+    if (rc) {
+        /* Nothing is loaded: as when taking the lock, hand it back and
+         * load again on the next hold. */
+        cluster_release(fs);
+        fs->mlock_version_known = false;
+        return rc;
+    }
+    return journal_commit(fs);
+}
+
+int vdfs_grow(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_result *res)
+{
+    struct vdfs_grow_result scratch;
+    if (!res)
+        res = &scratch;
+    memset(res, 0, sizeof(*res));
+    if (fs->readonly)
+        return -EROFS;
+    pthread_mutex_lock(&fs->lock);
+    int rc = cluster_hold(fs);
+    if (rc == 0)
+        rc = grow_locked(fs, new_total, res);
+    pthread_mutex_unlock(&fs->lock);
+    return rc;
+}
