@@ -12,7 +12,9 @@
  *      through the journal.
  * A crash between 2 and 3 leaves that bitmap shorter than its cluster
  * with every bit past its end clear: alloc_load accepts exactly that
- * (vdfs_bitmap_grown_into) and writes it again.
+ * (vdfs_bitmap_grown_into) and writes it again.  A crash between the two
+ * superblocks leaves the backup behind, which the next writable host
+ * updates (backup_refresh).
  *
  * Other hosts see the new size the next time they take the volume
  * metadata lock, whose version the grower bumps (super_refresh). */
@@ -22,14 +24,33 @@
 
 #include "internal.h"
 
-static int read_primary(struct vdfs *fs, struct vdfs_super *out)
+static int read_super_at(struct vdfs *fs, uint64_t addr, struct vdfs_super *out)
 {
     uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
     if (!buf)
         return -ENOMEM;
-    int rc = vdfs_dev_read(fs->dev, buf, VDFS_META_SIZE, VDFS_SUPER_OFFSET);
+    int rc = vdfs_dev_read(fs->dev, buf, VDFS_META_SIZE, addr);
     if (rc == 0)
-        rc = vdfs_super_decode(buf, VDFS_SUPER_OFFSET, out) ? -EIO : 0;
+        rc = vdfs_super_decode(buf, addr, out) ? -EIO : 0;
+    vdfs_aligned_free(buf);
+    return rc;
+}
+
+static int write_super_at(struct vdfs *fs, const struct vdfs_super *sb, uint64_t addr)
+{
+    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!buf)
+        return -ENOMEM;
+    struct vdfs_super copy = *sb;
+    copy.hdr.addr = addr;
+    vdfs_super_encode(&copy, buf);
+    /* The checks every mount makes, before anything is written. */
+    struct vdfs_super check;
+    int rc = vdfs_super_decode(buf, addr, &check) ? -EINVAL : 0;
+    if (rc == 0)
+        rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, addr);
+    if (rc == 0)
+        rc = vdfs_dev_flush(fs->dev);
     vdfs_aligned_free(buf);
     return rc;
 }
@@ -56,16 +77,35 @@ static void adopt(struct vdfs *fs, const struct vdfs_super *next)
     fs->sb.hdr = next->hdr;
 }
 
+/* A grow that stopped between the two superblocks left the backup with
+ * the old size: the first writable hold of the metadata lock after the
+ * mount brings it up to the primary, so that fsck finds nothing. */
+static void backup_refresh(struct vdfs *fs)
+{
+    if (fs->readonly || fs->backup_checked)
+        return;
+    fs->backup_checked = true;
+    struct vdfs_super backup;
+    if (read_super_at(fs, fs->sb.backup_offset, &backup) != 0 || backup.total_bytes == fs->sb.total_bytes ||
+        !only_grown(&backup, &fs->sb))
+        return; /* current, or damaged beyond this: fsck.vdfs's business */
+    if (write_super_at(fs, &fs->sb, fs->sb.backup_offset) == 0)
+        vdfs_log(VDFS_LOG_INFO, "the backup superblock still gave %llu bytes (a grow stopped part-way); updated",
+                 (unsigned long long)backup.total_bytes);
+}
+
 int super_refresh(struct vdfs *fs)
 {
     struct vdfs_super next;
-    int rc = read_primary(fs, &next);
+    int rc = read_super_at(fs, VDFS_SUPER_OFFSET, &next);
     if (rc) {
         vdfs_log(VDFS_LOG_ERR, "cannot read the superblock again (%s); run fsck.vdfs", vdfs_strerror(rc));
         return rc;
     }
-    if (next.total_bytes == fs->sb.total_bytes && next.region[VDFS_RT_FB].count == fs->sb.region[VDFS_RT_FB].count)
+    if (next.total_bytes == fs->sb.total_bytes && next.region[VDFS_RT_FB].count == fs->sb.region[VDFS_RT_FB].count) {
+        backup_refresh(fs);
         return 0;
+    }
     if (!only_grown(&fs->sb, &next)) {
         vdfs_log(VDFS_LOG_ERR, "the superblock changed under this host in a way other than growth; unmount and "
                                "run fsck.vdfs");
@@ -83,6 +123,7 @@ int super_refresh(struct vdfs *fs)
     vdfs_log(VDFS_LOG_INFO, "the datastore grew from %llu to %llu bytes", (unsigned long long)fs->sb.total_bytes,
              (unsigned long long)next.total_bytes);
     adopt(fs, &next);
+    backup_refresh(fs);
     return 0;
 }
 
@@ -105,29 +146,6 @@ static int write_new_bitmaps(struct vdfs *fs, const struct vdfs_super *next)
         rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, bm->hdr.addr);
     }
     free(bm);
-    vdfs_aligned_free(buf);
-    return rc;
-}
-
-static int write_superblocks(struct vdfs *fs, const struct vdfs_super *next)
-{
-    uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
-    if (!buf)
-        return -ENOMEM;
-    struct vdfs_super copy = *next;
-    uint64_t addrs[2] = {VDFS_SUPER_OFFSET, next->backup_offset};
-    int rc = 0;
-    for (int i = 0; i < 2 && rc == 0; i++) {
-        copy.hdr.addr = addrs[i];
-        vdfs_super_encode(&copy, buf);
-        /* The checks every mount makes, before anything is written. */
-        struct vdfs_super check;
-        rc = vdfs_super_decode(buf, addrs[i], &check) ? -EINVAL : 0;
-        if (rc == 0)
-            rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, addrs[i]);
-        if (rc == 0)
-            rc = vdfs_dev_flush(fs->dev);
-    }
     vdfs_aligned_free(buf);
     return rc;
 }
@@ -173,7 +191,9 @@ static int grow_locked(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_res
     if (rc == 0)
         rc = vdfs_dev_flush(fs->dev);
     if (rc == 0)
-        rc = write_superblocks(fs, &next);
+        rc = write_super_at(fs, &next, VDFS_SUPER_OFFSET);
+    if (rc == 0)
+        rc = write_super_at(fs, &next, next.backup_offset);
     if (rc)
         return rc;
     res->added_blocks = blocks - fb->count;

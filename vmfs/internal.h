@@ -314,6 +314,7 @@ struct vdfs {
 
     /* Cluster (rw mounts): heartbeat renewal runs in its own thread. */
     bool cluster;
+    bool backup_checked; /* super_refresh looked at the backup superblock */
     bool multiwriter;
     uint32_t hb_interval_ms, hb_timeout_ms, lease_ms;
     pthread_mutex_t hb_lock; /* hb_raw, watch */

@@ -16,6 +16,8 @@ trap cleanup EXIT
 
 # A small journal (1 MiB = 256 blocks) so the workload wraps it.
 "$mkfs" -q -H 2 -J 1M "$work/base.img" 256M
+# Room for the workload to grow the datastore into.
+truncate -s 512M "$work/base.img"
 cp --sparse=always "$work/base.img" "$work/run.img"
 "$workload" "$work/run.img" "$work/trace.bin" "$work/manifest.txt"
 "$fsck" -n "$work/run.img" >/dev/null || {

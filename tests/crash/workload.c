@@ -5,7 +5,8 @@
  *
  * Mounts IMAGE with every device write traced to TRACE, runs a fixed
  * sequence of namespace and data operations with vdfs_fsync points in
- * between, and unmounts.  A model of the expected tree is kept in memory.
+ * between (and a grow of the datastore into the rest of IMAGE), and
+ * unmounts.  A model of the expected tree is kept in memory.
  * After every fsync (and after the unmount) MANIFEST gets a section:
  *
  *   sync BYTES            trace length when the fsync returned
@@ -31,6 +32,8 @@
 #include "device.h"
 #include "vdfs.h"
 
+/* run_crash_test.sh makes a 256 MiB datastore in an image of this size. */
+#define GROWN_BYTES (512ull << 20)
 #define MAX_NAMES 256
 #define MAX_INODES 256
 
@@ -339,6 +342,14 @@ static void workload(void)
         do_create(path, (size_t)(i % 4 == 0 ? 100 : 5000 + i * 700), (uint64_t)(100 + i));
     }
     sync_point("/d");
+
+    /* The datastore grows into the rest of its image (vdfs_grow): every
+     * crash state of it must mount, keep what was synced and fsck clean. */
+    struct vdfs_grow_result grown;
+    check(vdfs_grow(fs, GROWN_BYTES, &grown), "grow", "/");
+    if (grown.new_bytes != GROWN_BYTES || grown.added_blocks == 0)
+        die("grow: the datastore is %llu bytes, not %llu", (unsigned long long)grown.new_bytes,
+            (unsigned long long)GROWN_BYTES);
 
     /* Drop a link, rewrite from empty, rename over an existing file, and
      * a sparse file. */

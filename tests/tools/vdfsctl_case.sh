@@ -532,12 +532,10 @@ assert d["old_size"] == 1 << 30 and d["size"] == 2 << 30 and d["added_blocks"] =
     grep -q "backup superblock gives $((256 << 20)) bytes" "$work/out" || { cat "$work/out" >&2; fail "fsck does not name the stale backup"; }
     expect_exit 1 "$FSCK" -y "$crashed"
     fsck_clean "$crashed"
-    # The library takes the short bitmap as the rest of its cluster free.
+    # The library takes the short bitmap as the rest of its cluster free,
+    # and a writing host brings both up to date.
     ok ctl put "$work/crashed2.img" "$work/data" /data
-    "$FSCK" -n "$work/crashed2.img" >"$work/fsck.out" 2>&1
-    grep -q "covers" "$work/fsck.out" && { cat "$work/fsck.out" >&2; fail "the mount did not rewrite the short bitmap"; }
-    grep -q "problem" "$work/fsck.out" && ! grep -q "backup superblock gives" "$work/fsck.out" &&
-        { cat "$work/fsck.out" >&2; fail "fsck finds more than the stale backup after the mount"; }
+    fsck_clean "$work/crashed2.img"
     ;;
 *)
     fail "unknown case $case_name"
