@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,16 @@
 #include <unistd.h>
 
 #define REGISTRY_SUFFIX ".vm"
+#define STATE_SUFFIX ".state"
+/* The state file is rewritten in place at this fixed size, so a change is
+ * one pwrite from a seccomp-confined I/O thread (no truncate, no rename). */
+#define STATE_BYTES 512
 
 static char registered_path[4096];
+static char state_path[4096];
+static int state_fd = -1;
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned disks_waiting;
 
 void host_capacity_read(struct host_capacity *host)
 {
@@ -102,6 +111,68 @@ static int parse_record(const char *text, struct vm_record *r)
     return 0;
 }
 
+static void state_path_of(pid_t pid, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%d" STATE_SUFFIX, admission_dir(), (int)pid);
+}
+
+/* "running", or "waiting-for-space SINCE DISK", padded with spaces. */
+static void state_write(const char *text)
+{
+    if (state_fd < 0)
+        return;
+    char buf[STATE_BYTES];
+    memset(buf, ' ', sizeof(buf));
+    int n = snprintf(buf, sizeof(buf), "%s", text);
+    if (n >= 0 && (size_t)n < sizeof(buf))
+        buf[n] = ' ';
+    buf[sizeof(buf) - 1] = '\n';
+    if (pwrite(state_fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+        return; /* only `ps` reads it */
+}
+
+void admission_note_space_wait(const char *disk, bool waiting)
+{
+    pthread_mutex_lock(&state_lock);
+    if (waiting && disks_waiting++ == 0) {
+        /* clock_gettime is in every seccomp profile; time(2) is not. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        char text[STATE_BYTES];
+        snprintf(text, sizeof(text), "waiting-for-space %lld %.*s", (long long)now.tv_sec, STATE_BYTES - 64, disk);
+        state_write(text);
+    } else if (!waiting && disks_waiting > 0 && --disks_waiting == 0) {
+        state_write("running");
+    }
+    pthread_mutex_unlock(&state_lock);
+}
+
+static void state_read(struct vm_record *r)
+{
+    char path[4096];
+    state_path_of(r->pid, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char text[STATE_BYTES + 1];
+    size_t got = fread(text, 1, STATE_BYTES, f);
+    fclose(f);
+    text[got] = '\0';
+    long long since;
+    int at = 0;
+    if (sscanf(text, "waiting-for-space %lld %n", &since, &at) == 1 && at > 0) {
+        r->waiting_for_space = true;
+        r->waiting_since = since;
+        size_t len = strcspn(text + at, "\n");
+        while (len > 0 && text[at + len - 1] == ' ')
+            len--;
+        if (len >= sizeof(r->waiting_disk))
+            len = sizeof(r->waiting_disk) - 1;
+        memcpy(r->waiting_disk, text + at, len);
+        r->waiting_disk[len] = '\0';
+    }
+}
+
 static int ensure_dir(const char *dir)
 {
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -159,8 +230,11 @@ int admission_list(struct vm_record **out)
             continue;
         if (!vm_record_alive(&r)) {
             unlink(path); /* the VM's process died without cleaning up */
+            state_path_of(r.pid, path, sizeof(path));
+            unlink(path);
             continue;
         }
+        state_read(&r);
         if (n == cap) {
             cap = cap ? cap * 2 : 8;
             struct vm_record *grown = realloc(list, (size_t)cap * sizeof(*grown));
@@ -250,6 +324,9 @@ int admission_admit(const struct admission_request *req, char *err, size_t errle
         registered_path[0] = '\0';
         goto out;
     }
+    state_path_of(getpid(), state_path, sizeof(state_path));
+    state_fd = open(state_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    state_write("running");
     rc = 0;
 out:
     close(lock);
@@ -261,6 +338,11 @@ void admission_release(void)
     if (registered_path[0]) {
         unlink(registered_path);
         registered_path[0] = '\0';
+    }
+    if (state_fd >= 0) {
+        close(state_fd);
+        state_fd = -1;
+        unlink(state_path);
     }
 }
 
@@ -301,20 +383,35 @@ int admission_ps(bool json, FILE *out)
         for (int i = 0; i < n; i++) {
             fprintf(out, "%s{\"pid\": %d, \"name\": ", i ? ", " : "", (int)vms[i].pid);
             json_string(out, vms[i].name);
-            fprintf(out, ", \"cpus\": %u, \"memory\": %" PRIu64 ", \"started\": %lld}",
-                    vms[i].cpus, vms[i].memory_bytes, vms[i].started);
+            fprintf(out, ", \"cpus\": %u, \"memory\": %" PRIu64 ", \"started\": %lld, \"state\": \"%s\"",
+                    vms[i].cpus, vms[i].memory_bytes, vms[i].started,
+                    vms[i].waiting_for_space ? "waiting-for-space" : "running");
+            if (vms[i].waiting_for_space) {
+                fprintf(out, ", \"waiting_since\": %lld, \"waiting_disk\": ", vms[i].waiting_since);
+                json_string(out, vms[i].waiting_disk);
+            }
+            fputc('}', out);
         }
         fprintf(out, "], \"total\": {\"cpus\": %u, \"memory\": %" PRIu64 "}}\n", cpus, mem);
     } else {
-        fprintf(out, "%-20s %8s %5s %10s\n", "NAME", "PID", "CPUS", "MEMORY");
+        fprintf(out, "%-20s %8s %5s %10s  %s\n", "NAME", "PID", "CPUS", "MEMORY", "STATE");
         for (int i = 0; i < n; i++)
-            fprintf(out, "%-20s %8d %5u %7" PRIu64 " MiB\n", vms[i].name, (int)vms[i].pid,
-                    vms[i].cpus, vms[i].memory_bytes >> 20);
+            fprintf(out, "%-20s %8d %5u %7" PRIu64 " MiB  %s\n", vms[i].name, (int)vms[i].pid,
+                    vms[i].cpus, vms[i].memory_bytes >> 20,
+                    vms[i].waiting_for_space ? "waiting for space" : "running");
         fprintf(out,
                 "host: %u vCPUs on %u cores (%.2f per core); %" PRIu64 " MiB of %" PRIu64
                 " MiB RAM (%.1f%%)\n",
                 cpus, host.cores, (double)cpus / host.cores, mem >> 20, host.memory_bytes >> 20,
                 host.memory_bytes ? 100.0 * (double)mem / (double)host.memory_bytes : 0.0);
+        long long now = (long long)time(NULL);
+        for (int i = 0; i < n; i++)
+            if (vms[i].waiting_for_space)
+                fprintf(out,
+                        "%s (pid %d): writes to %s have waited for space for %lld s; free space where it "
+                        "lives (on a datastore: remove files, or vdfsctl grow), or stop the VM\n",
+                        vms[i].name, (int)vms[i].pid, vms[i].waiting_disk,
+                        now > vms[i].waiting_since ? now - vms[i].waiting_since : 0);
     }
     free(vms);
     return 0;

@@ -21,6 +21,11 @@ struct vm_record {
     uint64_t memory_bytes;
     long long started; /* unix time */
     unsigned long long start_ticks; /* process start, /proc/PID/stat; 0 = unknown */
+    /* From the VM's state file: whether a disk's writes wait for space,
+     * since when (unix time), and which disk. */
+    bool waiting_for_space;
+    long long waiting_since;
+    char waiting_disk[256];
 };
 
 struct admission_request {
@@ -39,6 +44,9 @@ const char *admission_dir(void);
 int admission_admit(const struct admission_request *req, char *err, size_t errlen);
 /* Removes the calling process's registry entry. */
 void admission_release(void);
+/* Records in the VM's state file, for `ps`, that a disk's writes started
+ * or stopped waiting for space (virtio_blk_set_space_wait_hook). */
+void admission_note_space_wait(const char *disk, bool waiting);
 
 /* Whether the record's VMM still runs: the process exists, is no zombie,
  * and its pid has not been reused. */

@@ -344,6 +344,7 @@ static int cmd_run(int argc, char **argv)
         return EXIT_VMM_ERROR;
     }
     atexit(admission_release);
+    virtio_blk_set_space_wait_hook(admission_note_space_wait);
 
     int serial_fd = STDOUT_FILENO;
     if (cfg.serial == SERIAL_FILE) {

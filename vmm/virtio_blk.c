@@ -461,10 +461,26 @@ static void blk_publish(struct virtio_blk *blk)
         virtio_pci_interrupt_queue(blk->vp, 0);
 }
 
+static void (*space_wait_hook)(const char *disk, bool waiting);
+
+void virtio_blk_set_space_wait_hook(void (*hook)(const char *disk, bool waiting))
+{
+    space_wait_hook = hook;
+}
+
+static void set_waiting_for_space(struct virtio_blk *blk, bool waiting)
+{
+    if (blk->waiting_for_space == waiting)
+        return;
+    blk->waiting_for_space = waiting;
+    if (space_wait_hook)
+        space_wait_hook(blk->path, waiting);
+}
+
 static void wait_for_space(struct virtio_blk *blk, struct blk_req *r, int error)
 {
     if (!blk->waiting_for_space) {
-        blk->waiting_for_space = true;
+        set_waiting_for_space(blk, true);
         blk->writes_waited = 0;
         fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): a write at byte %llu found no space (%s); "
                         "writes that need space wait, and are tried again every %d ms, until "
@@ -504,7 +520,7 @@ static unsigned drop_waiting_writes(struct virtio_blk *blk)
     }
     blk->stalled_tail = NULL;
     blk->resetting = was_resetting;
-    blk->waiting_for_space = false;
+    set_waiting_for_space(blk, false);
     return n;
 }
 
@@ -533,7 +549,7 @@ static void req_complete(struct blk_io *io, int result)
                      : result == -EOPNOTSUPP ? VIRTIO_BLK_S_UNSUPP : VIRTIO_BLK_S_IOERR;
     req_finish(r, status);
     if (blk->waiting_for_space && !blk->stalled && !blk->retried_inflight) {
-        blk->waiting_for_space = false;
+        set_waiting_for_space(blk, false);
         fprintf(stderr, "vdfs-vm: virtio-blk %s (%s): space found; writes that waited: %llu, "
                         "all done\n",
                 virtio_pci_location(blk->vp), blk->path, (unsigned long long)blk->writes_waited);

@@ -93,6 +93,9 @@ int blk_ring_init(struct io_uring *ring, int efd);
  * "vdfs:" form needs a libvdfs backend passed to virtio_blk_create_backend).
  * Returns 0 or -errno with a message on stderr. */
 int virtio_blk_create(struct pci_bus *pci, struct vm_services *svc, const struct disk_config *cfg);
+/* Called (from a disk's I/O thread) when a disk's writes start waiting for
+ * space and when they stop, because space was found or they were dropped. */
+void virtio_blk_set_space_wait_hook(void (*hook)(const char *disk, bool waiting));
 /* The same with a backend the caller opened; the device owns it from here
  * on (also on failure).  cfg->path is used in messages only. */
 int virtio_blk_create_backend(struct pci_bus *pci, struct vm_services *svc,

@@ -63,7 +63,7 @@ until [ -e "$VDFS_VM_RUN_DIR/$spin.vm" ] || [ $i -ge 50 ]; do sleep 0.1; i=$((i 
 run_vm "$work/out" "$work/err" run --kernel "$work/k.elf" --memory 16M --cpus $((limit - 1))
 expect_rc "running VM's vCPUs count against the ratio" 1
 "$VDFS_VM" ps >"$work/ps" 2>&1
-expect_in "$work/ps" "spinner *$spin *2 *32 MiB" "ps lists the VM"
+expect_in "$work/ps" "spinner *$spin *2 *32 MiB  running" "ps lists the VM"
 expect_in "$work/ps" "host: 2 vCPUs on $cores cores" "ps shows totals against capacity"
 "$VDFS_VM" ps --json >"$work/ps.json"
 if python3 -c '
@@ -71,10 +71,12 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 vm = [v for v in d["vms"] if v["name"] == "spinner"][0]
 assert vm["pid"] == int(sys.argv[2]) and vm["cpus"] == 2 and vm["memory"] == 32 << 20, vm
+assert vm["state"] == "running" and "waiting_disk" not in vm, vm
 assert d["host"]["cores"] == int(sys.argv[3]) and d["total"]["cpus"] == 2, d
 ' "$work/ps.json" "$spin" "$cores"; then pass "ps --json"; else fail "ps --json"; cat "$work/ps.json"; fi
 kill -TERM $spin
 wait $spin
 "$VDFS_VM" ps --json >"$work/ps.json"
 grep -q '"vms": \[\]' "$work/ps.json" && pass "ps empty after the VM ended" || fail "ps after end: $(cat "$work/ps.json")"
+[ ! -e "$VDFS_VM_RUN_DIR/$spin.state" ] && pass "the VM's state file is gone" || fail "$spin.state left behind"
 finish

@@ -19,7 +19,8 @@ dir=$(mktemp -d /tmp/vdfs-thin-full.XXXXXX)
 export VDFS_VM_RUN_DIR=$dir/run
 vm_pid=
 cleanup() {
-    [[ -n $vm_pid ]] && kill -9 "$vm_pid" 2>/dev/null || true
+    # TERM, which timeout(1) passes on to the VMM (KILL would leave it).
+    [[ -n $vm_pid ]] && kill "$vm_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     mountpoint -q "$dir/fs" 2>/dev/null && umount "$dir/fs"
     rm -rf "$dir"
@@ -50,6 +51,17 @@ expect_waiting() {
     sleep 2
     kill -0 "$vm_pid" 2>/dev/null || fail "the VM ended while its disk was full"
     ! grep -q "RESULT" "$dir/console.log" || fail "the guest finished while its disk was full"
+    # vdfs-vm ps shows it, as ESXi shows a VM's question.
+    "$VM" ps >"$dir/ps" 2>&1 || fail "vdfs-vm ps: $(cat "$dir/ps")"
+    grep -q "^thin-full  *[0-9]*  *1  *64 MiB  waiting for space$" "$dir/ps" ||
+        fail "ps does not show the VM waiting: $(cat "$dir/ps")"
+    grep -qF "): writes to $1 have waited for space for" "$dir/ps" ||
+        fail "ps does not name the disk: $(cat "$dir/ps")"
+    "$VM" ps --json | python3 -c '
+import json, sys, time
+vm = json.load(sys.stdin)["vms"][0]
+assert vm["state"] == "waiting-for-space" and vm["waiting_disk"] == sys.argv[1], vm
+assert time.time() - 60 < vm["waiting_since"] <= time.time(), vm' "$1" || fail "ps --json does not show the wait"
 }
 
 expect_done() {
@@ -74,7 +86,7 @@ plain-file)
     mount -t tmpfs -o size=24m tmpfs "$dir/fs"
     truncate -s "${MIB}M" "$dir/fs/disk.img"
     start_guest "$dir/fs/disk.img"
-    expect_waiting
+    expect_waiting "$dir/fs/disk.img"
     mount -o remount,size=100m "$dir/fs"
     expect_done
     expect_content <"$dir/fs/disk.img"
@@ -92,7 +104,7 @@ datastore | datastore-grow)
     head -c "$(( (total - used - 24) * 1024 * 1024 ))" /dev/urandom >"$dir/filler"
     "$VDFSCTL" put "$ds" "$dir/filler" /filler
     start_guest "vdfs:$ds:/vm/disk.img"
-    expect_waiting
+    expect_waiting "vdfs:$ds:/vm/disk.img"
     if [[ $case == datastore ]]; then
         "$VDFSCTL" rm "$ds" /filler || fail "another host could not remove the filler while the VM waited"
     else
