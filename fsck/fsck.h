@@ -125,7 +125,8 @@ struct fsck {
      * backup_found_at is in use): reported and rewritten only once pass 1
      * has found no live host (fsck_super_repair). */
     bool primary_bad, backup_bad;
-    uint64_t backup_stale_bytes; /* the size a backup from before a grow still gives */
+    bool backup_stale; /* a backup from before a grow or relabel */
+    uint64_t backup_stale_bytes; /* the size it still gives */
     uint64_t backup_found_at;
     volatile sig_atomic_t *cancel;
 

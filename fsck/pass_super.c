@@ -197,8 +197,11 @@ int fsck_pass_super(struct fsck *f)
     if (prc == 0) {
         f->backup_bad = read_super_at(f, f->sb.backup_offset, &backup) != 0;
         if (!f->backup_bad && (backup.total_bytes != f->sb.total_bytes ||
-                               backup.region[VDFS_RT_FB].count != f->sb.region[VDFS_RT_FB].count))
+                               backup.region[VDFS_RT_FB].count != f->sb.region[VDFS_RT_FB].count ||
+                               strcmp(backup.label, f->sb.label) != 0)) {
+            f->backup_stale = true;
             f->backup_stale_bytes = backup.total_bytes;
+        }
     }
     f->have_sb = true;
     fsck_info(f, "%" PRIu64 " bytes, block %u, sub-block %u, %u hosts, %" PRIu64 " descriptors", f->sb.total_bytes,
@@ -219,10 +222,10 @@ void fsck_super_repair(struct fsck *f)
         fsck_problem(f, "super_backup_bad", "backup superblock", f->sb.backup_offset, true,
                      "backup superblock at 0x%" PRIx64 " damaged", f->sb.backup_offset))
         rc = write_super_at(f, &f->sb, f->sb.backup_offset);
-    if (rc == 0 && f->backup_stale_bytes &&
+    if (rc == 0 && f->backup_stale &&
         fsck_problem(f, "super_backup_stale", "backup superblock", f->sb.backup_offset, true,
                      "the backup superblock gives %" PRIu64 " bytes, the primary %" PRIu64
-                     " (a grow of the datastore stopped between them); updating the backup",
+                     ", or another label (a grow or relabel stopped between them); updating the backup",
                      f->backup_stale_bytes, f->sb.total_bytes))
         rc = write_super_at(f, &f->sb, f->sb.backup_offset);
     if (rc) {

@@ -28,6 +28,8 @@ int ctl_cp(struct vdfs *fs, const struct ctl *c, const char *from, const char *t
 /* Grows the datastore to `size` bytes, extending an image file first;
  * 0 means the device's or file's size. */
 int ctl_grow(struct vdfs *fs, const struct ctl *c, uint64_t size);
+/* Prints the datastore's label (`label` NULL), or sets it. */
+int ctl_label(struct vdfs *fs, const struct ctl *c, const char *label);
 /* "1.5 GiB". */
 void ctl_human(uint64_t v, char *out, size_t n);
 /* Whether n bytes at p are all zero: such blocks are not written, so that

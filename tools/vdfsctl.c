@@ -36,13 +36,14 @@ static void usage(FILE *out)
             "                            --thick reserves its blocks, which read as zeros\n"
             "  grow   IMAGE [SIZE]       grow the datastore to SIZE (an image file is extended) or\n"
             "                            to its device's size, while hosts have it mounted\n"
+            "  label  IMAGE [LABEL]      print the datastore's label, or set it ('' for none)\n"
             "  usage  IMAGE              provisioned against allocated space\n"
             "  map    IMAGE PATH         a file's allocated ranges and holes\n"
             "  digest IMAGE PATH         SHA-256 of a file (holes are not read)\n"
             "  hosts  IMAGE              heartbeat slots: live hosts and heartbeat age\n"
             "  locks  IMAGE              on-disk locks that are held\n"
             "\n"
-            "Options: --json (info, ls, stat, usage, map, hosts, locks, grow), -r, -p, -l, -q, --thick,\n"
+            "Options: --json (info, ls, stat, usage, map, hosts, locks, grow, label), -r, -p, -l, -q, --thick,\n"
             "         -h/--help,\n"
             "         --host-uuid UUID (commands that mount: join as this cluster host)\n"
             "Commands that mount join the datastore as one more cluster host, so they work\n"
@@ -752,7 +753,7 @@ int main(int argc, char **argv)
                  {"put", 2, 2, true},     {"rm", 1, 1, true},     {"mkdir", 1, 1, true},  {"usage", 0, 0, false},
                  {"map", 1, 1, false},    {"digest", 1, 1, false}, {"hosts", 0, 0, false}, {"locks", 0, 0, false},
                  {"mv", 2, 2, true},      {"cp", 2, 2, true},     {"truncate", 2, 2, true},
-                 {"grow", 0, 1, true}};
+                 {"grow", 0, 1, true},    {"label", 0, 1, true}};
     int which = -1;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (!strcmp(cmd, table[i].name))
@@ -785,8 +786,10 @@ int main(int argc, char **argv)
         return cmd_hosts(&c) ? 1 : 0;
     if (!strcmp(cmd, "locks"))
         return cmd_locks(&c) ? 1 : 0;
+    /* label without LABEL only reads. */
+    bool write = table[which].write && !(!strcmp(cmd, "label") && nargs == 1);
     struct vdfs *fs;
-    if (mount_for(c.image, host_uuid, table[which].write, &fs))
+    if (mount_for(c.image, host_uuid, write, &fs))
         return 1;
     int rc = 0;
     if (!strcmp(cmd, "info"))
@@ -811,6 +814,8 @@ int main(int argc, char **argv)
         rc = ctl_truncate(fs, &c, args[1], size);
     else if (!strcmp(cmd, "grow"))
         rc = ctl_grow(fs, &c, size);
+    else if (!strcmp(cmd, "label"))
+        rc = ctl_label(fs, &c, nargs > 1 ? args[1] : NULL);
     else if (!strcmp(cmd, "usage"))
         rc = cmd_usage(fs, &c);
     else if (!strcmp(cmd, "map"))

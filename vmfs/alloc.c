@@ -36,7 +36,7 @@ int alloc_load(struct vdfs *fs)
                 struct vdfs_bitmap *b = &p->clusters[c + i];
                 rc = vdfs_bitmap_decode(buf + (size_t)i * VDFS_META_SIZE, addr, b);
                 if (rc == 0 && rt == VDFS_RT_FB && vdfs_bitmap_grown_into(b, &fs->sb, c + i)) {
-                    /* See grow.c: the rest of the cluster is new and free. */
+                    /* See superblock.c: the rest of the cluster is new and free. */
                     uint32_t len = vdfs_cluster_len(r, c + i);
                     b->free += len - b->count;
                     b->count = len;

@@ -257,8 +257,9 @@ void expect_clear(void);
 
 /* ---- the volume ---- */
 int caches_drop_and_reload(struct vdfs *fs);
-/* grow.c: takes a grown superblock from the device (another host grew
- * the datastore); anything else that changed is -EIO. */
+/* superblock.c: takes the superblock from the device again, where another
+ * host may have grown or relabelled the datastore; any other change is
+ * -EIO. */
 int super_refresh(struct vdfs *fs);
 
 struct open_file {

@@ -99,7 +99,7 @@ int vdfs_layout_growable(struct vdfs_super *s, uint64_t fd_count, uint64_t grow_
     /* The file blocks come last, but their locks and bitmaps come first:
      * reserve them for the most file blocks the device could hold once
      * grown to the limit; a grow then only writes bitmaps into that room
-     * (grow.c). */
+     * (superblock.c). */
     uint64_t fbs_max = grow_limit / s->block_size;
     if (fbs_max > VDFS_PTR_INDEX_MASK)
         fbs_max = VDFS_PTR_INDEX_MASK;

@@ -287,6 +287,11 @@ struct vdfs_grow_result {
 };
 int vdfs_grow(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_result *res);
 
+/* Renames the datastore (at most 64 bytes; "" for none), in both
+ * superblocks.  Other hosts see it when they next take the volume metadata
+ * lock.  0, -ENAMETOOLONG, -EROFS. */
+int vdfs_set_label(struct vdfs *fs, const char *label);
+
 /* Names the other host that holds ino's file lock: host name, UUID, slot
  * and pid in `host`.  1 when another host holds it, 0 when it is free or
  * held by this host only, or a negative errno. */

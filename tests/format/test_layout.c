@@ -318,7 +318,7 @@ static void test_sweep(void **state)
 }
 
 /* The superblock a grow to `total` writes: only the size and the file
- * blocks change (vmfs/grow.c). */
+ * blocks change (vmfs/superblock.c). */
 static void grow_to(struct vdfs_super *s, uint64_t total)
 {
     struct vdfs_region *fb = &s->region[VDFS_RT_FB];

@@ -537,6 +537,54 @@ assert d["old_size"] == 1 << 30 and d["size"] == 2 << 30 and d["added_blocks"] =
     ok ctl put "$work/crashed2.img" "$work/data" /data
     fsck_clean "$work/crashed2.img"
     ;;
+label)
+    # vdfsctl label prints or sets the label (e2label, a datastore rename in
+    # vSphere) while a vdfs-fuse host has the datastore mounted; the mount
+    # goes on working, and a backup superblock left with the old label is
+    # updated by the next writing host.
+    { [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ] && [ -n "$VDFS_FUSE" ]; } ||
+        { echo "label needs root, /dev/fuse and vdfs-fuse"; exit 77; }
+    ok "$MKFS" -q -H 4 -L old --json "$img" 256M >"$work/mkfs.json"
+    backup=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup_offset"])' "$work/mkfs.json")
+    cp --sparse=always "$img" "$work/before.img"
+    [ "$(ctl label "$img")" = old ] || fail "label prints $(ctl label "$img"), want old"
+    fusemnt=$work/mnt
+    mkdir -p "$fusemnt"
+    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=7e57e57e-0000-4000-8000-0000000000f3,hb_interval_ms=100,hb_timeout_ms=3000 \
+        2>"$work/fuse.err" &
+    fusepid=$!
+    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
+    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+    echo before >"$fusemnt/a"
+    ok ctl label "$img" "web datastore"
+    echo after >"$fusemnt/b" || { cat "$work/fuse.err" >&2; fail "the mount cannot write after the label changed"; }
+    [ "$(cat "$fusemnt/a")" = before ] || fail "the mount cannot read after the label changed"
+    [ "$(ctl label --json "$img" | python3 -c 'import json,sys; print(json.load(sys.stdin)["label"])')" = "web datastore" ] ||
+        fail "label --json"
+    ctl info "$img" | grep -qx "label          web datastore" || fail "info does not show the new label"
+    expect_exit 1 ctl label "$img" "$(printf 'x%.0s' {1..65})"
+    grep -q "is longer than 64 bytes" "$work/err" || fail "a long label: $(cat "$work/err")"
+    [ "$(ctl label "$img")" = "web datastore" ] || fail "a refused label changed the label"
+    expect_exit 2 ctl label "$img" a b
+    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
+    fusemnt=""
+    wait "$fusepid" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse exit status $?"; }
+    fusepid=""
+    fsck_clean "$img"
+    [ "$(ctl get "$img" /b)" = after ] || fail "the mount's write after the relabel is lost"
+    ok ctl label "$img" ""
+    [ -z "$(ctl label "$img")" ] || fail "label '' does not clear the label"
+    # The backup superblock of before: fsck names it, and a writing host
+    # brings it up to the primary.
+    ok ctl label "$img" renamed
+    dd if="$work/before.img" of="$img" bs=4096 skip=$((backup / 4096)) seek=$((backup / 4096)) count=1 conv=notrunc \
+        status=none || fail "dd"
+    expect_exit 4 "$FSCK" -n "$img"
+    grep -q "or another label" "$work/out" || { cat "$work/out" >&2; fail "fsck does not name the stale backup"; }
+    ok ctl mkdir "$img" /dir
+    fsck_clean "$img"
+    [ "$(ctl label "$img")" = renamed ] || fail "the label after the backup was updated"
+    ;;
 *)
     fail "unknown case $case_name"
     ;;

@@ -1,6 +1,8 @@
-/* Growing a datastore after its device or image file grew, as VMFS does
- * when its LUN is extended.
+/* Changes to the superblock of a mounted datastore, and how the other
+ * hosts take them: a new label, and growth.
  *
+ * Growing follows the device or image file, as VMFS does when its LUN is
+ * extended.
  * vdfs_layout leaves room for the lock records and bitmaps of more file
  * blocks than the device first holds, so growing adds file blocks only
  * and never moves metadata.  The new primary superblock is the commit
@@ -16,8 +18,9 @@
  * superblocks leaves the backup behind, which the next writable host
  * updates (backup_refresh).
  *
- * Other hosts see the new size the next time they take the volume
- * metadata lock, whose version the grower bumps (super_refresh). */
+ * Both changes are made under the volume metadata lock, whose version the
+ * changer bumps, so other hosts see them the next time they take it
+ * (super_refresh). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,9 +58,9 @@ static int write_super_at(struct vdfs *fs, const struct vdfs_super *sb, uint64_t
     return rc;
 }
 
-/* Whether `next` is `cur` grown: equal except for the size, the file-block
- * count and the generation. */
-static bool only_grown(const struct vdfs_super *cur, const struct vdfs_super *next)
+/* Whether `next` is `cur` grown or relabelled: equal except for the size,
+ * the file-block count (neither smaller), the label and the generation. */
+static bool changed_as_allowed(const struct vdfs_super *cur, const struct vdfs_super *next)
 {
     struct vdfs_super a = *cur, b = *next;
     if (b.total_bytes < a.total_bytes || b.region[VDFS_RT_FB].count < a.region[VDFS_RT_FB].count)
@@ -65,8 +68,15 @@ static bool only_grown(const struct vdfs_super *cur, const struct vdfs_super *ne
     b.total_bytes = a.total_bytes;
     b.region[VDFS_RT_FB].count = a.region[VDFS_RT_FB].count;
     b.region[VDFS_RT_FB].clusters = a.region[VDFS_RT_FB].clusters;
+    memcpy(b.label, a.label, sizeof(a.label));
     b.hdr = a.hdr;
     return memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+static bool same_as(const struct vdfs_super *a, const struct vdfs_super *b)
+{
+    return a->total_bytes == b->total_bytes && a->region[VDFS_RT_FB].count == b->region[VDFS_RT_FB].count &&
+           memcmp(a->label, b->label, sizeof(a->label)) == 0;
 }
 
 static void adopt(struct vdfs *fs, const struct vdfs_super *next)
@@ -74,11 +84,12 @@ static void adopt(struct vdfs *fs, const struct vdfs_super *next)
     fs->sb.total_bytes = next->total_bytes;
     fs->sb.region[VDFS_RT_FB].count = next->region[VDFS_RT_FB].count;
     fs->sb.region[VDFS_RT_FB].clusters = next->region[VDFS_RT_FB].clusters;
+    memcpy(fs->sb.label, next->label, sizeof(fs->sb.label));
     fs->sb.hdr = next->hdr;
 }
 
-/* A grow that stopped between the two superblocks left the backup with
- * the old size: the first writable hold of the metadata lock after the
+/* A grow or relabel that stopped between the two superblocks left the
+ * backup behind: the first writable hold of the metadata lock after the
  * mount brings it up to the primary, so that fsck finds nothing. */
 static void backup_refresh(struct vdfs *fs)
 {
@@ -86,12 +97,12 @@ static void backup_refresh(struct vdfs *fs)
         return;
     fs->backup_checked = true;
     struct vdfs_super backup;
-    if (read_super_at(fs, fs->sb.backup_offset, &backup) != 0 || backup.total_bytes == fs->sb.total_bytes ||
-        !only_grown(&backup, &fs->sb))
+    if (read_super_at(fs, fs->sb.backup_offset, &backup) != 0 || same_as(&backup, &fs->sb) ||
+        !changed_as_allowed(&backup, &fs->sb))
         return; /* current, or damaged beyond this: fsck.vdfs's business */
     if (write_super_at(fs, &fs->sb, fs->sb.backup_offset) == 0)
-        vdfs_log(VDFS_LOG_INFO, "the backup superblock still gave %llu bytes (a grow stopped part-way); updated",
-                 (unsigned long long)backup.total_bytes);
+        vdfs_log(VDFS_LOG_INFO, "the backup superblock was behind the primary (a grow or relabel stopped "
+                                "part-way); updated");
 }
 
 int super_refresh(struct vdfs *fs)
@@ -102,13 +113,13 @@ int super_refresh(struct vdfs *fs)
         vdfs_log(VDFS_LOG_ERR, "cannot read the superblock again (%s); run fsck.vdfs", vdfs_strerror(rc));
         return rc;
     }
-    if (next.total_bytes == fs->sb.total_bytes && next.region[VDFS_RT_FB].count == fs->sb.region[VDFS_RT_FB].count) {
+    if (same_as(&next, &fs->sb)) {
         backup_refresh(fs);
         return 0;
     }
-    if (!only_grown(&fs->sb, &next)) {
-        vdfs_log(VDFS_LOG_ERR, "the superblock changed under this host in a way other than growth; unmount and "
-                               "run fsck.vdfs");
+    if (!changed_as_allowed(&fs->sb, &next)) {
+        vdfs_log(VDFS_LOG_ERR, "the superblock changed under this host in a way other than growth or a new "
+                               "label; unmount and run fsck.vdfs");
         return -EIO;
     }
     if (next.total_bytes > vdfs_dev_size(fs->dev)) {
@@ -120,8 +131,9 @@ int super_refresh(struct vdfs *fs)
             return -EIO;
         }
     }
-    vdfs_log(VDFS_LOG_INFO, "the datastore grew from %llu to %llu bytes", (unsigned long long)fs->sb.total_bytes,
-             (unsigned long long)next.total_bytes);
+    if (next.total_bytes != fs->sb.total_bytes)
+        vdfs_log(VDFS_LOG_INFO, "the datastore grew from %llu to %llu bytes", (unsigned long long)fs->sb.total_bytes,
+                 (unsigned long long)next.total_bytes);
     adopt(fs, &next);
     backup_refresh(fs);
     return 0;
@@ -224,6 +236,33 @@ int vdfs_grow(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_result *res)
     int rc = cluster_hold(fs);
     if (rc == 0)
         rc = grow_locked(fs, new_total, res);
+    pthread_mutex_unlock(&fs->lock);
+    return rc;
+}
+
+int vdfs_set_label(struct vdfs *fs, const char *label)
+{
+    if (strlen(label) > VDFS_LABEL_SIZE)
+        return -ENAMETOOLONG;
+    if (fs->readonly)
+        return -EROFS;
+    pthread_mutex_lock(&fs->lock);
+    int rc = cluster_hold(fs);
+    if (rc == 0 && strcmp(fs->sb.label, label) != 0) {
+        struct vdfs_super next = fs->sb;
+        memset(next.label, 0, sizeof(next.label));
+        memcpy(next.label, label, strlen(label));
+        next.hdr.gen++;
+        /* A crash between the two leaves the backup behind, which the
+         * next writing host updates (backup_refresh). */
+        rc = write_super_at(fs, &next, VDFS_SUPER_OFFSET);
+        if (rc == 0)
+            rc = write_super_at(fs, &next, next.backup_offset);
+        if (rc == 0) {
+            adopt(fs, &next);
+            fs->mlock_dirty = true;
+        }
+    }
     pthread_mutex_unlock(&fs->lock);
     return rc;
 }

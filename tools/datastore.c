@@ -1,7 +1,9 @@
-/* vdfsctl grow: the datastore takes the space its image file or device
- * gained, as `vmkfstools --growfs` does after a LUN was extended.  An
- * image file is extended (sparsely) first; a block device must already be
- * that large. */
+/* vdfsctl grow and label: changes to the datastore as a whole.
+ *
+ * grow: the datastore takes the space its image file or device gained, as
+ * `vmkfstools --growfs` does after a LUN was extended.  An image file is
+ * extended (sparsely) first; a block device must already be that large.
+ * label: e2label(8)'s job, or renaming a datastore in vSphere. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -93,4 +95,26 @@ int ctl_grow(struct vdfs *fs, const struct ctl *c, uint64_t size)
                    want, res.added_blocks, limit);
     }
     return 0;
+}
+
+int ctl_label(struct vdfs *fs, const struct ctl *c, const char *label)
+{
+    struct vdfs_info in;
+    vdfs_get_info(fs, &in);
+    if (!label) {
+        if (c->json) {
+            printf("{\"label\": ");
+            ctl_json_string(in.label);
+            printf("}\n");
+        } else {
+            printf("%s\n", in.label);
+        }
+        return 0;
+    }
+    int rc = vdfs_set_label(fs, label);
+    if (rc == -ENAMETOOLONG)
+        fprintf(stderr, "vdfsctl: label: \"%s\" is longer than %zu bytes\n", label, sizeof(in.label) - 1);
+    else if (rc)
+        fprintf(stderr, "vdfsctl: label: %s\n", vdfs_strerror(rc));
+    return rc;
 }
