@@ -2,6 +2,7 @@
  * check that the device holds everything it describes. */
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,46 @@ static uint64_t *backup_candidates(uint64_t size, size_t *n)
     return c;
 }
 
+/* The last resort: a datastore that vdfsctl grow grew, or one made with
+ * options the candidates do not cover, keeps its backup where mkfs put it.
+ * Every 4 KiB block with data is looked at for a superblock that names
+ * itself as the backup (holes of a sparse image are skipped). */
+static bool scan_for_backup(struct fsck *f, struct vdfs_super *s, uint64_t *where)
+{
+    const size_t chunk = 1u << 20;
+    uint8_t *buf = vdfs_aligned_alloc(chunk);
+    if (!buf)
+        return false;
+    fsck_info(f, "no backup superblock where mkfs would put one on a device of this size; searching the device");
+    int fd = vdfs_dev_fd(f->dev);
+    uint64_t end = f->dev_size & ~(uint64_t)(VDFS_META_SIZE - 1);
+    bool found = false;
+    for (uint64_t off = VDFS_HEARTBEAT_OFFSET; off < end && !found && !fsck_cancelled(f);) {
+        off_t data = lseek(fd, (off_t)off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            break; /* only holes are left */
+        uint64_t at = data < 0 ? off : (uint64_t)data & ~(uint64_t)(VDFS_META_SIZE - 1);
+        if (at < off)
+            at = off;
+        if (at >= end)
+            break;
+        size_t len = end - at < chunk ? (size_t)(end - at) : chunk;
+        if (fsck_read(f, buf, len, at) == 0) {
+            for (size_t i = 0; i < len && !found; i += VDFS_META_SIZE) {
+                const uint8_t *p = buf + i;
+                uint32_t magic = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+                if (magic == VDFS_MAGIC && vdfs_super_decode(p, at + i, s) == 0 && s->backup_offset == at + i) {
+                    *where = at + i;
+                    found = true;
+                }
+            }
+        }
+        off = at + len;
+    }
+    vdfs_aligned_free(buf);
+    return found;
+}
+
 static bool find_backup(struct fsck *f, struct vdfs_super *s, uint64_t *where)
 {
     if (f->opt.backup_offset) {
@@ -109,7 +150,7 @@ static bool find_backup(struct fsck *f, struct vdfs_super *s, uint64_t *where)
         }
     }
     free(cand);
-    return found;
+    return found || scan_for_backup(f, s, where);
 }
 
 /* Geometry the rest of fsck indexes with; vdfs_super_decode checks the

@@ -515,6 +515,17 @@ assert d["old_size"] == 1 << 30 and d["size"] == 2 << 30 and d["added_blocks"] =
     [ "$(stat -c %s "$img")" = $((2048 << 20)) ] || fail "a refused grow changed the image file's size"
     expect_exit 2 ctl grow "$img" 12Q
     fsck_clean "$img"
+    # The backup stays where mkfs put it for 256 MiB: fsck finds it for a
+    # damaged primary by searching, and restores the grown datastore.
+    [ "$(info_json "$img" backup_offset)" = "$backup" ] || fail "info --json backup_offset"
+    cp --sparse=always "$img" "$work/noprimary.img"
+    dd if=/dev/zero of="$work/noprimary.img" bs=4096 count=1 conv=notrunc status=none || fail "dd"
+    expect_exit 4 "$FSCK" -n "$work/noprimary.img"
+    grep -q "primary superblock damaged; using the backup at 0x$(printf %x "$backup")" "$work/out" ||
+        { cat "$work/out" "$work/err" >&2; fail "fsck does not find the backup of a grown datastore"; }
+    expect_exit 1 "$FSCK" -y "$work/noprimary.img"
+    fsck_clean "$work/noprimary.img"
+    [ "$(info_json "$work/noprimary.img" size)" = $((2048 << 20)) ] || fail "the restored superblock lost the growth"
 
     # A grow that stopped after the primary superblock: the last cluster's
     # old bitmap (and the old backup superblock) are still on disk.
