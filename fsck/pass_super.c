@@ -92,12 +92,37 @@ static uint64_t *backup_candidates(uint64_t size, size_t *n)
     return c;
 }
 
+static uint32_t magic_at(const uint8_t *p)
+{
+    return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* Whether the device shows a vdfs datastore without its superblocks: the
+ * primary's magic, or a heartbeat slot that a host stamped.  Without such
+ * a sign fsck does not read a whole foreign device looking for a backup. */
+static bool looks_like_vdfs(struct fsck *f)
+{
+    const size_t len = VDFS_MAX_HOSTS_LIMIT * VDFS_SECTOR_SIZE;
+    uint8_t *buf = vdfs_aligned_alloc(len);
+    bool yes = false;
+    if (buf && fsck_read(f, buf, VDFS_META_SIZE, 0) == 0)
+        yes = magic_at(buf) == VDFS_MAGIC;
+    if (buf && !yes && f->dev_size >= VDFS_HEARTBEAT_OFFSET + len &&
+        fsck_read(f, buf, len, VDFS_HEARTBEAT_OFFSET) == 0)
+        for (size_t i = 0; i < len && !yes; i += VDFS_SECTOR_SIZE)
+            yes = magic_at(buf + i) == VDFS_MAGIC;
+    vdfs_aligned_free(buf);
+    return yes;
+}
+
 /* The last resort: a datastore that vdfsctl grow grew, or one made with
  * options the candidates do not cover, keeps its backup where mkfs put it.
  * Every 4 KiB block with data is looked at for a superblock that names
  * itself as the backup (holes of a sparse image are skipped). */
 static bool scan_for_backup(struct fsck *f, struct vdfs_super *s, uint64_t *where)
 {
+    if (!looks_like_vdfs(f))
+        return false;
     const size_t chunk = 1u << 20;
     uint8_t *buf = vdfs_aligned_alloc(chunk);
     if (!buf)
@@ -119,8 +144,8 @@ static bool scan_for_backup(struct fsck *f, struct vdfs_super *s, uint64_t *wher
         if (fsck_read(f, buf, len, at) == 0) {
             for (size_t i = 0; i < len && !found; i += VDFS_META_SIZE) {
                 const uint8_t *p = buf + i;
-                uint32_t magic = p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-                if (magic == VDFS_MAGIC && vdfs_super_decode(p, at + i, s) == 0 && s->backup_offset == at + i) {
+                if (magic_at(p) == VDFS_MAGIC && vdfs_super_decode(p, at + i, s) == 0 &&
+                    s->backup_offset == at + i) {
                     *where = at + i;
                     found = true;
                 }
