@@ -3,9 +3,11 @@
 # for VDFS_CLUSTER_SECONDS (60): create, write+fsync, truncate, rename,
 # unlink, mkdir, rmdir in private and shared directories, and O_EXCL claims
 # of names all hosts compete for.  A fifth, read-only mount (-o ro) keeps
-# walking the tree and stating every name meanwhile.  Then every mount, the read-only
-# one too, must show exactly what the per-host logs say was fsync'ed; after
-# all unmount, fsck -n is clean and a fresh mount shows the same tree.
+# walking the tree and stating every name meanwhile, and half-way through a
+# sixth host (vdfsctl) grows the datastore from 2 to 3 GiB.  Then every
+# mount, the read-only one too, must show exactly what the per-host logs say
+# was fsync'ed, and the grown size; after all unmount, fsck -n is clean and
+# a fresh mount shows the same tree.
 # Usage: mixed.sh BUILD_ROOT     (VDFS_CLUSTER_SEED picks the op sequence)
 . "$(dirname "$0")/lib.sh" "$1"
 seconds=${VDFS_CLUSTER_SECONDS:-60}
@@ -35,6 +37,7 @@ mkdir "$(mnt 1)/shared" "$(mnt 1)/shared/claims"
 python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$(mnt 1)/shared"
 python3 -c 'import os,sys; fd=os.open(sys.argv[1], os.O_RDONLY); os.fsync(fd)' "$(mnt 1)"
 
+blocks_before=$(stat -f -c %b "$(mnt 1)")
 echo "seed $seed, $seconds s, hosts ${hosts[*]}"
 declare -A wl=()
 for n in "${hosts[@]}"; do
@@ -53,12 +56,18 @@ done
     done
 ) &
 reader_pid=$!
+(
+    sleep $((seconds / 2))
+    truncate -s 3G "$IMG" && "$VDFSCTL" grow -q "$IMG" 3G >"$WORK/grow.log" 2>&1
+) &
+grow_pid=$!
 bad=
 for n in "${hosts[@]}"; do
     wait "${wl[$n]}" || bad="$bad $n"
 done
 touch "$WORK/stop-reader"
 wait "$reader_pid" || fail "the read-only host's reader loop failed"
+wait "$grow_pid" || fail "vdfsctl grow beside the four hosts failed: $(cat "$WORK/grow.log")"
 mountpoint -q "$(mnt "$reader")" || fail "the read-only host's mount went away"
 [ -z "$bad" ] || fail "workload failed on host(s)$bad (seed $seed)"
 
@@ -68,6 +77,12 @@ sleep 1.5
 mounts=()
 for n in "${hosts[@]}" "$reader"; do mounts+=(--mount "$(mnt "$n")"); done
 python3 "$HERE/verify.py" "${mounts[@]}" "$WORK"/log? || fail "the hosts do not show what was fsync'ed (seed $seed)"
+# Every host sees 1 GiB more (statfs counts in f_frsize units, %S).
+for n in "${hosts[@]}" "$reader"; do
+    read -r got unit < <(stat -f -c '%b %S' "$(mnt "$n")")
+    [ "$got" = $((blocks_before + (1 << 30) / unit)) ] ||
+        fail "host $n sees $got blocks of $unit bytes after the grow, had $blocks_before"
+done
 
 for n in "${hosts[@]}" "$reader"; do unmount_host "$n"; done
 fsck_clean
