@@ -102,6 +102,11 @@ diff -r -x test -x test-clone "$src" "$work/out" && echo "identical (vms/test an
 echo "digest of the VM disk in the datastore: $("$bin/tools/vdfsctl" digest "$image" /datastore/vms/web/web-flat.vmdk)"
 echo "sha256sum of the original:              $(sha256sum "$src/vms/web/web-flat.vmdk")"
 
+step "vdfsctl grow and label: the image grows to 2 TiB and the datastore takes it; a new name"
+"$bin/tools/vdfsctl" grow "$image" 2T
+"$bin/tools/vdfsctl" label "$image" "demo datastore"
+"$bin/tools/vdfsctl" info "$image" | grep -E "^(label|size|file blocks|grow limit)"
+
 step "fsck.vdfs -n: the datastore is consistent"
 "$bin/fsck/fsck.vdfs" -n "$image"
 echo
