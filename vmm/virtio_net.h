@@ -22,8 +22,9 @@
 #include "bus.h"
 #include "config.h"
 #include "pci.h"
+#include "../vswitch/protocol.h"
 
-#define VIRTIO_NET_DEFAULT_SOCKET "/run/vdfs-switch/sw0.sock"
+#define VIRTIO_NET_DEFAULT_SOCKET VDSW_SOCKET_DIR "/sw0.sock"
 
 struct virtio_net_stats {
     uint64_t tx_frames, rx_frames;
