@@ -59,18 +59,27 @@ static int write_super_at(struct vdfs *fs, const struct vdfs_super *sb, uint64_t
 }
 
 /* Whether `next` is `cur` grown or relabelled: equal except for the size,
- * the file-block count (neither smaller), the label and the generation. */
+ * the file-block count (neither smaller), the label and the generation.
+ * The two are compared encoded, field by field as on the device, so that
+ * struct padding cannot make them differ. */
 static bool changed_as_allowed(const struct vdfs_super *cur, const struct vdfs_super *next)
 {
-    struct vdfs_super a = *cur, b = *next;
-    if (b.total_bytes < a.total_bytes || b.region[VDFS_RT_FB].count < a.region[VDFS_RT_FB].count)
+    if (next->total_bytes < cur->total_bytes || next->region[VDFS_RT_FB].count < cur->region[VDFS_RT_FB].count)
         return false;
-    b.total_bytes = a.total_bytes;
-    b.region[VDFS_RT_FB].count = a.region[VDFS_RT_FB].count;
-    b.region[VDFS_RT_FB].clusters = a.region[VDFS_RT_FB].clusters;
-    memcpy(b.label, a.label, sizeof(a.label));
-    b.hdr = a.hdr;
-    return memcmp(&a, &b, sizeof(a)) == 0;
+    struct vdfs_super b = *next;
+    b.total_bytes = cur->total_bytes;
+    b.region[VDFS_RT_FB].count = cur->region[VDFS_RT_FB].count;
+    b.region[VDFS_RT_FB].clusters = cur->region[VDFS_RT_FB].clusters;
+    memcpy(b.label, cur->label, sizeof(b.label));
+    b.hdr = cur->hdr;
+    uint8_t *raw = malloc(2 * VDFS_META_SIZE);
+    if (!raw)
+        return false;
+    vdfs_super_encode(cur, raw);
+    vdfs_super_encode(&b, raw + VDFS_META_SIZE);
+    bool same = memcmp(raw, raw + VDFS_META_SIZE, VDFS_META_SIZE) == 0;
+    free(raw);
+    return same;
 }
 
 static bool same_as(const struct vdfs_super *a, const struct vdfs_super *b)
@@ -204,15 +213,15 @@ static int grow_locked(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_res
         rc = vdfs_dev_flush(fs->dev);
     if (rc == 0)
         rc = write_super_at(fs, &next, VDFS_SUPER_OFFSET);
-    if (rc == 0)
-        rc = write_super_at(fs, &next, next.backup_offset);
     if (rc)
         return rc;
+    /* The datastore has grown.  Other hosts reload when they next take
+     * the metadata lock. */
     res->added_blocks = blocks - fb->count;
     res->new_bytes = new_total;
-    /* Other hosts reload when they next take the metadata lock. */
     fs->mlock_dirty = true;
     adopt(fs, &next);
+    int backup_rc = write_super_at(fs, &next, next.backup_offset);
     rc = caches_drop_and_reload(fs);
     if (rc) {
         /* Nothing is loaded: as when taking the lock, hand it back and
@@ -221,7 +230,8 @@ static int grow_locked(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_res
         fs->mlock_version_known = false;
         return rc;
     }
-    return journal_commit(fs);
+    rc = journal_commit(fs);
+    return rc ? rc : backup_rc;
 }
 
 int vdfs_grow(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_result *res)
@@ -256,11 +266,10 @@ int vdfs_set_label(struct vdfs *fs, const char *label)
         /* A crash between the two leaves the backup behind, which the
          * next writing host updates (backup_refresh). */
         rc = write_super_at(fs, &next, VDFS_SUPER_OFFSET);
-        if (rc == 0)
-            rc = write_super_at(fs, &next, next.backup_offset);
         if (rc == 0) {
             adopt(fs, &next);
             fs->mlock_dirty = true;
+            rc = write_super_at(fs, &next, next.backup_offset);
         }
     }
     pthread_mutex_unlock(&fs->lock);
