@@ -527,6 +527,22 @@ assert d["old_size"] == 1 << 30 and d["size"] == 2 << 30 and d["added_blocks"] =
     fsck_clean "$work/noprimary.img"
     [ "$(info_json "$work/noprimary.img" size)" = $((2048 << 20)) ] || fail "the restored superblock lost the growth"
 
+    # On a block device (a loop device here, a LUN elsewhere): the device
+    # must grow first (losetup -c), and grow without SIZE takes all of it.
+    truncate -s 256M "$work/lun.img"
+    loopdev=$(losetup -f --show "$work/lun.img") || { echo "no loop device"; exit 77; }
+    ok "$MKFS" -q -H 4 "$loopdev"
+    truncate -s 1G "$work/lun.img"
+    expect_exit 1 ctl grow "$loopdev" 1G
+    grep -q "is only 268435456 bytes (256.0 MiB): extend the LUN or loop device (losetup -c) first" "$work/err" ||
+        fail "grow past a block device: $(cat "$work/err")"
+    losetup -c "$loopdev" || fail "losetup -c"
+    expect_exit 0 ctl grow "$loopdev"
+    grep -q "from 256.0 MiB to 1.0 GiB" "$work/out" || fail "grow of the loop device: $(cat "$work/out")"
+    fsck_clean "$loopdev"
+    losetup -d "$loopdev"
+    loopdev=""
+
     # A grow that stopped after the primary superblock: the last cluster's
     # old bitmap (and the old backup superblock) are still on disk.
     crashed=$work/crashed.img
