@@ -39,6 +39,15 @@ static int read_super_at(struct vdfs *fs, uint64_t addr, struct vdfs_super *out)
     return rc;
 }
 
+/* Whether a mount would accept `sb`: every area inside the device and
+ * apart from every other (vdfs_super_decode's checks). */
+static bool super_valid(const struct vdfs_super *sb, uint8_t buf[VDFS_META_SIZE])
+{
+    struct vdfs_super check;
+    vdfs_super_encode(sb, buf);
+    return vdfs_super_decode(buf, sb->hdr.addr, &check) == 0;
+}
+
 static int write_super_at(struct vdfs *fs, const struct vdfs_super *sb, uint64_t addr)
 {
     uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
@@ -46,10 +55,7 @@ static int write_super_at(struct vdfs *fs, const struct vdfs_super *sb, uint64_t
         return -ENOMEM;
     struct vdfs_super copy = *sb;
     copy.hdr.addr = addr;
-    vdfs_super_encode(&copy, buf);
-    /* The checks every mount makes, before anything is written. */
-    struct vdfs_super check;
-    int rc = vdfs_super_decode(buf, addr, &check) ? -EINVAL : 0;
+    int rc = super_valid(&copy, buf) ? 0 : -EINVAL;
     if (rc == 0)
         rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, addr);
     if (rc == 0)
@@ -207,6 +213,18 @@ static int grow_locked(struct vdfs *fs, uint64_t new_total, struct vdfs_grow_res
         blocks = fb->count;
     next.region[VDFS_RT_FB].count = blocks;
     next.region[VDFS_RT_FB].clusters = (uint32_t)((blocks + fb->per_cluster - 1) / fb->per_cluster);
+    /* The new bitmaps and locks must lie in free room: checked before
+     * anything is written (a crafted superblock could put other metadata
+     * there). */
+    uint8_t *check = vdfs_aligned_alloc(VDFS_META_SIZE);
+    if (!check)
+        return -ENOMEM;
+    bool valid = super_valid(&next, check);
+    vdfs_aligned_free(check);
+    if (!valid) {
+        vdfs_log(VDFS_LOG_ERR, "the datastore's layout has no room to grow to %llu bytes", (unsigned long long)new_total);
+        return -EFBIG;
+    }
 
     rc = write_new_bitmaps(fs, &next);
     if (rc == 0)
