@@ -177,14 +177,7 @@ static int write_bitmaps(struct batch *b, const struct vdfs_super *sb)
     for (unsigned r = 0; rc == 0 && r < VDFS_RT_COUNT; r++) {
         const struct vdfs_region *g = &sb->region[r];
         for (uint32_t c = 0; rc == 0 && c < g->clusters; c++) {
-            memset(bm, 0, sizeof(*bm));
-            bm->hdr = (struct vdfs_header){.kind = VDFS_KIND_BITMAP, .addr = vdfs_bitmap_addr(sb, r, c), .gen = 1};
-            bm->rtype = r;
-            bm->cluster = c;
-            bm->first = (uint64_t)c * g->per_cluster;
-            bm->count = vdfs_cluster_len(g, c);
-            bm->free = bm->count;
-            bm->affinity = VDFS_NO_SLOT;
+            vdfs_bitmap_init_free(bm, sb, r, c);
             for (uint32_t i = 0; i < bm->count && initially_allocated(r, bm->first + i); i++) {
                 bm->bits[i / 8] |= (uint8_t)(1u << (i % 8));
                 bm->free--;

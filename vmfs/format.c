@@ -460,6 +460,19 @@ void vdfs_bitmap_encode(const struct vdfs_bitmap *b, uint8_t buf[VDFS_META_SIZE]
     seal_as(buf, sizeof(d), VDFS_KIND_BITMAP, &b->hdr);
 }
 
+void vdfs_bitmap_init_free(struct vdfs_bitmap *bm, const struct vdfs_super *s, unsigned rtype, uint32_t c)
+{
+    const struct vdfs_region *r = &s->region[rtype];
+    memset(bm, 0, sizeof(*bm));
+    bm->hdr = (struct vdfs_header){.kind = VDFS_KIND_BITMAP, .addr = vdfs_bitmap_addr(s, rtype, c), .gen = 1};
+    bm->rtype = rtype;
+    bm->cluster = c;
+    bm->first = (uint64_t)c * r->per_cluster;
+    bm->count = vdfs_cluster_len(r, c);
+    bm->free = bm->count;
+    bm->affinity = VDFS_NO_SLOT;
+}
+
 int vdfs_bitmap_decode(const uint8_t buf[VDFS_META_SIZE], uint64_t addr, struct vdfs_bitmap *b)
 {
     struct vdfs_disk_bitmap d;

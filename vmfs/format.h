@@ -590,6 +590,9 @@ static inline bool vdfs_bitmap_is_of(const struct vdfs_bitmap *bm, const struct 
     return bm->rtype == rtype && bm->cluster == c && bm->first == (uint64_t)c * r->per_cluster &&
            bm->count == vdfs_cluster_len(r, c);
 }
+/* The bitmap of cluster `c` of resource type `rtype` with every resource
+ * free, as mkfs and a grow first write it. */
+void vdfs_bitmap_init_free(struct vdfs_bitmap *bm, const struct vdfs_super *s, unsigned rtype, uint32_t c);
 /* A file-block bitmap written before the datastore grew into the rest of
  * its cluster (a grow stopped between its superblock and this bitmap):
  * shorter than its cluster, with nothing set past its end. */

@@ -161,14 +161,7 @@ static int write_new_bitmaps(struct vdfs *fs, const struct vdfs_super *next)
     uint8_t *buf = vdfs_aligned_alloc(VDFS_META_SIZE);
     int rc = bm && buf ? 0 : -ENOMEM;
     for (uint32_t c = fs->sb.region[VDFS_RT_FB].clusters; c < fb->clusters && rc == 0; c++) {
-        memset(bm, 0, sizeof(*bm));
-        bm->hdr = (struct vdfs_header){.kind = VDFS_KIND_BITMAP, .addr = vdfs_bitmap_addr(next, VDFS_RT_FB, c), .gen = 1};
-        bm->rtype = VDFS_RT_FB;
-        bm->cluster = c;
-        bm->first = (uint64_t)c * fb->per_cluster;
-        bm->count = vdfs_cluster_len(fb, c);
-        bm->free = bm->count;
-        bm->affinity = VDFS_NO_SLOT;
+        vdfs_bitmap_init_free(bm, next, VDFS_RT_FB, c);
         vdfs_bitmap_encode(bm, buf);
         rc = vdfs_dev_write(fs->dev, buf, VDFS_META_SIZE, bm->hdr.addr);
     }

@@ -33,6 +33,25 @@ fsck_clean() {
     "$FSCK" -n "$1" >"$work/fsck.out" 2>&1 || { cat "$work/fsck.out" >&2; fail "fsck.vdfs -n $1 is not clean"; }
 }
 make_image() { ok "$MKFS" -q -H 4 "$img" "${1:-4G}"; }
+# mount_fuse HOST_UUID [OPTIONS]: a vdfs-fuse host of $img on $work/mnt, in
+# the background, with a short heartbeat; unmount_fuse ends it.
+mount_fuse() {
+    fusemnt=$work/mnt
+    mkdir -p "$fusemnt"
+    "$VDFS_FUSE" "$img" "$fusemnt" -f -o "host_uuid=$1,hb_interval_ms=100,hb_timeout_ms=3000${2:+,$2}" \
+        2>"$work/fuse.err" &
+    fusepid=$!
+    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
+    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+}
+unmount_fuse() {
+    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
+    fusemnt=""
+    local rc=0
+    wait "$fusepid" || rc=$?
+    fusepid=""
+    [ "$rc" = 0 ] || { cat "$work/fuse.err" >&2; fail "vdfs-fuse exit status $rc"; }
+}
 
 case "$case_name" in
 roundtrip)
@@ -397,14 +416,8 @@ cluster)
     { [ "$(id -u)" -eq 0 ] && [ -e /dev/fuse ] && [ -n "$VDFS_FUSE" ]; } ||
         { echo "cluster needs root, /dev/fuse and vdfs-fuse"; exit 77; }
     make_image 1G
-    fusemnt=$work/mnt
-    mkdir -p "$fusemnt"
     fuse_uuid=7e57e57e-0000-4000-8000-0000000000f1
-    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=$fuse_uuid,host_name=fuse-host,hb_interval_ms=100,hb_timeout_ms=3000 \
-        2>"$work/fuse.err" &
-    fusepid=$!
-    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
-    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+    mount_fuse "$fuse_uuid" host_name=fuse-host
     echo "from the mount" >"$fusemnt/a"
     ok ctl ls "$img" / >"$work/ls"
     grep -qx a "$work/ls" || { cat "$work/ls" >&2; fail "vdfsctl does not see the mount's new file"; }
@@ -445,10 +458,7 @@ PY
     exec 3>&-
     [ "$(cat "$fusemnt/a")" = "from the mount" ] || fail "the refused put changed the file"
     ok ctl put "$img" "$work/b" /a
-    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
-    fusemnt=""
-    wait "$fusepid" || fail "vdfs-fuse exit status $?"
-    fusepid=""
+    unmount_fuse
     fsck_clean "$img"
     ;;
 grow)
@@ -469,13 +479,7 @@ print(d["grow_limit_bytes"], fb["count"], fb["bitmap_offset"], d["backup_offset"
     info_json() { ctl info --json "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)[\"$2\"])"; }
     [ "$(info_json "$img" grow_limit)" = "$limit" ] || fail "info --json grow_limit differs from mkfs's"
     cp --sparse=always "$img" "$work/before.img"
-    fusemnt=$work/mnt
-    mkdir -p "$fusemnt"
-    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=7e57e57e-0000-4000-8000-0000000000f2,hb_interval_ms=100,hb_timeout_ms=3000 \
-        2>"$work/fuse.err" &
-    fusepid=$!
-    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
-    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+    mount_fuse 7e57e57e-0000-4000-8000-0000000000f2
     blocks_before=$(stat -f -c %b "$fusemnt")
     # More than the datastore holds before the grow.
     head -c $(((blocks + 64) << 20)) /dev/urandom >"$work/data"
@@ -490,10 +494,7 @@ print(d["grow_limit_bytes"], fb["count"], fb["bitmap_offset"], d["backup_offset"
         fail "the mount still sees $blocks_after blocks after the grow (had $blocks_before)"
     cp "$work/data" "$fusemnt/data" || fail "the file does not fit into the grown datastore through the mount"
     cmp "$work/data" "$fusemnt/data" || fail "the file written past the old end reads back wrong"
-    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
-    fusemnt=""
-    wait "$fusepid" || fail "vdfs-fuse exit status $?"
-    fusepid=""
+    unmount_fuse
     fsck_clean "$img"
     [ "$(info_json "$img" size)" = $((1024 << 20)) ] || fail "info --json size after the grow"
     [ "$(ctl digest "$img" /data | cut -d' ' -f1)" = "$(sha256sum "$work/data" | cut -d' ' -f1)" ] ||
@@ -575,13 +576,7 @@ label)
     backup=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["backup_offset"])' "$work/mkfs.json")
     cp --sparse=always "$img" "$work/before.img"
     [ "$(ctl label "$img")" = old ] || fail "label prints $(ctl label "$img"), want old"
-    fusemnt=$work/mnt
-    mkdir -p "$fusemnt"
-    "$VDFS_FUSE" "$img" "$fusemnt" -f -o host_uuid=7e57e57e-0000-4000-8000-0000000000f3,hb_interval_ms=100,hb_timeout_ms=3000 \
-        2>"$work/fuse.err" &
-    fusepid=$!
-    for _ in $(seq 100); do mountpoint -q "$fusemnt" && break; sleep 0.05; done
-    mountpoint -q "$fusemnt" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse did not mount"; }
+    mount_fuse 7e57e57e-0000-4000-8000-0000000000f3
     echo before >"$fusemnt/a"
     ok ctl label "$img" "web datastore"
     echo after >"$fusemnt/b" || { cat "$work/fuse.err" >&2; fail "the mount cannot write after the label changed"; }
@@ -593,10 +588,7 @@ label)
     grep -q "is longer than 64 bytes" "$work/err" || fail "a long label: $(cat "$work/err")"
     [ "$(ctl label "$img")" = "web datastore" ] || fail "a refused label changed the label"
     expect_exit 2 ctl label "$img" a b
-    fusermount3 -u "$fusemnt" || fail "fusermount3 -u"
-    fusemnt=""
-    wait "$fusepid" || { cat "$work/fuse.err" >&2; fail "vdfs-fuse exit status $?"; }
-    fusepid=""
+    unmount_fuse
     fsck_clean "$img"
     [ "$(ctl get "$img" /b)" = after ] || fail "the mount's write after the relabel is lost"
     ok ctl label "$img" ""
