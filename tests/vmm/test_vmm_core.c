@@ -140,23 +140,20 @@ static void test_ioeventfd_and_msi_routes(void **state)
     (void)state;
     struct test_vm t;
     test_vm_create(&t);
-    struct guest_memory *mem = t.mem;
-    struct bus *bus = t.bus;
-    struct vm *vm = t.vm;
-    vm->seccomp = true;
+    t.vm->seccomp = true;
     struct vm_services svc;
-    vm_fill_services(vm, &svc);
-    assert_ptr_equal(svc.mem, mem);
+    vm_fill_services(t.vm, &svc);
+    assert_ptr_equal(svc.mem, t.mem);
 
     struct seen port = { 0 };
-    assert_int_equal(bus_register(bus, BUS_PIO, 0x51, 1, record, &port), 0);
+    assert_int_equal(bus_register(t.bus, BUS_PIO, 0x51, 1, record, &port), 0);
     int efd = eventfd(0, EFD_NONBLOCK);
     assert_int_equal(svc.add_ioeventfd(svc.vm, BUS_PIO, 0x51, 1, efd), 0);
 
-    memcpy(guest_memory_at(mem, 0x100000, sizeof(guest_code)), guest_code, sizeof(guest_code));
+    memcpy(guest_memory_at(t.mem, 0x100000, sizeof(guest_code)), guest_code, sizeof(guest_code));
     struct boot_entry entry = { .mode = BOOT_PVH32, .entry = 0x100000, .info = 0 };
     int status = -1;
-    assert_int_equal(vm_run(vm, &entry, &status), VM_STOP_DEBUG_EXIT);
+    assert_int_equal(vm_run(t.vm, &entry, &status), VM_STOP_DEBUG_EXIT);
     assert_int_equal(status, 0x2a);
     uint64_t count = 0;
     assert_int_equal(read(efd, &count, sizeof(count)), (ssize_t)sizeof(count));
@@ -197,27 +194,24 @@ static void test_power_button_raises_sci(void **state)
     (void)state;
     struct test_vm t;
     test_vm_create(&t);
-    struct bus *bus = t.bus;
-    struct vm *vm = t.vm;
-    struct platform *platform = t.platform;
     uint8_t word[2];
 
-    platform_press_power_button(platform);
-    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, false));
+    platform_press_power_button(t.platform);
+    assert_true(bus_dispatch(t.bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, false));
     assert_int_equal(word[1] & 1, 1); /* PWRBTN_STS, bit 8 */
-    assert_false(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ)); /* not enabled yet */
+    assert_false(ioapic_pin_raised(t.vm, LAYOUT_ACPI_SCI_IRQ)); /* not enabled yet */
 
     word[0] = 0, word[1] = 1; /* PWRBTN_EN */
-    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE + 2, word, 2, true));
-    assert_true(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
+    assert_true(bus_dispatch(t.bus, BUS_PIO, LAYOUT_ACPI_PM_BASE + 2, word, 2, true));
+    assert_true(ioapic_pin_raised(t.vm, LAYOUT_ACPI_SCI_IRQ));
 
-    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, true)); /* write 1 to clear */
-    assert_true(bus_dispatch(bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, false));
+    assert_true(bus_dispatch(t.bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, true)); /* write 1 to clear */
+    assert_true(bus_dispatch(t.bus, BUS_PIO, LAYOUT_ACPI_PM_BASE, word, 2, false));
     assert_int_equal(word[1] & 1, 0);
-    assert_false(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
+    assert_false(ioapic_pin_raised(t.vm, LAYOUT_ACPI_SCI_IRQ));
 
-    platform_press_power_button(platform);
-    assert_true(ioapic_pin_raised(vm, LAYOUT_ACPI_SCI_IRQ));
+    platform_press_power_button(t.platform);
+    assert_true(ioapic_pin_raised(t.vm, LAYOUT_ACPI_SCI_IRQ));
     test_vm_destroy(&t);
 }
 
