@@ -61,10 +61,13 @@ struct blk_backend_ops {
     uint64_t (*capacity)(struct blk_backend *be); /* bytes, a multiple of 512 */
     void (*close)(struct blk_backend *be);
     /* Asynchronous backends only; NULL for synchronous ones.  submit() starts
-     * everything accepted since the last call (the device calls it after
-     * each accepted operation);
+     * what was accepted since the last call (the device calls it after
+     * each accepted operation); a backend with end_batch() may hold work
+     * that loses nothing by waiting until end_batch(), which the device
+     * calls once it has taken every request it was given (optional);
      * completion_fd() is readable when reap() has completions to deliver. */
     void (*submit)(struct blk_backend *be);
+    void (*end_batch)(struct blk_backend *be);
     int (*completion_fd)(struct blk_backend *be);
     void (*reap)(struct blk_backend *be);
 };

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +52,8 @@ static void fill_pattern(uint8_t *buf, size_t len, uint32_t seed)
 static bool env_direct;
 /* The next env_create serves its disk from this backend instead. */
 static struct blk_backend *env_backend;
+/* The next env_create makes its disk file in this directory. */
+static const char *env_dir;
 
 static struct env *env_create(bool readonly, bool ioeventfd_fails)
 {
@@ -64,7 +67,9 @@ static struct env *env_create(bool readonly, bool ioeventfd_fails)
     dup2(lfd, 2);
     close(lfd);
 
-    snprintf(e->path, sizeof(e->path), "/var/tmp/vdfs-virtio-disk-XXXXXX");
+    snprintf(e->path, sizeof(e->path), "%s/vdfs-virtio-disk-XXXXXX",
+             env_dir ? env_dir : "/var/tmp");
+    env_dir = NULL;
     int fd = mkstemp(e->path);
     assert_true(fd >= 0);
     uint8_t *buf = malloc(DISK_SIZE);
@@ -438,6 +443,98 @@ static void test_adjacent_requests_merge(void **state)
         assert_int_equal(req_status(e, k), 0);
         file_read(e, expect, sizeof(expect), 4096ll * k);
         assert_memory_equal(tdrv_ptr(&e->t, buf + 4096ull * k), expect, sizeof(expect));
+    }
+    env_destroy(e);
+    (void)state;
+}
+
+/* Reads `n` (at most 20) ranges in one kick and checks each against the
+ * pattern env_create wrote. */
+static void read_batch_and_check(struct env *e, const uint64_t *offset, const uint32_t *len,
+                                 unsigned n)
+{
+    static uint8_t expect[DISK_SIZE];
+    fill_pattern(expect, DISK_SIZE, 1);
+    uint64_t buf = tdrv_alloc(&e->t, 20 * 8192ull);
+    uint16_t target = (uint16_t)(tdrv_used_idx(&e->t, 0) + n);
+    for (unsigned k = 0; k < n; k++)
+        blk_request(e, k, 0, offset[k] / 512, buf + 8192ull * k, len[k], true);
+    tdrv_kick(&e->t, 0);
+    assert_true(tdrv_wait_used(&e->t, 0, target));
+    for (unsigned k = 0; k < n; k++) {
+        assert_int_equal(req_status(e, k), 0);
+        assert_memory_equal(tdrv_ptr(&e->t, buf + 8192ull * k), expect + offset[k], len[k]);
+    }
+}
+
+/* Drops the disk file's pages from `from` to its end from the page cache
+ * and checks that they are gone and the ones before are there. */
+static void evict_tail(struct env *e, uint64_t from)
+{
+    int fd = open(e->path, O_RDONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(fsync(fd), 0); /* only clean pages can be dropped */
+    assert_int_equal(posix_fadvise(fd, (off_t)from, 0, POSIX_FADV_DONTNEED), 0);
+    void *map = mmap(NULL, DISK_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    assert_true(map != MAP_FAILED);
+    static unsigned char resident[DISK_SIZE / 4096];
+    assert_int_equal(mincore(map, DISK_SIZE, resident), 0);
+    for (uint64_t page = 0; page < DISK_SIZE / 4096; page++)
+        assert_int_equal(resident[page] & 1, page * 4096 < from);
+    munmap(map, DISK_SIZE);
+    close(fd);
+}
+
+/* A buffered disk first tries the page cache alone for reads (RWF_NOWAIT)
+ * and reads from the disk what the cache does not hold whole: ranges not
+ * in the cache, one half in it, and a long run of misses and then of hits
+ * (which switch the device between its two ways of reading) all return
+ * the file's bytes. */
+static void test_reads_from_cache_and_disk(void **state)
+{
+    struct env *e = env_create(false, false);
+    const uint64_t half = DISK_SIZE / 2;
+    uint64_t offset[20];
+    uint32_t len[20];
+    for (int round = 0; round < 3; round++) {
+        evict_tail(e, half);
+        /* Mostly misses, one read starting in the cache and ending out of it. */
+        for (unsigned k = 0; k < 20; k++) {
+            offset[k] = k < 4 ? 12288ull * k : half + 36864ull * k + 512ull * round;
+            len[k] = 4096;
+        }
+        offset[19] = half - 4096;
+        len[19] = 8192;
+        read_batch_and_check(e, offset, len, 20);
+    }
+    /* Hits only, enough of them for the device to go back to the cache. */
+    for (int batch = 0; batch < 20; batch++) {
+        for (unsigned k = 0; k < 20; k++) {
+            offset[k] = 20480ull * k + 4096ull * (unsigned)batch;
+            len[k] = 4096;
+        }
+        read_batch_and_check(e, offset, len, 20);
+    }
+    env_destroy(e);
+    (void)state;
+}
+
+/* tmpfs takes no RWF_NOWAIT: every read goes to the "disk", correctly. */
+static void test_reads_without_nowait(void **state)
+{
+    struct stat st;
+    if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode))
+        skip();
+    env_dir = "/dev/shm";
+    struct env *e = env_create(false, false);
+    uint64_t offset[20];
+    uint32_t len[20];
+    for (int batch = 0; batch < 4; batch++) {
+        for (unsigned k = 0; k < 20; k++) {
+            offset[k] = 65536ull * k + 8192ull * (unsigned)batch;
+            len[k] = k % 2 ? 8192 : 4096;
+        }
+        read_batch_and_check(e, offset, len, 20);
     }
     env_destroy(e);
     (void)state;
@@ -957,6 +1054,8 @@ int main(void)
         cmocka_unit_test(test_many_in_flight),
         cmocka_unit_test(test_adjacent_requests_merge),
         cmocka_unit_test(test_cache_none),
+        cmocka_unit_test(test_reads_from_cache_and_disk),
+        cmocka_unit_test(test_reads_without_nowait),
         cmocka_unit_test(test_flush_and_get_id),
         cmocka_unit_test(test_discard_punches),
         cmocka_unit_test(test_write_zeroes),
