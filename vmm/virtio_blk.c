@@ -41,6 +41,10 @@
 #define CACHE_WINDOW 16
 #define CACHE_MAX_MISSES 4
 #define CACHE_PROBE_EVERY 16
+/* Larger reads always go the disk's way: beside their copy, the system
+ * call saved is nothing, and a streaming read that finds only part of its
+ * range read ahead would copy that part twice. */
+#define CACHE_TRY_MAX_BYTES (64u << 10)
 
 /* ---------------------------------------------------------------------- */
 /* io_uring file backend                                                   */
@@ -143,13 +147,13 @@ static struct blk_file *to_file(struct blk_backend *be)
  * submitting system call: one call for a whole batch of them costs less
  * than one each (1.4 against 2.2 us of host CPU per 4 KiB read here).  A
  * read the disk must serve wants its own call instead (req_submit), and
- * trying the cache first delays it, so that is done only while the cache
- * serves most reads. */
+ * trying the cache first delays it, so that is done only for small reads
+ * and only while the cache serves most of them. */
 static int file_read(struct blk_backend *be, struct blk_io *io)
 {
     struct blk_file *f = to_file(be);
     bool try_cache = false;
-    if (!f->direct && !f->cache_unsupported) {
+    if (!f->direct && !f->cache_unsupported && io->len <= CACHE_TRY_MAX_BYTES) {
         try_cache = f->reads_try_cache || ++f->reads_since_probe >= CACHE_PROBE_EVERY;
         if (try_cache)
             f->reads_since_probe = 0;

@@ -8,7 +8,10 @@
 #
 # Both VMMs boot the same guest.elf with the same command line on the same
 # disk file, with the same host caching: O_DIRECT (vdfs-vm `cache=none`,
-# QEMU `cache=none,aio=io_uring`), 1 vCPU, 256 MiB.  QEMU is
+# QEMU `cache=none,aio=io_uring`), 1 vCPU, 256 MiB.  BLK_CACHE=writeback
+# puts both on the host page cache instead (`cache=writeback`), with the
+# file read once first so that it starts cached; BLK_CACHE=cold does the
+# same but drops the page cache before every run (needs root).  QEMU is
 # `-M microvm,pcie=on` with virtio-blk-pci (modern only).  Runs alternate
 # between the VMMs, which one goes first rotating too, so that load from
 # other processes hits all of them; the figures are medians over RUNS runs.
@@ -50,8 +53,8 @@ export VDFS_VM_RUN_DIR="$work/run"
 # writes to invalidate.
 dd if=/dev/urandom of="$work/disk.img" bs=1M count="$size_mib" oflag=direct status=none
 sync
-# With the host page cache on both, every run starts from a cached file.
-[ "${BLK_CACHE:-none}" = writeback ] && cat "$work/disk.img" >/dev/null
+# BLK_CACHE=writeback: every run starts from a cached file.
+if [ "${BLK_CACHE:-none}" = writeback ]; then cat "$work/disk.img" >/dev/null; fi
 
 # Not exec: the EXIT trap must still remove the disk file.
 python3 - "$vm" "$guest" "$work/disk.img" "$runs" "$seconds" "$baseline" <<'PY'
@@ -60,9 +63,10 @@ import os, re, statistics, subprocess, sys, tempfile, time
 vm, guest, disk, runs, seconds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 baseline = sys.argv[6]
 MEM_MB = 256
-CACHE = os.environ.get("BLK_CACHE", "none")
-if CACHE not in ("none", "writeback"):
-    raise SystemExit(f"BLK_CACHE={CACHE}: expected none or writeback")
+MODE = os.environ.get("BLK_CACHE", "none")
+if MODE not in ("none", "writeback", "cold"):
+    raise SystemExit(f"BLK_CACHE={MODE}: expected none, writeback or cold")
+CACHE = "none" if MODE == "none" else "writeback"
 
 def tsc_khz():
     # The guest converts rdtsc ticks with this; KVM gives the guest the host's TSC rate.
@@ -118,6 +122,10 @@ def run(cmd):
     # I/O submission and completion), sampled from /proc until it exits:
     # a cost per I/O that, unlike IOPS, barely moves with the machine's load.
     # Output to files, not pipes: nobody reads a pipe while the VMM runs.
+    if MODE == "cold":
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         p = subprocess.Popen(cmd, stdout=out, stderr=err)
         samples = []
@@ -171,7 +179,9 @@ with open("/proc/loadavg") as f:
     load_after = f.read().split()[:3]
 
 print(f"\nvirtio-blk from the test guest, {seconds} s per run, median of {runs} runs, "
-      f"cache={CACHE}{' (O_DIRECT)' if CACHE == 'none' else ' (host page cache)'} on both, 1 vCPU, {MEM_MB} MiB, tsc_khz={TSC_KHZ}")
+      f"cache={CACHE}" + {"none": " (O_DIRECT)", "writeback": " (host page cache, file cached)",
+                          "cold": " (host page cache, dropped before each run)"}[MODE] +
+      f" on both, 1 vCPU, {MEM_MB} MiB, tsc_khz={TSC_KHZ}")
 print(f"load average before {' '.join(load_before)}, after {' '.join(load_after)} "
       f"({os.cpu_count()} cores)")
 names = [vmm for vmm, _ in VMMS]
