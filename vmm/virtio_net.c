@@ -28,6 +28,12 @@
 #define RX_QUEUE 0
 #define TX_QUEUE 1
 #define BATCH 64
+/* Frames handed to the switch in one sendmmsg, and the iovec room they
+ * share (at least one chain's worth, VIRTQ_MAX_SIZE). */
+#define TX_BATCH 32
+#define TX_IOV_POOL 512
+/* Frames taken from the switch in one recvmmsg. */
+#define RX_BATCH VIRTIO_NET_RX_HOLD
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define FRAME_MAX (VDSW_MAX_MTU + VDSW_FRAME_OVERHEAD)
@@ -53,8 +59,20 @@ struct virtio_net {
     bool connect_error_logged;
     struct virtio_net_stats stats;
     struct iovec iov[VIRTQ_MAX_SIZE];
-    struct iovec frame_iov[VIRTQ_MAX_SIZE];
-    uint8_t frame[FRAME_MAX + 1];
+    /* Frames received from the switch; rx_next to rx_have-1 wait for
+     * receive buffers. */
+    unsigned rx_next, rx_have;
+    struct mmsghdr rx_msgs[RX_BATCH];
+    struct iovec rx_iov[RX_BATCH];
+    uint8_t rx_frames[RX_BATCH][FRAME_MAX + 1];
+    /* TX chains taken from the ring and not yet given back, in ring order
+     * (tx_nheads; dropped ones among them), and their frames: frames
+     * tx_sent to tx_count-1 still go to the switch (kept while the socket
+     * is full). */
+    unsigned tx_nheads, tx_count, tx_sent, tx_iov_used;
+    uint16_t tx_heads[TX_BATCH];
+    struct mmsghdr tx_msgs[TX_BATCH];
+    struct iovec tx_iov[TX_IOV_POOL];
 };
 
 static struct virtio_net *nics[MAX_NICS];
@@ -117,6 +135,7 @@ static void disconnect(struct virtio_net *net, const char *why)
     }
     net->state = LINK_DISCONNECTED;
     net->tx_blocked = false;
+    net->rx_next = net->rx_have = 0; /* frames of a lost port are dropped */
     net->sock_events = 0;
     set_link(net, false);
     arm_timer(net, net->backoff_ms);
@@ -214,6 +233,25 @@ static void queue_broken(struct virtio_net *net, const char *why)
     virtio_pci_set_needs_reset(net->vp, why);
 }
 
+/* Takes up to `want` frames from the switch.  Returns false when there
+ * are none (or the port was lost). */
+static bool rx_receive(struct virtio_net *net, unsigned want)
+{
+    for (unsigned i = 0; i < want; i++) {
+        net->rx_iov[i] = (struct iovec){net->rx_frames[i], sizeof(net->rx_frames[i])};
+        net->rx_msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &net->rx_iov[i], .msg_iovlen = 1}};
+    }
+    int got = recvmmsg(net->sock, net->rx_msgs, want, MSG_DONTWAIT, NULL);
+    if (got <= 0) {
+        if (got == 0 || (errno != EAGAIN && errno != EINTR))
+            disconnect(net, got == 0 ? "switch closed the port" : strerror(errno));
+        return false;
+    }
+    net->rx_next = 0;
+    net->rx_have = (unsigned)got;
+    return true;
+}
+
 static void net_rx(struct virtio_net *net)
 {
     struct virtqueue *vq = virtio_pci_live_queue(net->vp, RX_QUEUE);
@@ -226,7 +264,14 @@ static void net_rx(struct virtio_net *net)
     char err[256];
     bool pushed = false;
     net->rx_starved = false;
-    for (int frames = 0; frames < BATCH;) {
+    for (unsigned frames = 0; frames < BATCH;) {
+        /* Take no more than this pass may still use: then frames are held
+         * only when buffers run out (the driver's next kick brings them),
+         * never when the pass stops at BATCH (no EPOLLIN would come for
+         * frames already out of the socket). */
+        if (net->rx_next == net->rx_have &&
+            !rx_receive(net, BATCH - frames < RX_BATCH ? BATCH - frames : RX_BATCH))
+            break;
         struct virtq_chain c = {.iov = net->iov, .iov_cap = VIRTQ_MAX_SIZE};
         int rc = virtqueue_pop(vq, &c, err, sizeof(err));
         if (rc < 0) {
@@ -236,7 +281,7 @@ static void net_rx(struct virtio_net *net)
         if (rc == 0) {
             if (virtqueue_enable_notify(vq))
                 continue; /* buffers arrived meanwhile */
-            net->rx_starved = true;
+            net->rx_starved = true; /* the frame waits for a buffer */
             break;
         }
         if (c.nout) {
@@ -245,15 +290,16 @@ static void net_rx(struct virtio_net *net)
             queue_broken(net, err);
             return;
         }
-        ssize_t n = recv(net->sock, net->frame, sizeof(net->frame), MSG_DONTWAIT | MSG_TRUNC);
-        if (n <= 0) {
+        const uint8_t *frame = net->rx_frames[net->rx_next];
+        size_t n = net->rx_msgs[net->rx_next].msg_len;
+        if (n == 0) { /* a SEQPACKET socket's end of file */
             virtqueue_unpop(vq, c.head);
-            if (n == 0 || (errno != EAGAIN && errno != EINTR))
-                disconnect(net, n == 0 ? "switch closed the port" : strerror(errno));
+            disconnect(net, "switch closed the port");
             break;
         }
+        net->rx_next++;
         frames++; /* dropped ones too: a flood of them must not hold the device */
-        if ((size_t)n > FRAME_MAX || (uint64_t)n + VIRTIO_NET_HDR_LEN > c.in_len) {
+        if (n > FRAME_MAX || (uint64_t)n + VIRTIO_NET_HDR_LEN > c.in_len) {
             net->stats.rx_dropped_oversize++;
             virtqueue_unpop(vq, c.head);
             continue;
@@ -261,7 +307,7 @@ static void net_rx(struct virtio_net *net)
         uint8_t hdr[VIRTIO_NET_HDR_LEN] = {0};
         pci_put16(hdr + 10, 1); /* num_buffers */
         iov_copy_to(c.iov, c.nin, 0, hdr, sizeof(hdr));
-        iov_copy_to(c.iov, c.nin, sizeof(hdr), net->frame, (size_t)n);
+        iov_copy_to(c.iov, c.nin, sizeof(hdr), frame, n);
         virtqueue_push(vq, c.head, (uint32_t)n + VIRTIO_NET_HDR_LEN);
         net->stats.rx_frames++;
         pushed = true;
@@ -270,34 +316,75 @@ static void net_rx(struct virtio_net *net)
         virtio_pci_interrupt_queue(net->vp, RX_QUEUE);
 }
 
-/* Sends (or drops) one popped TX chain.  Returns false if the socket is
- * full and the chain was given back. */
-static bool tx_one(struct virtio_net *net, struct virtqueue *vq, const struct virtq_chain *c)
+/* Sends the batched frames, then gives every batched chain back to the
+ * driver.  Returns false if the socket filled first: the rest stay
+ * batched, and are sent on EPOLLOUT. */
+static bool tx_send_batch(struct virtio_net *net, struct virtqueue *vq, bool *pushed)
+{
+    while (net->tx_sent < net->tx_count) {
+        if (net->state != LINK_CONNECTED) {
+            net->stats.tx_dropped_disconnected += net->tx_count - net->tx_sent;
+            break;
+        }
+        int sent = sendmmsg(net->sock, net->tx_msgs + net->tx_sent, net->tx_count - net->tx_sent,
+                            MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent > 0) {
+            net->tx_sent += (unsigned)sent;
+            net->stats.tx_frames += (unsigned)sent;
+            continue;
+        }
+        if (sent < 0 && errno == EINTR)
+            continue;
+        if (sent < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
+            net->tx_blocked = true;
+            return false;
+        }
+        net->stats.tx_dropped_disconnected += net->tx_count - net->tx_sent;
+        net->tx_sent = net->tx_count;
+        disconnect(net, sent < 0 ? strerror(errno) : "the switch took no frame");
+        break;
+    }
+    for (unsigned i = 0; i < net->tx_nheads; i++)
+        virtqueue_push(vq, net->tx_heads[i], 0);
+    *pushed |= net->tx_nheads > 0;
+    net->tx_nheads = net->tx_count = net->tx_sent = net->tx_iov_used = 0;
+    return true;
+}
+
+/* Batches one popped TX chain, with its frame unless it is dropped (a
+ * malformed chain, or no switch to send to).  Chains go back to the driver
+ * in ring order, a batch at a time.  Returns false if the socket filled:
+ * the chain was then given back, or is batched. */
+static bool tx_take(struct virtio_net *net, struct virtqueue *vq, const struct virtq_chain *c,
+                    bool *pushed)
 {
     uint64_t frame_len = c->out_len >= VIRTIO_NET_HDR_LEN ? c->out_len - VIRTIO_NET_HDR_LEN : 0;
+    bool dropped = false;
     if (c->out_len < VIRTIO_NET_HDR_LEN || frame_len < 14 ||
         frame_len > (uint64_t)net->stats.mtu + VDSW_FRAME_OVERHEAD) {
         net->stats.tx_dropped_malformed++;
-        return true;
-    }
-    if (net->state != LINK_CONNECTED) {
+        dropped = true;
+    } else if (net->state != LINK_CONNECTED) {
         net->stats.tx_dropped_disconnected++;
-        return true;
+        dropped = true;
     }
-    int n = iov_slice(c->iov, c->nout, VIRTIO_NET_HDR_LEN, frame_len, net->frame_iov, VIRTQ_MAX_SIZE);
-    struct msghdr mh = {.msg_iov = net->frame_iov, .msg_iovlen = (size_t)n};
-    ssize_t sent = sendmsg(net->sock, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (sent < 0 && (errno == EAGAIN || errno == ENOBUFS)) {
-        virtqueue_unpop(vq, c->head);
-        net->tx_blocked = true;
-        return false;
+    int n = dropped ? 0 : iov_slice(c->iov, c->nout, VIRTIO_NET_HDR_LEN, frame_len,
+                      net->tx_iov + net->tx_iov_used, TX_IOV_POOL - net->tx_iov_used);
+    if (n < 0) { /* no iovec room left: send the batch, then take the chain */
+        if (!tx_send_batch(net, vq, pushed)) {
+            virtqueue_unpop(vq, c->head); /* the newest taken, so it can go back */
+            return false;
+        }
+        return tx_take(net, vq, c, pushed);
     }
-    if (sent < 0) {
-        net->stats.tx_dropped_disconnected++;
-        disconnect(net, strerror(errno));
-        return true;
+    net->tx_heads[net->tx_nheads++] = c->head;
+    if (!dropped) {
+        net->tx_msgs[net->tx_count++] = (struct mmsghdr){
+            .msg_hdr = {.msg_iov = net->tx_iov + net->tx_iov_used, .msg_iovlen = (size_t)n}};
+        net->tx_iov_used += (unsigned)n;
     }
-    net->stats.tx_frames++;
+    if (net->tx_nheads == TX_BATCH)
+        return tx_send_batch(net, vq, pushed);
     return true;
 }
 
@@ -308,6 +395,8 @@ static void net_tx(struct virtio_net *net)
         return;
     char err[256];
     bool pushed = false;
+    if (!tx_send_batch(net, vq, &pushed))
+        goto out;
     for (;;) {
         virtqueue_disable_notify(vq);
         for (;;) {
@@ -325,11 +414,11 @@ static void net_tx(struct virtio_net *net)
                 queue_broken(net, err);
                 return;
             }
-            if (!tx_one(net, vq, &c))
+            if (!tx_take(net, vq, &c, &pushed))
                 goto out; /* resumed on EPOLLOUT */
-            virtqueue_push(vq, c.head, 0);
-            pushed = true;
         }
+        if (!tx_send_batch(net, vq, &pushed))
+            goto out;
         if (!virtqueue_enable_notify(vq))
             break;
     }
@@ -398,6 +487,7 @@ static void net_reset(void *opaque)
 {
     struct virtio_net *net = opaque;
     net->tx_blocked = false; /* the ring it referred to is gone */
+    net->tx_nheads = net->tx_count = net->tx_sent = net->tx_iov_used = 0;
     net->rx_starved = true;  /* until the new driver posts buffers */
 }
 
@@ -511,6 +601,7 @@ int virtio_net_get_stats(int index, struct virtio_net_stats *out)
         return -ENOENT;
     virtio_pci_lock(net->vp);
     *out = net->stats;
+    out->rx_held = net->rx_have - net->rx_next;
     virtio_pci_unlock(net->vp);
     return 0;
 }

@@ -26,11 +26,17 @@
 
 #define VIRTIO_NET_DEFAULT_SOCKET VDSW_SOCKET_DIR "/sw0.sock"
 
+/* Frames the device may hold, taken from the switch port, while the
+ * driver has no receive buffer for them (they are dropped if the port is
+ * lost first). */
+#define VIRTIO_NET_RX_HOLD 16
+
 struct virtio_net_stats {
     uint64_t tx_frames, rx_frames;
     uint64_t tx_dropped_disconnected; /* the switch was not connected */
     uint64_t tx_dropped_malformed;    /* runt, oversize or header-less chains */
     uint64_t rx_dropped_oversize;     /* larger than the posted buffer */
+    uint32_t rx_held;                 /* taken from the port, waiting for a buffer */
     uint64_t connects;                /* successful hellos, reconnects included */
     bool link_up;
     uint32_t port_id;
