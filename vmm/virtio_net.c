@@ -368,8 +368,10 @@ static bool tx_take(struct virtio_net *net, struct virtqueue *vq, const struct v
         net->stats.tx_dropped_disconnected++;
         dropped = true;
     }
-    int n = dropped ? 0 : iov_slice(c->iov, c->nout, VIRTIO_NET_HDR_LEN, frame_len,
-                      net->tx_iov + net->tx_iov_used, TX_IOV_POOL - net->tx_iov_used);
+    int n = 0;
+    if (!dropped)
+        n = iov_slice(c->iov, c->nout, VIRTIO_NET_HDR_LEN, frame_len, net->tx_iov + net->tx_iov_used,
+                      TX_IOV_POOL - net->tx_iov_used);
     if (n < 0) { /* no iovec room left: send the batch, then take the chain */
         if (!tx_send_batch(net, vq, pushed)) {
             virtqueue_unpop(vq, c->head); /* the newest taken, so it can go back */
