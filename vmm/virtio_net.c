@@ -265,13 +265,6 @@ static void net_rx(struct virtio_net *net)
     bool pushed = false;
     net->rx_starved = false;
     for (unsigned frames = 0; frames < BATCH;) {
-        /* Take no more than this pass may still use: then frames are held
-         * only when buffers run out (the driver's next kick brings them),
-         * never when the pass stops at BATCH (no EPOLLIN would come for
-         * frames already out of the socket). */
-        if (net->rx_next == net->rx_have &&
-            !rx_receive(net, BATCH - frames < RX_BATCH ? BATCH - frames : RX_BATCH))
-            break;
         struct virtq_chain c = {.iov = net->iov, .iov_cap = VIRTQ_MAX_SIZE};
         int rc = virtqueue_pop(vq, &c, err, sizeof(err));
         if (rc < 0) {
@@ -289,6 +282,16 @@ static void net_rx(struct virtio_net *net)
                                        "descriptors", c.head);
             queue_broken(net, err);
             return;
+        }
+        /* Frames leave the socket only when there is a buffer for the
+         * first of them, and never more than this pass may still use:
+         * then frames are held only when buffers run out (the driver's
+         * next kick brings them), never when the pass stops at BATCH (no
+         * EPOLLIN would come for frames already out of the socket). */
+        if (net->rx_next == net->rx_have &&
+            !rx_receive(net, BATCH - frames < RX_BATCH ? BATCH - frames : RX_BATCH)) {
+            virtqueue_unpop(vq, c.head);
+            break;
         }
         const uint8_t *frame = net->rx_frames[net->rx_next];
         size_t n = net->rx_msgs[net->rx_next].msg_len;
