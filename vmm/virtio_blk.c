@@ -57,14 +57,13 @@ struct blk_file {
     struct blk_backend be;
     int fd;          /* O_DIRECT when the disk is cache=none */
     int fd_buffered; /* cache=none: for requests O_DIRECT cannot take; else -1 */
-    bool direct;     /* cache=none */
     uint32_t dio_mem_align, dio_offset_align;
     int efd;
     uint64_t capacity;
     struct io_uring ring;
-    /* Submission queue entries that must reach the kernel at once (see
-     * file_submit), and ones that may wait for the end of the batch. */
-    bool urgent_unsubmitted, unsubmitted;
+    /* An unsubmitted entry must reach the kernel at once (see file_submit);
+     * the others may wait for the end of the batch. */
+    bool urgent_unsubmitted;
     /* Buffered disks: whether reads try the page cache first, and how the
      * tries of the current window went. */
     bool reads_try_cache, cache_unsupported;
@@ -81,13 +80,19 @@ static struct io_uring_sqe *file_sqe(struct blk_file *f)
     return sqe;
 }
 
+/* cache=writeback: fd is the only descriptor, and it is buffered. */
+static bool file_buffered(const struct blk_file *f)
+{
+    return f->fd_buffered < 0;
+}
+
 /* O_DIRECT needs the file offset, every segment's address and every
  * segment's length aligned; a guest may send 512-byte pieces anywhere, and
  * those go through the page cache instead (the kernel writes back and
  * invalidates cached pages around direct I/O, so both views agree). */
 static bool direct_ok(const struct blk_file *f, const struct blk_io *io)
 {
-    if (f->fd_buffered < 0)
+    if (file_buffered(f))
         return true;
     if (io->offset % f->dio_offset_align)
         return false;
@@ -132,8 +137,7 @@ static int file_queue(struct blk_file *f, struct blk_io *io, enum file_op op)
     io_uring_sqe_set_data(sqe, io);
     /* Only what may touch the disk is urgent: a copy from or into the page
      * cache starts no disk I/O for a batch to hold up. */
-    bool page_cache_only = op == FILE_READ_CACHED || (op == FILE_WRITE && !f->direct);
-    f->unsubmitted = true;
+    bool page_cache_only = op == FILE_READ_CACHED || (op == FILE_WRITE && file_buffered(f));
     f->urgent_unsubmitted |= !page_cache_only;
     return 0;
 }
@@ -153,7 +157,7 @@ static int file_read(struct blk_backend *be, struct blk_io *io)
 {
     struct blk_file *f = to_file(be);
     bool try_cache = false;
-    if (!f->direct && !f->cache_unsupported && io->len <= CACHE_TRY_MAX_BYTES) {
+    if (file_buffered(f) && !f->cache_unsupported && io->len <= CACHE_TRY_MAX_BYTES) {
         try_cache = f->reads_try_cache || ++f->reads_since_probe >= CACHE_PROBE_EVERY;
         if (try_cache)
             f->reads_since_probe = 0;
@@ -199,15 +203,15 @@ static void file_submit(struct blk_backend *be)
     struct blk_file *f = to_file(be);
     if (f->urgent_unsubmitted) {
         io_uring_submit(&f->ring);
-        f->urgent_unsubmitted = f->unsubmitted = false;
+        f->urgent_unsubmitted = false;
     }
 }
 static void file_end_batch(struct blk_backend *be)
 {
     struct blk_file *f = to_file(be);
-    if (f->unsubmitted) {
+    if (io_uring_sq_ready(&f->ring)) {
         io_uring_submit(&f->ring);
-        f->urgent_unsubmitted = f->unsubmitted = false;
+        f->urgent_unsubmitted = false;
     }
 }
 static int file_completion_fd(struct blk_backend *be)
@@ -421,8 +425,7 @@ struct blk_backend *blk_file_open(const char *path, bool readonly, bool direct, 
     }
     f->be.ops = &file_ops;
     f->be.readonly = readonly;
-    f->direct = direct;
-    f->reads_try_cache = !direct;
+    f->reads_try_cache = true;
     return &f->be;
 }
 
